@@ -1,0 +1,37 @@
+# Podium: `make up` runs it, `make test` tests it. Both set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.podium-installed
+# CPU torch first (when a later extra needs torch), so pip never pulls CUDA builds.
+PIP := $(BIN)/python -m pip
+
+.PHONY: up setup test lint services bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+up: setup
+	$(BIN)/podium up
+
+services:
+	@bash scripts/services.sh
+
+lint: setup
+	$(BIN)/ruff check podium tests bench
+	$(BIN)/lint-imports
+
+test: setup services lint
+	$(BIN)/pytest -q -n 2 --db all
+
+bench: setup services
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

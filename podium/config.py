@@ -1,0 +1,81 @@
+"""One Settings object for the SDK, the server and the CLI.
+
+Precedence: explicit argument > environment (``PODIUM_*``) > default. Nothing here
+reads the environment at import time: entry points build ``Settings()`` once and pass
+it down. Every field's description is its documentation; ``docs/configuration.md`` is
+checked against this class by a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PODIUM_", extra="ignore", validate_default=True)
+
+    # --- where things live -------------------------------------------------------------
+    home: Path = Field(
+        default=Path("~/.podium"),
+        description="Data directory: the SQLite database and the default keys file live here.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store. Default: sqlite:///$PODIUM_HOME/podium.db. "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/db.",
+    )
+    redis_url: str | None = Field(default=None, description="Redis URL for shared limits and caches (later).")
+
+    # --- server ---------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address `podium up` binds to.")
+    port: int = Field(default=8700, description="Port `podium up` listens on.")
+    max_request_bytes: int = Field(
+        default=20 * 1024 * 1024, description="Largest accepted request body (bytes); larger gets 413."
+    )
+    max_batch_items: int = Field(default=5000, description="Largest accepted ingestion batch (items).")
+    ingest_queue_max_items: int = Field(
+        default=200_000,
+        description="Items waiting for the writer before ingestion answers 429 with Retry-After.",
+    )
+    ingest_write_batch: int = Field(default=5000, description="Most items the writer commits in one transaction.")
+    log_format: str = Field(default="text", description="Server log format: text or json.")
+
+    # --- SDK ------------------------------------------------------------------------------
+    base_url: str = Field(default="http://127.0.0.1:8700", description="Where the SDK sends data.")
+    public_key: str | None = Field(default=None, description="Project public key (pk-...).")
+    secret_key: str | None = Field(default=None, description="Project secret key (sk-...).")
+    tracing_enabled: bool = Field(default=True, description="Kill switch: false turns every SDK call into a no-op.")
+    sample_rate: float = Field(default=1.0, description="Fraction of traces the SDK keeps (0..1), decided per trace.")
+    flush_at: int = Field(default=512, description="SDK sends a batch once this many items are queued.")
+    flush_interval: float = Field(default=1.0, description="SDK sends queued items at least this often (seconds).")
+    max_queue_size: int = Field(
+        default=100_000, description="SDK queue bound; items beyond it are dropped and counted."
+    )
+    timeout: float = Field(default=10.0, description="SDK HTTP timeout (seconds).")
+    max_retries: int = Field(default=5, description="SDK retries of a batch on 5xx/429/network errors.")
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _check_rate(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError("PODIUM_SAMPLE_RATE must be between 0 and 1, e.g. 0.25")
+        return v
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home_dir / 'podium.db'}"
+
+    @property
+    def default_keys_file(self) -> Path:
+        return self.home_dir / "default-keys.env"

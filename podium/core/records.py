@@ -1,0 +1,198 @@
+"""Wire records of the native ingestion API (``POST /api/v1/ingest``).
+
+A batch is ``{"batch": [{"type": "span"|"trace"|"score", "body": {...}}, ...]}``. Each
+item is validated on its own: a bad item is reported with its index and never stops
+the valid ones from being stored. Writes are idempotent upserts keyed by id, so a
+retried batch never duplicates; a field sent as ``null`` or left out never erases
+what an earlier write stored (a span's end may arrive after its start).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ID_PATTERN",
+    "CostIn",
+    "IngestItem",
+    "ScoreDataType",
+    "ScoreIn",
+    "SpanIn",
+    "SpanKind",
+    "SpanStatus",
+    "TraceIn",
+    "UsageIn",
+    "utc",
+]
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+
+
+def _check_id(v: str) -> str:
+    if not ID_PATTERN.match(v):
+        raise ValueError(
+            "ids are 1-128 characters of letters, digits, '_', '-', '.', ':' "
+            "(OpenTelemetry hex ids and UUIDs both fit)"
+        )
+    return v
+
+
+def utc(v: datetime) -> datetime:
+    """Make a datetime timezone-aware UTC (naive values are taken as UTC)."""
+    if v.tzinfo is None:
+        return v.replace(tzinfo=UTC)
+    return v.astimezone(UTC)
+
+
+Id = Annotated[str, AfterValidator(_check_id)]
+UtcTime = Annotated[datetime, AfterValidator(utc)]
+Name = Annotated[str, Field(max_length=1000)]
+Tag = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SpanKind(StrEnum):
+    SPAN = "span"
+    GENERATION = "generation"
+    TOOL = "tool"
+    RETRIEVAL = "retrieval"
+    EMBEDDING = "embedding"
+    AGENT = "agent"
+    CHAIN = "chain"
+    EVENT = "event"
+    GUARDRAIL = "guardrail"
+    EVALUATOR = "evaluator"
+    RERANKER = "reranker"
+
+
+class SpanStatus(StrEnum):
+    UNSET = "unset"
+    OK = "ok"
+    ERROR = "error"
+
+
+class ScoreDataType(StrEnum):
+    NUMERIC = "numeric"
+    BOOLEAN = "boolean"
+    CATEGORICAL = "categorical"
+    TEXT = "text"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
+
+
+class UsageIn(_Strict):
+    input_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0)
+    total_tokens: int | None = Field(default=None, ge=0)
+    details: dict[str, int] | None = None  # e.g. cached_tokens, reasoning_tokens
+
+
+class CostIn(_Strict):
+    """Cost in USD, when the caller knows it; otherwise the server prices the usage."""
+
+    input: float | None = Field(default=None, ge=0)
+    output: float | None = Field(default=None, ge=0)
+    total: float | None = Field(default=None, ge=0)
+
+
+class _TraceHints(_Strict):
+    """Trace-level attributes that may ride on any span (propagate_attributes)."""
+
+    user_id: Annotated[str, Field(max_length=256)] | None = None
+    session_id: Annotated[str, Field(max_length=256)] | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=100)
+    release: Annotated[str, Field(max_length=256)] | None = None
+    environment: Annotated[str, Field(max_length=256)] | None = None
+
+
+class SpanIn(_TraceHints):
+    id: Id
+    trace_id: Id
+    parent_id: Id | None = None
+    name: Name
+    kind: SpanKind = SpanKind.SPAN
+    start_time: UtcTime
+    end_time: UtcTime | None = None
+    status: SpanStatus | None = None
+    status_message: Annotated[str, Field(max_length=10_000)] | None = None
+    input: Any = None
+    output: Any = None
+    metadata: dict[str, Any] | None = None
+    attributes: dict[str, Any] | None = None  # raw OTel attributes we did not map
+    model: Annotated[str, Field(max_length=256)] | None = None
+    provider: Annotated[str, Field(max_length=256)] | None = None
+    model_parameters: dict[str, Any] | None = None
+    usage: UsageIn | None = None
+    cost: CostIn | None = None
+    completion_start_time: UtcTime | None = None  # first token: time to first token = this - start
+    prompt_name: Annotated[str, Field(max_length=256)] | None = None
+    prompt_version: int | None = Field(default=None, ge=1)
+    trace_name: Name | None = None  # sets the trace's name (else the root span's name is used)
+    trace_metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check_times(self) -> SpanIn:
+        if self.end_time is not None and self.end_time < self.start_time:
+            raise ValueError(
+                f"end_time {self.end_time.isoformat()} is before start_time "
+                f"{self.start_time.isoformat()}; send UTC timestamps from one clock"
+            )
+        if self.parent_id is not None and self.parent_id == self.id:
+            raise ValueError("parent_id equals id: a span cannot be its own parent")
+        return self
+
+
+class TraceIn(_TraceHints):
+    """Explicit trace-level data (name, input/output, metadata). Optional: traces are
+    created from their spans; this only adds or overrides trace-level fields."""
+
+    id: Id
+    name: Name | None = None
+    metadata: dict[str, Any] | None = None
+    input: Any = None
+    output: Any = None
+    timestamp: UtcTime | None = None
+
+
+class ScoreIn(_Strict):
+    id: Id | None = None  # give one to make retries idempotent; the server generates one otherwise
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    value: float | bool | str
+    data_type: ScoreDataType | None = None  # inferred from value when left out
+    trace_id: Id | None = None
+    span_id: Id | None = None
+    session_id: Annotated[str, Field(max_length=256)] | None = None
+    source: Literal["api", "sdk", "human", "eval", "llm", "otel"] = "api"
+    comment: Annotated[str, Field(max_length=10_000)] | None = None
+    metadata: dict[str, Any] | None = None
+    timestamp: UtcTime | None = None
+
+    @model_validator(mode="after")
+    def _check_target(self) -> ScoreIn:
+        if self.trace_id is None and self.session_id is None:
+            raise ValueError("a score needs trace_id (optionally with span_id) or session_id")
+        if self.span_id is not None and self.trace_id is None:
+            raise ValueError("span_id needs trace_id too: span ids are unique only within a trace")
+        if self.data_type is None:
+            if isinstance(self.value, bool):
+                self.data_type = ScoreDataType.BOOLEAN
+            elif isinstance(self.value, int | float):
+                self.data_type = ScoreDataType.NUMERIC
+            else:
+                self.data_type = ScoreDataType.CATEGORICAL
+        if self.data_type in (ScoreDataType.NUMERIC, ScoreDataType.BOOLEAN) and isinstance(self.value, str):
+            raise ValueError(f"data_type {self.data_type.value} needs a number or boolean value, got a string")
+        if self.data_type in (ScoreDataType.CATEGORICAL, ScoreDataType.TEXT) and not isinstance(self.value, str):
+            self.value = str(self.value)
+        return self
+
+
+class IngestItem(_Strict):
+    type: Literal["span", "trace", "score"]
+    body: dict[str, Any]

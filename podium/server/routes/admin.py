@@ -1,0 +1,99 @@
+"""The key's project, its API keys and its model price overrides."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+from pydantic import BaseModel, Field
+
+from podium.server.auth import CurrentKey, require_admin, require_read
+from podium.server.schemas import KeyOut, NewKeyOut, PriceIn, PriceOut, ProjectOut
+from podium.server.state import AppState
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["projects"])
+
+
+def _st(request: Request) -> AppState:
+    return request.app.state.podium  # type: ignore[no-any-return]
+
+
+@router.get("/health", tags=["meta"], summary="Liveness and ingest counters (no auth)")
+def health(request: Request) -> dict[str, Any]:
+    st = _st(request)
+    return {
+        "status": "ok",
+        "version": request.app.version,
+        "database": st.store.dialect,
+        "ingest": {
+            "pending": st.ingester.pending,
+            "written": st.ingester.written,
+            "rejected_busy": st.ingester.rejected_busy,
+            "write_errors": st.ingester.write_errors,
+        },
+    }
+
+
+@router.get("/project", response_model=ProjectOut, summary="The project of the calling key")
+def current_project(request: Request, key: CurrentKey) -> dict[str, Any]:
+    return asdict(_st(request).store.projects.get_project(key.project_id))
+
+
+class KeyCreate(BaseModel):
+    role: str = Field(default="member", description="admin | member | ingest | viewer")
+    note: str | None = None
+
+
+@router.get("/keys", response_model=list[KeyOut], summary="API keys of this project")
+def list_keys(request: Request, key: require_admin) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+    return [asdict(k) for k in _st(request).store.projects.list_keys(key.project_id)]
+
+
+@router.post("/keys", response_model=NewKeyOut, status_code=201, summary="Create a key (secret shown once)")
+def create_key(request: Request, key: require_admin, body: KeyCreate | None = None) -> dict[str, Any]:  # type: ignore[valid-type]
+    body = body or KeyCreate()
+    new = _st(request).store.projects.create_key(key.project_id, role=body.role, note=body.note)
+    return {**asdict(new.key), "secret_key": new.secret_key}
+
+
+@router.delete("/keys/{public_key}", response_model=KeyOut, summary="Revoke a key")
+def revoke_key(request: Request, public_key: str, key: require_admin) -> dict[str, Any]:  # type: ignore[valid-type]
+    st = _st(request)
+    revoked = st.store.projects.revoke_key(key.project_id, public_key)
+    st.auth.invalidate()
+    return asdict(revoked)
+
+
+@router.get("/prices", response_model=list[PriceOut], tags=["prices"], summary="Model price overrides")
+def list_prices(request: Request, key: require_read) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+    return _st(request).store.prices.list(key.project_id)
+
+
+@router.put("/prices/{model:path}", response_model=PriceOut, tags=["prices"], summary="Override a model's price")
+def put_price(
+    request: Request,
+    model: str,
+    key: require_admin,  # type: ignore[valid-type]
+    body: Annotated[PriceIn, Body()],
+) -> dict[str, Any]:
+    """USD per 1M tokens. Applies to spans ingested from now on (exact model name)."""
+    st = _st(request)
+    row = st.store.prices.put(
+        key.project_id,
+        model,
+        input_per_million=body.input_per_million,
+        output_per_million=body.output_per_million,
+        cached_input_per_million=body.cached_input_per_million,
+    )
+    st.invalidate_prices(key.project_id)
+    return row
+
+
+@router.delete("/prices/{model:path}", status_code=204, tags=["prices"], summary="Remove a price override")
+def delete_price(request: Request, model: str, key: require_admin) -> None:  # type: ignore[valid-type]
+    st = _st(request)
+    st.store.prices.delete(key.project_id, model)
+    st.invalidate_prices(key.project_id)

@@ -1,0 +1,131 @@
+"""Writes: the native batch API and OTLP/HTTP traces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+
+from podium.core.records import ScoreIn, SpanIn, TraceIn
+from podium.errors import UnsupportedMediaType, ValidationFailed
+from podium.server import otlp
+from podium.server.auth import require_write
+from podium.server.body import read_body, read_json
+from podium.server.convert import BatchBuilder
+from podium.server.errors import pydantic_details
+from podium.server.state import AppState
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_MODELS: dict[str, type[BaseModel]] = {"span": SpanIn, "trace": TraceIn, "score": ScoreIn}
+
+
+class IngestResult(BaseModel):
+    successes: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+
+
+def _describe(e: ValidationError) -> str:
+    parts = []
+    for d in pydantic_details(list(e.errors())):
+        parts.append(f"{d['field']}: {d['message']}" if d["field"] else d["message"])
+    return "; ".join(parts[:5])
+
+
+@router.post(
+    "/api/v1/ingest",
+    response_model=IngestResult,
+    responses={207: {"model": IngestResult, "description": "some items were rejected"}},
+    summary="Ingest a batch of spans, traces and scores",
+)
+async def ingest(request: Request, key: require_write) -> JSONResponse:  # type: ignore[valid-type]
+    """Body: ``{"batch": [{"type": "span"|"trace"|"score", "body": {...}}]}``.
+
+    Each item is validated on its own; valid items are stored (idempotent upsert by id)
+    even when others are rejected. 200 when all were stored, 207 with per-item errors
+    otherwise. The response is sent only after the valid items are committed.
+    """
+    st: AppState = request.app.state.podium
+    payload = await read_json(request, st.settings.max_request_bytes)
+    if not isinstance(payload, dict) or not isinstance(payload.get("batch"), list):
+        raise ValidationFailed(
+            'body must be an object with a "batch" list: {"batch": [{"type": "span", "body": {...}}]}',
+            details=[{"field": "batch", "message": "required list"}],
+        )
+    items = payload["batch"]
+    extra = set(payload) - {"batch", "metadata"}
+    if extra:
+        raise ValidationFailed(
+            f"unknown top-level field(s) {sorted(extra)}; the body has only 'batch' (and optional 'metadata')",
+            details=[{"field": f, "message": "unknown field"} for f in sorted(extra)],
+        )
+    if len(items) > st.settings.max_batch_items:
+        raise ValidationFailed(
+            f"batch of {len(items)} items is over the limit of {st.settings.max_batch_items} "
+            "(PODIUM_MAX_BATCH_ITEMS); split it",
+        )
+    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))  # type: ignore[attr-defined]
+    successes: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        item_id = item.get("body", {}).get("id") if isinstance(item, dict) and isinstance(item.get("body"), dict) else None
+        if not isinstance(item, dict) or item.get("type") not in _MODELS or not isinstance(item.get("body"), dict):
+            errors.append(
+                {
+                    "index": i,
+                    "id": item_id,
+                    "status": 400,
+                    "message": 'each item is {"type": "span"|"trace"|"score", "body": {...}}',
+                }
+            )
+            continue
+        unknown = set(item) - {"type", "body", "id", "timestamp"}
+        if unknown:
+            errors.append({"index": i, "id": item_id, "status": 400, "message": f"unknown item field(s) {sorted(unknown)}"})
+            continue
+        kind = item["type"]
+        try:
+            rec = _MODELS[kind].model_validate(item["body"])
+        except ValidationError as e:
+            errors.append({"index": i, "id": item_id, "status": 400, "message": f"{kind}: {_describe(e)}"})
+            continue
+        if kind == "span":
+            builder.add_span(rec)  # type: ignore[arg-type]
+        elif kind == "trace":
+            builder.add_trace(rec)  # type: ignore[arg-type]
+        else:
+            item_id = builder.add_score(rec)  # type: ignore[arg-type]
+        successes.append({"index": i, "id": item_id})
+    await st.ingester.submit(builder.batch)
+    st.count_ingest(len(successes), len(errors))
+    return JSONResponse({"successes": successes, "errors": errors}, status_code=207 if errors else 200)
+
+
+@router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip ok)")
+@router.post("/api/public/otel/v1/traces", include_in_schema=False)
+async def otlp_traces(request: Request, key: require_write) -> Response:  # type: ignore[valid-type]
+    st: AppState = request.app.state.podium
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype not in ("application/x-protobuf", "application/protobuf", "application/json"):
+        raise UnsupportedMediaType(
+            f"Content-Type {ctype or '(none)'!r} is not OTLP; send application/x-protobuf or application/json"
+        )
+    as_json = ctype == "application/json"
+    body = await read_body(request, st.settings.max_request_bytes)
+    spans, problems = otlp.decode_traces(body, content_type=ctype)
+    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))  # type: ignore[attr-defined]
+    for d in spans:
+        try:
+            builder.add_span(SpanIn.model_validate(d))
+        except ValidationError as e:
+            problems.append(f"span {d.get('id')}: {_describe(e)}")
+    await st.ingester.submit(builder.batch)
+    st.count_ingest(len(builder.batch.spans), len(problems))
+    out = otlp.encode_response(
+        rejected_spans=len(problems), error_message="; ".join(problems[:5]), json=as_json
+    )
+    return Response(out, media_type="application/json" if as_json else "application/x-protobuf")

@@ -1,0 +1,39 @@
+"""The Store: one engine and the repositories over it."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from podium.store.engine import make_engine
+from podium.store.migrate import upgrade
+from podium.store.repos.ingest import IngestRepo
+from podium.store.repos.prices import PriceRepo
+from podium.store.repos.projects import ProjectRepo
+from podium.store.repos.scores import ScoreRepo
+from podium.store.repos.traces import TraceRepo
+
+__all__ = ["Store"]
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.projects = ProjectRepo(engine)
+        self.ingest = IngestRepo(engine)
+        self.traces = TraceRepo(engine)
+        self.scores = ScoreRepo(engine)
+        self.prices = PriceRepo(engine)
+
+    @classmethod
+    def from_url(cls, url: str, *, migrate: bool = True) -> Store:
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+        return cls(engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()

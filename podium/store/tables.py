@@ -1,0 +1,170 @@
+"""The schema, as SQLAlchemy Core tables (repos issue Core statements: bulk upserts are the hot path).
+
+Every table but ``project`` carries ``project_id`` first in its primary key, so every
+query is scoped by project and cannot reach another project's rows by id.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+from podium.store.types import JSONType, UtcDateTime
+
+__all__ = ["api_key", "metadata", "model_price", "project", "score", "span", "trace", "trace_tag"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Money = Numeric(20, 10)
+
+project = Table(
+    "project",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_key = Table(
+    "api_key",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), nullable=False),
+    Column("public_key", String(64), nullable=False, unique=True),
+    # sha256 of the secret: secrets are 32 random bytes, so a slow KDF adds nothing but latency.
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("secret_hint", String(16), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("note", String(500)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+trace = Table(
+    "trace",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("name", String(1000)),
+    Column("name_explicit", Boolean, nullable=False, default=False),
+    Column("user_id", String(256)),
+    Column("session_id", String(256)),
+    Column("release", String(256)),
+    Column("environment", String(256)),
+    Column("metadata", JSONType),
+    Column("input", JSONType),
+    Column("output", JSONType),
+    Column("io_explicit", Boolean, nullable=False, default=False),
+    Column("start_time", UtcDateTime, nullable=False),
+    Column("end_time", UtcDateTime),
+    Column("latency_ms", Float, nullable=False, default=0.0),
+    Column("status", String(8), nullable=False, default="ok"),
+    Column("span_count", Integer, nullable=False, default=0),
+    Column("error_count", Integer, nullable=False, default=0),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("total_tokens", BigInteger, nullable=False, default=0),
+    Column("total_cost", Money, nullable=False, default=0),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "start_time"),
+    Index(None, "project_id", "user_id", "start_time"),
+    Index(None, "project_id", "session_id", "start_time"),
+)
+
+trace_tag = Table(
+    "trace_tag",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("trace_id", String(128), primary_key=True),
+    Column("tag", String(200), primary_key=True),
+    Index(None, "project_id", "tag"),
+)
+
+span = Table(
+    "span",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("trace_id", String(128), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("parent_id", String(128)),
+    Column("name", String(1000), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("start_time", UtcDateTime, nullable=False),
+    Column("end_time", UtcDateTime),
+    Column("latency_ms", Float),
+    Column("status", String(8), nullable=False, default="unset"),
+    Column("status_message", Text),
+    Column("model", String(256)),
+    Column("provider", String(256)),
+    Column("model_parameters", JSONType),
+    Column("input", JSONType),
+    Column("output", JSONType),
+    Column("metadata", JSONType),
+    Column("attributes", JSONType),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("total_tokens", BigInteger),
+    Column("usage_details", JSONType),
+    Column("usage_estimated", Boolean),
+    Column("cost_input", Money),
+    Column("cost_output", Money),
+    Column("cost_total", Money),
+    Column("completion_start_time", UtcDateTime),
+    Column("prompt_name", String(256)),
+    Column("prompt_version", Integer),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "trace_id", "start_time"),
+    Index(None, "project_id", "trace_id", "parent_id"),
+    Index(None, "project_id", "model", "trace_id"),
+)
+
+score = Table(
+    "score",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("trace_id", String(128)),
+    Column("span_id", String(128)),
+    Column("session_id", String(256)),
+    Column("name", String(256), nullable=False),
+    Column("data_type", String(16), nullable=False),
+    Column("value", Float),
+    Column("string_value", Text),
+    Column("source", String(16), nullable=False),
+    Column("comment", Text),
+    Column("metadata", JSONType),
+    Column("timestamp", UtcDateTime, nullable=False),
+    Index(None, "project_id", "trace_id"),
+    Index(None, "project_id", "name", "timestamp"),
+    Index(None, "project_id", "session_id"),
+)
+
+model_price = Table(
+    "model_price",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(256), primary_key=True),
+    Column("input_per_million", Money, nullable=False),
+    Column("output_per_million", Money, nullable=False),
+    Column("cached_input_per_million", Money),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

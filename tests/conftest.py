@@ -1,0 +1,193 @@
+"""Shared fixtures: a fresh PODIUM_HOME per test, the store on SQLite and PostgreSQL, a real server.
+
+``--db sqlite`` (default), ``--db postgresql`` or ``--db all``: every test that uses the
+``store`` fixture (directly or through ``server``) runs once per selected backend.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+PG_URL = os.environ.get("PODIUM_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", default="sqlite", choices=["sqlite", "postgresql", "all"], help="store backends")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" in metafunc.fixturenames:
+        opt = metafunc.config.getoption("--db")
+        backends = ["sqlite", "postgresql"] if opt == "all" else [opt]
+        metafunc.parametrize("db_backend", backends)
+
+
+@pytest.fixture(autouse=True)
+def podium_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for k in list(os.environ):
+        if k.startswith("PODIUM_") or k.startswith("OTEL_"):
+            monkeypatch.delenv(k, raising=False)
+    home = tmp_path / "podium-home"
+    monkeypatch.setenv("PODIUM_HOME", str(home))
+    return home
+
+
+# --- store ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from podium.store.engine import make_engine
+    from podium.store.migrate import upgrade
+
+    path = tmp_path_factory.mktemp("tpl") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url() -> Iterator[str]:
+    """One migrated schema per test worker; tables are truncated between tests."""
+    from sqlalchemy import text
+
+    from podium.store.engine import make_engine
+    from podium.store.migrate import upgrade
+
+    schema = f"podium_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as c:
+        c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    eng = make_engine(url)
+    upgrade(eng)
+    eng.dispose()
+    yield url
+    with admin.begin() as c:
+        c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if db_backend == "sqlite":
+        tpl: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "podium.db"
+        shutil.copy(tpl, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_schema_url")
+    from sqlalchemy import text
+
+    from podium.store.engine import make_engine
+    from podium.store.tables import metadata
+
+    eng = make_engine(url)
+    with eng.begin() as c:
+        names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+        c.execute(text(f"TRUNCATE {names} CASCADE"))
+    eng.dispose()
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Any]:
+    from podium.store import Store
+
+    s = Store.from_url(db_url, migrate=False)
+    yield s
+    s.close()
+
+
+@dataclass
+class ProjectKeys:
+    project_id: str
+    public_key: str
+    secret_key: str
+
+    def basic(self) -> httpx.BasicAuth:
+        return httpx.BasicAuth(self.public_key, self.secret_key)
+
+
+def make_project(store: Any, name: str, role: str = "admin") -> ProjectKeys:
+    p = store.projects.create_project(name)
+    k = store.projects.create_key(p.id, role=role)
+    return ProjectKeys(p.id, k.key.public_key, k.secret_key)
+
+
+@pytest.fixture
+def project(store: Any) -> ProjectKeys:
+    return make_project(store, "test-project")
+
+
+# --- a real server --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread:
+    """uvicorn serving create_app() in a background thread on a free port."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        import uvicorn
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
+                                lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    store: Any
+    keys: ProjectKeys
+    app: Any
+    thread: ServerThread
+
+    def client(self, keys: ProjectKeys | None = None, **kw: Any) -> httpx.Client:
+        k = keys or self.keys
+        return httpx.Client(base_url=self.url, auth=k.basic(), timeout=30, **kw)
+
+
+@pytest.fixture
+def server(store: Any, project: ProjectKeys) -> Iterator[LiveServer]:
+    from podium.config import Settings
+    from podium.server.app import create_app
+
+    settings = Settings()
+    app = create_app(settings, store=store)
+    th = ServerThread(app).start()
+    yield LiveServer(th.url, store, project, app, th)
+    th.stop()
