@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "read_keys_file"]
 
 
 class Settings(BaseSettings):
@@ -79,3 +79,16 @@ class Settings(BaseSettings):
     @property
     def default_keys_file(self) -> Path:
         return self.home_dir / "default-keys.env"
+
+
+def read_keys_file(path: Path) -> dict[str, str]:
+    """Parse a ``default-keys.env`` file (``export NAME=value`` lines)."""
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        line = line.strip().removeprefix("export ").strip()
+        if "=" in line and not line.startswith("#"):
+            k, _, v = line.partition("=")
+            out[k.strip()] = v.strip().strip("'\"")
+    return out

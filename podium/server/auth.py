@@ -14,7 +14,7 @@ from podium.errors import Forbidden, Unauthorized
 from podium.store import Store
 from podium.store.repos.projects import ApiKey, hash_secret
 
-__all__ = ["Authenticator", "CurrentKey", "require_read", "require_write", "require_admin"]
+__all__ = ["Authenticator", "CurrentKey", "require_admin", "require_read", "require_write"]
 
 _HINT = (
     "send `Authorization: Bearer sk-...` or HTTP Basic `public_key:secret_key`; "

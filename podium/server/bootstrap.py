@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from podium.config import Settings
+from podium.config import Settings, read_keys_file
 from podium.store import Store
 
-__all__ = ["DefaultProject", "ensure_default_project", "read_keys_file"]
+__all__ = ["DefaultProject", "ensure_default_project"]
 
 
 @dataclass
@@ -19,18 +19,6 @@ class DefaultProject:
     secret_key: str | None
     created: bool
     keys_file: Path
-
-
-def read_keys_file(path: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if not path.exists():
-        return out
-    for line in path.read_text().splitlines():
-        line = line.strip().removeprefix("export ").strip()
-        if "=" in line and not line.startswith("#"):
-            k, _, v = line.partition("=")
-            out[k.strip()] = v.strip().strip("'\"")
-    return out
 
 
 def ensure_default_project(store: Store, settings: Settings) -> DefaultProject:

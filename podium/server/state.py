@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from podium.config import Settings
 from podium.core.pricing import ModelPrice, PriceTable
+
+from podium.config import Settings
 from podium.server.auth import Authenticator
 from podium.server.ingest import Ingester
 from podium.store import Store

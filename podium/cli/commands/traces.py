@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from podium.cli._common import console, err_console, print_json
-from podium.config import Settings
+from podium.config import Settings, read_keys_file
 
 __all__ = ["traces_app"]
 
@@ -21,16 +21,8 @@ def _client() -> httpx.Client:
     s = Settings()
     public, secret = s.public_key, s.secret_key
     if not secret:
-        from pathlib import Path
-
-        path: Path = s.default_keys_file
-        if path.exists():
-            for line in path.read_text().splitlines():
-                k, _, v = line.removeprefix("export ").partition("=")
-                if k.strip() == "PODIUM_PUBLIC_KEY":
-                    public = v.strip()
-                elif k.strip() == "PODIUM_SECRET_KEY":
-                    secret = v.strip()
+        keys = read_keys_file(s.default_keys_file)
+        public, secret = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
     if not secret:
         err_console.print("[red]no API key:[/] set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them)")
         raise typer.Exit(2)

@@ -1,0 +1,950 @@
+"""OpenTelemetry span -> Podium span record: the attribute conventions Podium understands.
+
+:func:`span_from_otel` takes one OTel span as plain Python values (already decoded from
+OTLP protobuf or JSON by ``podium.server.otlp``) and returns a dict that validates as
+:class:`podium.core.records.SpanIn`. It is pure: stdlib only, no protobuf, no I/O.
+
+Three conventions are understood: the OpenTelemetry GenAI semantic conventions
+(``gen_ai.*``, current and deprecated), OpenInference (``openinference.*``, ``llm.*``,
+``input.value``...; Arize Phoenix, OpenLLMetry-style instrumentors) and the Langfuse
+OTel attributes (``langfuse.*``). Where several give the same field, the first in the
+list below wins. Attributes that are mapped are *consumed*; every other span attribute
+is kept verbatim (made JSON-safe) in ``attributes``. An attribute whose value cannot be
+used (a non-numeric token count, a version that is not a positive integer, a JSON blob
+that does not parse to the expected shape) is left in ``attributes`` rather than lost.
+
+Mapping table (``a > b`` means ``a`` wins)::
+
+    Podium field           OTel source
+    ---------------------  -----------------------------------------------------------------
+    id / trace_id          span_id / trace_id as lowercase hex; missing or all-zero -> rejected
+    parent_id              parent_span_id; empty or all-zero -> None (a root span)
+    name                   span name, trimmed to 1000 characters
+    start_time / end_time  start/end_time_unix_nano -> ISO-8601 UTC (microseconds); end 0 -> None
+    kind                   langfuse.observation.type (generation, span, event, tool, retriever->retrieval,
+                             embedding, agent, chain, evaluator, guardrail)
+                           > openinference.span.kind (LLM->generation, CHAIN->chain, TOOL->tool,
+                             RETRIEVER->retrieval, EMBEDDING->embedding, AGENT->agent,
+                             RERANKER->reranker, GUARDRAIL->guardrail, EVALUATOR->evaluator)
+                           > gen_ai.operation.name (chat, text_completion, generate_content,
+                             completion->generation; embeddings->embedding; execute_tool->tool;
+                             invoke_agent, create_agent->agent; the attribute is also kept)
+                           > a model name plus token usage -> generation
+                           > span.   An unrecognised value falls through to the next rule.
+    model                  langfuse.observation.model.name > gen_ai.response.model
+                           > gen_ai.request.model > llm.model_name (a differing request model stays
+                           in attributes)
+    provider               gen_ai.provider.name > gen_ai.system (deprecated) > llm.provider > llm.system
+    model_parameters       gen_ai.request.* except model (temperature, max_tokens, top_p, top_k,
+                           frequency_penalty, presence_penalty, stop_sequences, seed, ...; key without
+                           the prefix, dots -> '_'), then merged with llm.invocation_parameters (JSON),
+                           then langfuse.observation.model.parameters (JSON)
+    usage.input_tokens     langfuse.observation.usage_details.input > gen_ai.usage.input_tokens
+                           > gen_ai.usage.prompt_tokens (deprecated) > llm.token_count.prompt
+    usage.output_tokens    ...usage_details.output > gen_ai.usage.output_tokens
+                           > gen_ai.usage.completion_tokens (deprecated) > llm.token_count.completion
+    usage.total_tokens     ...usage_details.total > gen_ai.usage.total_tokens > llm.token_count.total
+                           > input + output
+    usage.details          other usage_details keys; gen_ai.usage.cache_read.input_tokens->cached_tokens,
+                           gen_ai.usage.cache_creation.input_tokens->cache_creation_tokens, other
+                           gen_ai.usage.X->X; llm.token_count.prompt_details.cache_read->cached_tokens,
+                           .cache_write->cache_creation_tokens, .audio->input_audio_tokens,
+                           llm.token_count.completion_details.reasoning->reasoning_tokens,
+                           .audio->output_audio_tokens
+    cost                   langfuse.observation.cost_details (JSON input/output/total)
+                           > llm.cost.prompt / llm.cost.completion / llm.cost.total
+    input                  langfuse.observation.input > llm.input_messages.N.message.* (flattened ->
+                           [{role, content, ...}]) > input.value (JSON parsed when input.mime_type is
+                           application/json, or when it looks like a JSON object/array and no mime
+                           type says text) > gen_ai.system_instructions + gen_ai.input.messages (JSON;
+                           instructions become a leading {"role": "system", "parts": [...]})
+                           > gen_ai.tool.call.arguments > gen_ai.prompt (deprecated; string or JSON)
+                           > gen_ai.prompt.N.* (deprecated, flattened) > events gen_ai.system.message,
+                           gen_ai.user.message, gen_ai.assistant.message, gen_ai.tool.message
+                           (deprecated; event attributes -> {role, content, ...})
+    output                 langfuse.observation.output > llm.output_messages.N.message.* > output.value
+                           > gen_ai.output.messages > gen_ai.tool.call.result > gen_ai.completion
+                           > gen_ai.completion.N.* > gen_ai.choice events > retrieval.documents.N.document.*
+    user_id                langfuse.user.id > user.id > enduser.id (span, then resource)
+    session_id             langfuse.session.id > session.id > gen_ai.conversation.id (span, then resource)
+    tags                   langfuse.trace.tags + tag.tags (arrays or JSON strings; deduplicated)
+    trace_name             langfuse.trace.name
+    metadata               OpenInference `metadata` (JSON object) + langfuse.observation.metadata (JSON
+                           object) + langfuse.observation.metadata.<key>; plus "resource" (all resource
+                           attributes), "scope" (instrumentation scope name), "scope_version"
+    trace_metadata         langfuse.trace.metadata (JSON object) + langfuse.trace.metadata.<key>
+    release                langfuse.release > service.version (span, then resource)
+    environment            langfuse.environment > deployment.environment.name > deployment.environment
+                           (span, then resource)
+    prompt_name / _version langfuse.observation.prompt.name / langfuse.observation.prompt.version
+    completion_start_time  langfuse.observation.completion_start_time (ISO string, JSON-quoted ISO
+                           string, or a Unix timestamp in ns/us/ms/s)
+    status                 status code 2 / STATUS_CODE_ERROR / ERROR -> error, 1 / OK -> ok, else unset;
+                           langfuse.observation.level == ERROR -> error (level is also kept)
+    status_message         status message > langfuse.observation.status_message
+                           > first `exception` event ("<exception.type>: <exception.message>")
+    attributes             every unconsumed span attribute, JSON-safe (bytes -> base64, NaN/inf ->
+                           string); "otel.span_kind" (SERVER, CLIENT, PRODUCER, CONSUMER; not for
+                           INTERNAL/UNSPECIFIED); "otel.events" (events not turned into input/output:
+                           [{name, time, attributes}]); "otel.links" ([{trace_id, span_id, attributes}])
+
+Flattened attributes (``prefix.N.a.b``) are rebuilt into lists of nested dicts; the
+OpenInference wrapper keys ``message``, ``tool_call``, ``message_content`` and
+``document`` are unwrapped, so ``llm.input_messages.0.message.role`` becomes
+``input[0]["role"]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = ["OtelSpanError", "nanos_to_iso", "span_from_otel"]
+
+
+class OtelSpanError(ValueError):
+    """The span cannot become a Podium span (missing ids or start time); the message says why."""
+
+
+_MAX_NAME = 1000
+_MAX_SHORT = 256
+_MAX_STATUS = 10_000
+_MAX_TAG = 200
+_MAX_TAGS = 100
+
+_HEX = re.compile(r"^[0-9a-f]{1,128}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_OTEL_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+_STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
+
+_LANGFUSE_TYPES = {
+    "generation": "generation",
+    "span": "span",
+    "event": "event",
+    "tool": "tool",
+    "retriever": "retrieval",
+    "retrieval": "retrieval",
+    "embedding": "embedding",
+    "agent": "agent",
+    "chain": "chain",
+    "evaluator": "evaluator",
+    "guardrail": "guardrail",
+    "reranker": "reranker",
+}
+_OPENINFERENCE_KINDS = {
+    "LLM": "generation",
+    "CHAIN": "chain",
+    "TOOL": "tool",
+    "RETRIEVER": "retrieval",
+    "EMBEDDING": "embedding",
+    "AGENT": "agent",
+    "RERANKER": "reranker",
+    "GUARDRAIL": "guardrail",
+    "EVALUATOR": "evaluator",
+}
+_GENAI_OPERATIONS = {
+    "chat": "generation",
+    "text_completion": "generation",
+    "generate_content": "generation",
+    "completion": "generation",
+    "embeddings": "embedding",
+    "execute_tool": "tool",
+    "invoke_agent": "agent",
+    "create_agent": "agent",
+}
+
+_MODEL_KEYS = (
+    "langfuse.observation.model.name",
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "llm.model_name",
+)
+_PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+_USER_KEYS = ("langfuse.user.id", "user.id", "enduser.id")
+_SESSION_KEYS = ("langfuse.session.id", "session.id", "gen_ai.conversation.id")
+_RELEASE_KEYS = ("langfuse.release", "service.version")
+_ENVIRONMENT_KEYS = ("langfuse.environment", "deployment.environment.name", "deployment.environment")
+_TAG_KEYS = ("langfuse.trace.tags", "tag.tags")
+
+_LF_USAGE = "langfuse.observation.usage_details"
+_LF_COST = "langfuse.observation.cost_details"
+_LF_USAGE_FIELDS = {
+    "input": "input_tokens",
+    "input_tokens": "input_tokens",
+    "prompt_tokens": "input_tokens",
+    "output": "output_tokens",
+    "output_tokens": "output_tokens",
+    "completion_tokens": "output_tokens",
+    "total": "total_tokens",
+    "total_tokens": "total_tokens",
+}
+_USAGE_FIELDS = {
+    "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
+    "output_tokens": (
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion",
+    ),
+    "total_tokens": ("gen_ai.usage.total_tokens", "llm.token_count.total"),
+}
+_USAGE_MAIN_KEYS = frozenset(k for keys in _USAGE_FIELDS.values() for k in keys)
+_USAGE_DETAIL_ALIASES = {
+    "gen_ai.usage.cache_read.input_tokens": "cached_tokens",
+    "gen_ai.usage.cache_creation.input_tokens": "cache_creation_tokens",
+    "llm.token_count.prompt_details.cache_read": "cached_tokens",
+    "llm.token_count.prompt_details.cache_write": "cache_creation_tokens",
+    "llm.token_count.prompt_details.audio": "input_audio_tokens",
+    "llm.token_count.completion_details.reasoning": "reasoning_tokens",
+    "llm.token_count.completion_details.audio": "output_audio_tokens",
+}
+_LF_COST_FIELDS = {
+    "input": "input",
+    "input_cost": "input",
+    "output": "output",
+    "output_cost": "output",
+    "total": "total",
+    "total_cost": "total",
+}
+_OI_COST = (("input", "llm.cost.prompt"), ("output", "llm.cost.completion"), ("total", "llm.cost.total"))
+
+_GENAI_MESSAGE_EVENTS = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+_EVENT_DROP_KEYS = ("gen_ai.system", "gen_ai.provider.name")
+_OI_WRAPPERS = frozenset({"message", "tool_call", "message_content", "document"})
+# Leaves of flattened lists that hold JSON by convention (the rest, e.g. message content, stay verbatim).
+_JSON_LEAVES = frozenset({"metadata"})
+
+
+# --- value helpers ---------------------------------------------------------------------------
+
+
+def nanos_to_iso(nanos: int) -> str:
+    """Unix nanoseconds -> ISO-8601 UTC string with microseconds (``...T...Z``)."""
+    secs, rem = divmod(int(nanos), 1_000_000_000)
+    dt = _EPOCH + timedelta(seconds=secs, microseconds=rem // 1000)
+    return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _as_int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v) if v.is_integer() else None
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return int(s)
+        except ValueError:
+            try:
+                f = float(s)
+            except ValueError:
+                return None
+            return int(f) if f.is_integer() else None
+    return None
+
+
+def _count(v: Any) -> int | None:
+    n = _as_int(v)
+    return n if n is not None and n >= 0 else None
+
+
+def _money(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        f = float(v)
+    elif isinstance(v, str):
+        try:
+            f = float(v.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return f if math.isfinite(f) and f >= 0 else None
+
+
+def _text(limit: int) -> Callable[[Any], str | None]:
+    def conv(v: Any) -> str | None:
+        if isinstance(v, str):
+            s = v.strip()
+            return s[:limit] if s else None
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return str(v)[:limit]
+        return None
+
+    return conv
+
+
+_short = _text(_MAX_SHORT)
+
+
+def _structured(v: Any) -> Any:
+    """A value that should be structured: JSON strings are parsed when they parse."""
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _container(v: Any) -> Any:
+    """Parse a string only when it looks like a JSON object or array (plain text stays text)."""
+    if isinstance(v, str):
+        s = v.lstrip()
+        if s[:1] in ("{", "["):
+            try:
+                return json.loads(v)
+            except ValueError:
+                return v
+    return v
+
+
+def _json_safe(v: Any) -> Any:
+    if v is None or isinstance(v, str | bool | int):
+        return v
+    if isinstance(v, float):
+        if math.isfinite(v):
+            return v
+        return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    if isinstance(v, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(v)).decode("ascii")
+    if isinstance(v, Mapping):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | set | frozenset):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return str(v)
+
+
+def _pick(
+    attrs: dict[str, Any],
+    keys: tuple[str, ...],
+    conv: Callable[[Any], Any],
+    *,
+    resource: Mapping[str, Any] | None = None,
+    prefer: Any = None,
+) -> Any:
+    """The first usable value of ``keys`` in the span attributes, else in ``resource``.
+
+    Span attributes that hold the chosen value (also under a lower-precedence key) are
+    consumed; a different value under another key stays in ``attributes``. With
+    ``prefer`` (a value already taken from a higher-precedence source) only duplicates
+    of it are consumed.
+    """
+    chosen = prefer
+    if chosen is None:
+        for k in keys:
+            if k in attrs:
+                chosen = conv(attrs[k])
+                if chosen is not None:
+                    break
+    if chosen is None and resource:
+        for k in keys:
+            if k in resource:
+                value = conv(resource[k])
+                if value is not None:
+                    return value
+        return None
+    if chosen is not None:
+        for k in keys:
+            if k in attrs and conv(attrs[k]) == chosen:
+                del attrs[k]
+    return chosen
+
+
+def _set_path(node: dict[str, Any], parts: list[str], value: Any) -> None:
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):  # "a.b" and "a.b.c" both set: keep the rest flat
+            node[".".join(parts[i:])] = value
+            return
+        node = child
+    last = parts[-1]
+    if isinstance(node.get(last), dict):
+        node[last][""] = value
+    else:
+        node[last] = value
+
+
+def _listify(v: Any) -> Any:
+    """Dicts whose keys are all digits become lists; OpenInference wrappers are unwrapped."""
+    if isinstance(v, dict):
+        items = {k: _listify(x) for k, x in v.items()}
+        if items and all(k.isdigit() for k in items):
+            return [items[k] for k in sorted(items, key=int)]
+        if len(items) == 1:
+            (only,) = items
+            if only in _OI_WRAPPERS and isinstance(items[only], dict):
+                return items[only]
+        return items
+    return v
+
+
+def _take_indexed(attrs: dict[str, Any], prefix: str) -> list[Any] | None:
+    """Consume ``prefix.N.rest`` attributes and rebuild them as a list (ordered by N).
+
+    Leaf values are kept verbatim (tool-call arguments stay JSON strings, as in the OpenAI
+    API), except ``metadata`` leaves, which are JSON objects by convention.
+    """
+    dot = prefix + "."
+    keys = [k for k in attrs if k.startswith(dot)]
+    tree: dict[str, Any] = {}
+    for k in keys:
+        rest = k[len(dot) :]
+        idx, _, sub = rest.partition(".")
+        if not idx.isdigit():
+            continue
+        value = attrs.pop(k)
+        if sub.rpartition(".")[2] in _JSON_LEAVES:
+            value = _container(value)
+        if sub:
+            node = tree.setdefault(idx, {})
+            if isinstance(node, dict):
+                _set_path(node, sub.split("."), value)
+        else:
+            tree[idx] = value
+    if not tree:
+        return None
+    out = _listify(tree)
+    return out if isinstance(out, list) else [out]
+
+
+def _prefixed(attrs: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Consume ``prefix.<key>`` attributes into ``{key: value}`` (JSON objects/arrays parsed)."""
+    dot = prefix + "."
+    out: dict[str, Any] = {}
+    for k in [k for k in attrs if k.startswith(dot)]:
+        out[k[len(dot) :]] = _container(attrs.pop(k))
+    return out
+
+
+def _take_json_object(attrs: dict[str, Any], key: str) -> dict[str, Any]:
+    v = _structured(attrs.get(key))
+    if isinstance(v, dict):
+        del attrs[key]
+        return v
+    return {}
+
+
+# --- the pieces --------------------------------------------------------------------------------
+
+
+def _hex_id(value: Any, field: str, *, required: bool) -> str | None:
+    if isinstance(value, bytes | bytearray):
+        s = bytes(value).hex()
+    else:
+        s = "" if value is None else str(value).strip().lower()
+    if not s or not s.strip("0"):
+        if required:
+            raise OtelSpanError(f"{field} is missing or all zeros; every OTLP span needs a non-zero {field}")
+        return None
+    if not _HEX.match(s):
+        raise OtelSpanError(
+            f"{field} {s[:64]!r} is not a hex id; OTLP trace ids are 16 bytes and span ids 8 bytes "
+            "(lowercase hex in OTLP/JSON)"
+        )
+    return s
+
+
+def _time(value: Any, field: str, *, required: bool) -> str | None:
+    n = _as_int(value)
+    if n is None or n <= 0:
+        if required:
+            raise OtelSpanError(f"{field} is missing or 0; send the span's start time in Unix nanoseconds")
+        return None
+    try:
+        return nanos_to_iso(n)
+    except (OverflowError, ValueError):
+        raise OtelSpanError(f"{field} {n} is out of range; send Unix nanoseconds")
+
+
+def _flexible_time(value: Any) -> str | None:
+    """ISO string (maybe JSON-quoted) or a Unix timestamp in ns, us, ms or s -> ISO UTC."""
+    if isinstance(value, str):
+        s = value.strip()
+        if s.startswith('"'):
+            s = _structured(s)
+            if not isinstance(s, str):
+                return None
+        try:
+            value = int(s) if s.isdigit() else float(s)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(s)
+            except ValueError:
+                return None
+            dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+            return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value <= 0:
+        return None
+    scale = 1 if value > 1e17 else 1000 if value > 1e14 else 10**6 if value > 1e11 else 10**9
+    try:
+        whole = int(value)
+        return nanos_to_iso(whole * scale + round((value - whole) * scale))
+    except (OverflowError, ValueError):
+        return None
+
+
+def _otel_kind(kind: Any) -> str:
+    if isinstance(kind, int) and not isinstance(kind, bool):
+        return _OTEL_KINDS.get(kind, "UNSPECIFIED")
+    if isinstance(kind, str):
+        s = kind.strip().upper().removeprefix("SPAN_KIND_")
+        if s.isdigit():
+            return _OTEL_KINDS.get(int(s), "UNSPECIFIED")
+        return s if s in _OTEL_KINDS.values() else "UNSPECIFIED"
+    return "UNSPECIFIED"
+
+
+def _status(code: Any) -> str:
+    if isinstance(code, int) and not isinstance(code, bool):
+        return _STATUS_CODES.get(code, "unset")
+    if isinstance(code, str):
+        s = code.strip().upper().removeprefix("STATUS_CODE_")
+        if s.isdigit():
+            return _STATUS_CODES.get(int(s), "unset")
+        return {"OK": "ok", "ERROR": "error"}.get(s, "unset")
+    return "unset"
+
+
+def _kind(attrs: dict[str, Any], *, looks_like_generation: bool) -> str:
+    rules: tuple[tuple[str, dict[str, str], Callable[[str], str], bool], ...] = (
+        ("langfuse.observation.type", _LANGFUSE_TYPES, str.lower, True),
+        ("openinference.span.kind", _OPENINFERENCE_KINDS, str.upper, True),
+        ("gen_ai.operation.name", _GENAI_OPERATIONS, str.lower, False),
+    )
+    for key, table, norm, consume in rules:
+        value = attrs.get(key)
+        if isinstance(value, str) and (kind := table.get(norm(value.strip()))):
+            if consume:
+                del attrs[key]
+            return kind
+    return "generation" if looks_like_generation else "span"
+
+
+def _model_parameters(attrs: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for k in sorted(k for k in attrs if k.startswith("gen_ai.request.") and k != "gen_ai.request.model"):
+        params[k.removeprefix("gen_ai.request.").replace(".", "_")] = attrs.pop(k)
+    params.update(_take_json_object(attrs, "llm.invocation_parameters"))
+    params.update(_take_json_object(attrs, "langfuse.observation.model.parameters"))
+    return params
+
+
+def _usage_detail_name(key: str) -> str | None:
+    if key in _USAGE_DETAIL_ALIASES:
+        return _USAGE_DETAIL_ALIASES[key]
+    if key in _USAGE_MAIN_KEYS:
+        return None
+    if key.startswith("gen_ai.usage."):
+        return key.removeprefix("gen_ai.usage.").replace(".", "_")
+    if key.startswith("llm.token_count.prompt_details."):
+        return "input_" + key.removeprefix("llm.token_count.prompt_details.").replace(".", "_")
+    if key.startswith("llm.token_count.completion_details."):
+        return "output_" + key.removeprefix("llm.token_count.completion_details.").replace(".", "_")
+    return None
+
+
+def _usage(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    usage: dict[str, int] = {}
+    details: dict[str, int] = {}
+    lf = _structured(attrs.get(_LF_USAGE))
+    if isinstance(lf, dict):
+        complete = True
+        for k, v in lf.items():
+            n = _count(v)
+            if n is None:
+                complete = False
+                continue
+            field = _LF_USAGE_FIELDS.get(str(k).lower())
+            if field:
+                usage.setdefault(field, n)
+            else:
+                details[str(k)] = n
+        if complete:
+            del attrs[_LF_USAGE]
+    for field, keys in _USAGE_FIELDS.items():
+        n = _pick(attrs, keys, _count, prefer=usage.get(field))
+        if n is not None:
+            usage[field] = n
+    for k in [k for k in attrs if k.startswith(("gen_ai.usage.", "llm.token_count."))]:
+        name = _usage_detail_name(k)
+        n = _count(attrs[k])
+        if name is not None and n is not None:
+            details.setdefault(name, n)
+            del attrs[k]
+    if not usage and not details:
+        return None
+    if "total_tokens" not in usage and ("input_tokens" in usage or "output_tokens" in usage):
+        usage["total_tokens"] = usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
+    out: dict[str, Any] = dict(usage)
+    if details:
+        out["details"] = details
+    return out
+
+
+def _cost(attrs: dict[str, Any]) -> dict[str, float] | None:
+    cost: dict[str, float] = {}
+    lf = _structured(attrs.get(_LF_COST))
+    if isinstance(lf, dict):
+        complete = True
+        for k, v in lf.items():
+            field = _LF_COST_FIELDS.get(str(k).lower())
+            f = _money(v)
+            if field is None or f is None:
+                complete = False
+                continue
+            cost.setdefault(field, f)
+        if complete:
+            del attrs[_LF_COST]
+    for field, key in _OI_COST:
+        f = _pick(attrs, (key,), _money, prefer=cost.get(field))
+        if f is not None:
+            cost[field] = f
+    return cost or None
+
+
+def _tags(attrs: dict[str, Any]) -> list[str] | None:
+    tags: list[str] = []
+    for key in _TAG_KEYS:
+        if key not in attrs:
+            continue
+        v = _container(attrs[key])
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list):
+            continue
+        del attrs[key]
+        for t in v:
+            s = _text(_MAX_TAG)(t)
+            if s and s not in tags:
+                tags.append(s)
+    return tags[:_MAX_TAGS] or None
+
+
+def _mime_value(attrs: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """OpenInference ``input.value`` / ``output.value`` with its ``.mime_type`` sibling."""
+    if key not in attrs:
+        return False, None
+    value = attrs.pop(key)
+    mime_key = key.removesuffix(".value") + ".mime_type"
+    mime = attrs.pop(mime_key, None)
+    mime = mime.strip().lower() if isinstance(mime, str) else ""
+    if "json" in mime:
+        return True, _structured(value)
+    if mime.startswith("text/"):
+        return True, value
+    return True, _container(value)
+
+
+def _genai_messages(attrs: dict[str, Any], key: str, system_key: str | None = None) -> tuple[bool, Any]:
+    has_messages = key in attrs
+    has_system = system_key is not None and system_key in attrs
+    if not (has_messages or has_system):
+        return False, None
+    messages = _structured(attrs.pop(key)) if has_messages else None
+    if system_key is None or not has_system:
+        return True, messages
+    system = _structured(attrs.pop(system_key))
+    if isinstance(system, str):
+        system = [{"type": "text", "content": system}]
+    head: list[Any] = [{"role": "system", "parts": system if isinstance(system, list) else [system]}]
+    if messages is None:
+        return True, head
+    return True, head + (messages if isinstance(messages, list) else [messages])
+
+
+def _take(attrs: dict[str, Any], key: str, parse: Callable[[Any], Any]) -> tuple[bool, Any]:
+    if key in attrs:
+        return True, parse(attrs.pop(key))
+    return False, None
+
+
+def _take_list(attrs: dict[str, Any], prefix: str) -> tuple[bool, Any]:
+    items = _take_indexed(attrs, prefix)
+    return items is not None, items
+
+
+def _first(sources: list[Callable[[], tuple[bool, Any]]]) -> tuple[bool, Any]:
+    for source in sources:
+        found, value = source()
+        if found:
+            return True, value
+    return False, None
+
+
+def _event_message(name: str, ev_attrs: Mapping[str, Any]) -> dict[str, Any]:
+    if name == "gen_ai.choice":
+        msg = _structured(ev_attrs.get("message"))
+        out: dict[str, Any] = dict(msg) if isinstance(msg, dict) else {}
+        if msg is not None and not isinstance(msg, dict):
+            out["content"] = msg
+        out.setdefault("role", "assistant")
+        for k, v in ev_attrs.items():
+            if k != "message" and k not in _EVENT_DROP_KEYS:
+                out.setdefault(k, _container(v))
+        return out
+    out = {"role": _text(64)(ev_attrs.get("role")) or _GENAI_MESSAGE_EVENTS[name]}
+    for k, v in ev_attrs.items():
+        if k != "role" and k not in _EVENT_DROP_KEYS:
+            out[k] = _container(v)
+    return out
+
+
+def _input_output(attrs: dict[str, Any], events: list[dict[str, Any]]) -> tuple[Any, Any, set[int]]:
+    """Returns (input, output, indexes of the events consumed as messages)."""
+    used: set[int] = set()
+
+    def message_events() -> tuple[bool, Any]:
+        msgs = []
+        for i, ev in enumerate(events):
+            name = ev.get("name")
+            if name in _GENAI_MESSAGE_EVENTS:
+                msgs.append(_event_message(name, ev.get("attributes") or {}))
+                used.add(i)
+        return bool(msgs), msgs
+
+    def choice_events() -> tuple[bool, Any]:
+        choices = []
+        for i, ev in enumerate(events):
+            if ev.get("name") == "gen_ai.choice":
+                choices.append(_event_message("gen_ai.choice", ev.get("attributes") or {}))
+                used.add(i)
+        return bool(choices), choices
+
+    found_in, inp = _first(
+        [
+            lambda: _take(attrs, "langfuse.observation.input", _structured),
+            lambda: _take_list(attrs, "llm.input_messages"),
+            lambda: _mime_value(attrs, "input.value"),
+            lambda: _genai_messages(attrs, "gen_ai.input.messages", "gen_ai.system_instructions"),
+            lambda: _take(attrs, "gen_ai.tool.call.arguments", _structured),
+            lambda: _take(attrs, "gen_ai.prompt", _container),
+            lambda: _take_list(attrs, "gen_ai.prompt"),
+            message_events,
+        ]
+    )
+    found_out, outp = _first(
+        [
+            lambda: _take(attrs, "langfuse.observation.output", _structured),
+            lambda: _take_list(attrs, "llm.output_messages"),
+            lambda: _mime_value(attrs, "output.value"),
+            lambda: _genai_messages(attrs, "gen_ai.output.messages"),
+            lambda: _take(attrs, "gen_ai.tool.call.result", _structured),
+            lambda: _take(attrs, "gen_ai.completion", _container),
+            lambda: _take_list(attrs, "gen_ai.completion"),
+            choice_events,
+            lambda: _take_list(attrs, "retrieval.documents"),
+        ]
+    )
+    return (inp if found_in else None), (outp if found_out else None), used
+
+
+def _exception_message(events: list[dict[str, Any]]) -> str | None:
+    for ev in events:
+        if ev.get("name") != "exception":
+            continue
+        a = ev.get("attributes") or {}
+        typ, msg = a.get("exception.type"), a.get("exception.message")
+        parts = [str(x) for x in (typ, msg) if x not in (None, "")]
+        if parts:
+            return ": ".join(parts)
+    return None
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def span_from_otel(
+    *,
+    trace_id: str | bytes,
+    span_id: str | bytes,
+    parent_span_id: str | bytes | None,
+    name: str,
+    kind: int | str,
+    start_time_unix_nano: int,
+    end_time_unix_nano: int | None,
+    status_code: int | str,
+    status_message: str | None,
+    attributes: Mapping[str, Any],
+    events: list[dict[str, Any]] | None = None,
+    resource_attributes: Mapping[str, Any] | None = None,
+    scope_name: str | None = None,
+    scope_version: str | None = None,
+    links: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Map one OTel span to a ``SpanIn``-shaped dict (see the module docstring for the table).
+
+    ``attributes`` and ``resource_attributes`` hold decoded AnyValues (str, bool, int, float,
+    lists, dicts; bytes as base64 strings). ``events`` are ``{"name", "time_unix_nano",
+    "attributes"}`` dicts, ``links`` ``{"trace_id", "span_id", "attributes"}`` dicts. The
+    inputs are not modified. Raises :class:`OtelSpanError` for a span without usable ids
+    or start time.
+    """
+    tid = _hex_id(trace_id, "trace_id", required=True)
+    sid = _hex_id(span_id, "span_id", required=True)
+    pid = _hex_id(parent_span_id, "parent_span_id", required=False)
+    start = _time(start_time_unix_nano, "start_time_unix_nano", required=True)
+    end = _time(end_time_unix_nano, "end_time_unix_nano", required=False)
+
+    attrs: dict[str, Any] = dict(attributes)
+    resource: dict[str, Any] = dict(resource_attributes or {})
+    evs: list[dict[str, Any]] = [e for e in (events or []) if isinstance(e, Mapping)]
+
+    out: dict[str, Any] = {
+        "id": sid,
+        "trace_id": tid,
+        "parent_id": pid if pid != sid else None,
+        "name": (name or "")[:_MAX_NAME],
+        "start_time": start,
+    }
+    if end is not None:
+        out["end_time"] = end
+
+    model = _pick(attrs, _MODEL_KEYS, _short)
+    provider = _pick(attrs, _PROVIDER_KEYS, _short)
+    usage = _usage(attrs)
+    out["kind"] = _kind(attrs, looks_like_generation=bool(model and usage))
+    if model:
+        out["model"] = model
+    if provider:
+        out["provider"] = provider
+    if params := _model_parameters(attrs):
+        out["model_parameters"] = _json_safe(params)
+    if usage:
+        out["usage"] = usage
+    if cost := _cost(attrs):
+        out["cost"] = cost
+
+    inp, outp, used_events = _input_output(attrs, evs)
+    if inp is not None:
+        out["input"] = _json_safe(inp)
+    if outp is not None:
+        out["output"] = _json_safe(outp)
+
+    # Status: OTel status, raised to error by a Langfuse ERROR level.
+    status = _status(status_code)
+    level = attrs.get("langfuse.observation.level")
+    if isinstance(level, str) and level.strip().upper() == "ERROR":
+        status = "error"
+    out["status"] = status
+    message = status_message if isinstance(status_message, str) and status_message.strip() else None
+    lf_message = _text(_MAX_STATUS)(attrs.get("langfuse.observation.status_message"))
+    if lf_message is not None:
+        del attrs["langfuse.observation.status_message"]
+    message = message or lf_message or _exception_message(evs)
+    if message:
+        out["status_message"] = message[:_MAX_STATUS]
+
+    # Trace-level hints.
+    hints = (
+        ("user_id", _USER_KEYS),
+        ("session_id", _SESSION_KEYS),
+        ("release", _RELEASE_KEYS),
+        ("environment", _ENVIRONMENT_KEYS),
+    )
+    for field, keys in hints:
+        if (value := _pick(attrs, keys, _short, resource=resource)) is not None:
+            out[field] = value
+    if tags := _tags(attrs):
+        out["tags"] = tags
+    trace_name = _text(_MAX_NAME)(attrs.get("langfuse.trace.name"))
+    if trace_name is not None:
+        del attrs["langfuse.trace.name"]
+        out["trace_name"] = trace_name
+
+    prompt_name = _short(attrs.get("langfuse.observation.prompt.name"))
+    if prompt_name is not None:
+        del attrs["langfuse.observation.prompt.name"]
+        out["prompt_name"] = prompt_name
+    version = _as_int(attrs.get("langfuse.observation.prompt.version"))
+    if version is not None and version >= 1:
+        del attrs["langfuse.observation.prompt.version"]
+        out["prompt_version"] = version
+    if "langfuse.observation.completion_start_time" in attrs:
+        cst = _flexible_time(attrs["langfuse.observation.completion_start_time"])
+        if cst is not None:
+            del attrs["langfuse.observation.completion_start_time"]
+            out["completion_start_time"] = cst
+
+    # Metadata.
+    metadata: dict[str, Any] = {}
+    metadata.update(_take_json_object(attrs, "metadata"))
+    metadata.update(_take_json_object(attrs, "langfuse.observation.metadata"))
+    metadata.update(_prefixed(attrs, "langfuse.observation.metadata"))
+    if resource:
+        metadata["resource"] = resource
+    if scope_name:
+        metadata["scope"] = scope_name
+    if scope_version:
+        metadata["scope_version"] = scope_version
+    if metadata:
+        out["metadata"] = _json_safe(metadata)
+    trace_metadata: dict[str, Any] = {}
+    trace_metadata.update(_take_json_object(attrs, "langfuse.trace.metadata"))
+    trace_metadata.update(_prefixed(attrs, "langfuse.trace.metadata"))
+    if trace_metadata:
+        out["trace_metadata"] = _json_safe(trace_metadata)
+
+    # Whatever is left, plus the OTel-only structure.
+    otel_kind = _otel_kind(kind)
+    if otel_kind not in ("INTERNAL", "UNSPECIFIED"):
+        attrs["otel.span_kind"] = otel_kind
+    rest_events = [
+        {
+            "name": ev.get("name") or "",
+            "time": _event_time(ev.get("time_unix_nano")),
+            **({"attributes": ev["attributes"]} if ev.get("attributes") else {}),
+        }
+        for i, ev in enumerate(evs)
+        if i not in used_events
+    ]
+    if rest_events:
+        attrs["otel.events"] = rest_events
+    rest_links = []
+    for link in links or []:
+        if not isinstance(link, Mapping):
+            continue
+        item: dict[str, Any] = {
+            "trace_id": _link_id(link.get("trace_id")),
+            "span_id": _link_id(link.get("span_id")),
+        }
+        if link.get("attributes"):
+            item["attributes"] = link["attributes"]
+        rest_links.append(item)
+    if rest_links:
+        attrs["otel.links"] = rest_links
+    if attrs:
+        out["attributes"] = _json_safe(attrs)
+    return out
+
+
+def _event_time(value: Any) -> str | None:
+    try:
+        return _time(value, "time_unix_nano", required=False)
+    except OtelSpanError:
+        return None
+
+
+def _link_id(value: Any) -> str | None:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex() or None
+    return str(value).lower() if value else None

@@ -1,0 +1,472 @@
+"""OTLP/HTTP trace export: request bodies -> Podium span dicts, and the export response.
+
+``POST /v1/traces`` (and ``/api/public/otel/v1/traces``) receives an
+``ExportTraceServiceRequest`` as binary protobuf (``application/x-protobuf``) or as
+OTLP/JSON (``application/json``). Decompression (``Content-Encoding: gzip``) is the
+caller's job. :func:`decode_traces` turns every span into a ``SpanIn``-shaped dict with
+:func:`podium.core.conventions.span_from_otel`; a span that cannot be converted is
+reported in the returned error list (one line each) and never stops the others. A body
+that is not an OTLP request at all raises :class:`podium.errors.BadRequest`.
+
+OTLP/JSON differs from protobuf's canonical JSON mapping: ``traceId`` / ``spanId`` /
+``parentSpanId`` are hex strings (not base64), enums are integers. Both forms are
+accepted here, as are names for enums, strings for 64-bit integers and snake_case keys
+(older and hand-written exporters send all of these).
+
+:func:`encode_response` builds the ``ExportTraceServiceResponse``, with
+``partial_success`` when spans were rejected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json as jsonlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from pydantic import ValidationError
+
+from podium.core.conventions import span_from_otel
+from podium.core.records import SpanIn
+from podium.errors import BadRequest, UnsupportedMediaType
+
+__all__ = ["JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "decode_traces", "encode_response"]
+
+PROTOBUF_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
+JSON_CONTENT_TYPES = frozenset({"application/json"})
+
+_HOW_TO_SEND = (
+    "send an OTLP ExportTraceServiceRequest as binary protobuf with Content-Type application/x-protobuf, "
+    "or as OTLP/JSON with Content-Type application/json (gzip it with Content-Encoding: gzip)"
+)
+_HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
+_CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
+
+# A decoded span waiting for conversion: where it was in the request, and its span_from_otel kwargs
+# (built lazily, so a malformed span fails on its own).
+_Pending = tuple[str, Callable[[], dict[str, Any]]]
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+def decode_traces(body: bytes, *, content_type: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Decode an OTLP/HTTP trace export body.
+
+    Returns ``(spans, errors)``: ``SpanIn``-shaped dicts (each already validated by
+    ``SpanIn``) and one message per span that could not be converted. ``content_type``
+    may carry parameters (``application/json; charset=utf-8``). Raises
+    :class:`UnsupportedMediaType` for other content types and :class:`BadRequest` for a
+    body that is not an OTLP request.
+    """
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in PROTOBUF_CONTENT_TYPES:
+        pending = _protobuf_spans(body)
+    elif media in JSON_CONTENT_TYPES:
+        pending = _json_spans(body)
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Type {media or '(none)'!r} is not an OTLP trace encoding; "
+            "send application/x-protobuf or application/json"
+        )
+    spans: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for where, build in pending:
+        try:
+            span = span_from_otel(**build())
+            SpanIn.model_validate(span)
+        except ValidationError as e:
+            errors.append(f"{where}: {_describe(e)}")
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            errors.append(f"{where}: {e}")
+        else:
+            spans.append(span)
+    return spans, errors
+
+
+def encode_response(*, rejected_spans: int = 0, error_message: str = "", json: bool = False) -> bytes:
+    """An ``ExportTraceServiceResponse``: binary protobuf, or OTLP/JSON when ``json``.
+
+    ``partial_success`` is set when ``rejected_spans > 0`` or there is an ``error_message``
+    (OTLP allows a warning with zero rejected spans); otherwise the response is empty.
+    """
+    msg = ExportTraceServiceResponse()
+    if rejected_spans > 0 or error_message:
+        msg.partial_success.rejected_spans = max(0, int(rejected_spans))
+        msg.partial_success.error_message = error_message
+    if json:
+        return jsonlib.dumps(json_format.MessageToDict(msg), separators=(",", ":")).encode()
+    return msg.SerializeToString()
+
+
+# --- protobuf ----------------------------------------------------------------------------------
+
+
+def _sniff(body: bytes) -> str:
+    head = body.lstrip()[:1]
+    if body[:2] == b"\x1f\x8b":
+        return "; the body looks gzip-compressed: send it with Content-Encoding: gzip"
+    if head in (b"{", b"["):
+        return "; the body looks like JSON: send it with Content-Type application/json"
+    return ""
+
+
+def _protobuf_spans(body: bytes) -> list[_Pending]:
+    hint = _sniff(body)
+    if hint:  # JSON can parse as (unknown) protobuf groups; refuse it up front
+        raise BadRequest(f"body is not a valid OTLP ExportTraceServiceRequest protobuf{hint}")
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise BadRequest(f"body is not a valid OTLP ExportTraceServiceRequest protobuf: {e}; {_HOW_TO_SEND}")
+    pending: list[_Pending] = []
+    for r, rs in enumerate(request.resource_spans):
+        resource = _pb_attributes(rs.resource.attributes)
+        for s, ss in enumerate(rs.scope_spans):
+            scope_name = ss.scope.name or None
+            scope_version = ss.scope.version or None
+            for k, span in enumerate(ss.spans):
+                where = _where(r, s, k, span.span_id.hex(), span.name)
+                pending.append((where, _pb_kwargs(span, resource, scope_name, scope_version)))
+    return pending
+
+
+def _pb_kwargs(
+    span: Span, resource: dict[str, Any], scope_name: str | None, scope_version: str | None
+) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        return {
+            "trace_id": span.trace_id.hex(),
+            "span_id": span.span_id.hex(),
+            "parent_span_id": span.parent_span_id.hex() or None,
+            "name": span.name,
+            "kind": int(span.kind),
+            "start_time_unix_nano": span.start_time_unix_nano,
+            "end_time_unix_nano": span.end_time_unix_nano or None,
+            "status_code": int(span.status.code),
+            "status_message": span.status.message or None,
+            "attributes": _pb_attributes(span.attributes),
+            "events": [
+                {
+                    "name": ev.name,
+                    "time_unix_nano": ev.time_unix_nano,
+                    "attributes": _pb_attributes(ev.attributes),
+                }
+                for ev in span.events
+            ],
+            "links": [
+                {
+                    "trace_id": link.trace_id.hex(),
+                    "span_id": link.span_id.hex(),
+                    "attributes": _pb_attributes(link.attributes),
+                }
+                for link in span.links
+            ],
+            "resource_attributes": resource,
+            "scope_name": scope_name,
+            "scope_version": scope_version,
+        }
+
+    return build
+
+
+def _pb_attributes(kvs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    kv: KeyValue
+    for kv in kvs:
+        out[kv.key] = _pb_value(kv.value)
+    return out
+
+
+def _pb_value(v: AnyValue) -> Any:
+    which = v.WhichOneof("value")
+    if which == "string_value":
+        return v.string_value
+    if which == "bool_value":
+        return v.bool_value
+    if which == "int_value":
+        return v.int_value
+    if which == "double_value":
+        return v.double_value
+    if which == "array_value":
+        return [_pb_value(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode("ascii")
+    return None  # empty AnyValue (or a dictionary index, which traces do not use)
+
+
+# --- OTLP/JSON ---------------------------------------------------------------------------------
+
+
+def _get(obj: dict[str, Any], camel: str) -> Any:
+    """A field by its lowerCamelCase JSON name, or its snake_case proto name."""
+    if camel in obj:
+        return obj[camel]
+    return obj.get(_CAMEL_RE.sub("_", camel).lower())
+
+
+def _json_list(obj: dict[str, Any], camel: str, where: str) -> list[Any]:
+    v = _get(obj, camel)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise BadRequest(f"{where}.{camel} must be a JSON array, got {type(v).__name__}; {_HOW_TO_SEND}")
+    return v
+
+
+def _json_object(v: Any, where: str) -> dict[str, Any]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise BadRequest(f"{where} must be a JSON object, got {type(v).__name__}; {_HOW_TO_SEND}")
+    return v
+
+
+def _json_spans(body: bytes) -> list[_Pending]:
+    if body[:2] == b"\x1f\x8b":
+        raise BadRequest(f"body is not valid OTLP/JSON{_sniff(body)}")
+    try:
+        doc = jsonlib.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(
+            f'body is not valid JSON ({e}); an OTLP/JSON trace export is {{"resourceSpans": [...]}}; {_HOW_TO_SEND}'
+        )
+    if not isinstance(doc, dict):
+        raise BadRequest(
+            f'an OTLP/JSON trace export is a JSON object {{"resourceSpans": [...]}}; {_HOW_TO_SEND}'
+        )
+    if doc and _get(doc, "resourceSpans") is None:
+        raise BadRequest(
+            f"the JSON object has no resourceSpans (keys: {sorted(doc)[:5]}); an OTLP/JSON trace export is "
+            '{"resourceSpans": [{"resource": {...}, "scopeSpans": [{"scope": {...}, "spans": [...]}]}]}'
+        )
+    pending: list[_Pending] = []
+    for r, rs in enumerate(_json_list(doc, "resourceSpans", "body")):
+        rwhere = f"resourceSpans[{r}]"
+        rs = _json_object(rs, rwhere)
+        resource = _json_object(_get(rs, "resource"), f"{rwhere}.resource")
+        resource_attrs = _json_attributes(_get(resource, "attributes"))
+        scopes = _json_list(rs, "scopeSpans", rwhere) or _json_list(rs, "instrumentationLibrarySpans", rwhere)
+        for s, ss in enumerate(scopes):
+            swhere = f"{rwhere}.scopeSpans[{s}]"
+            ss = _json_object(ss, swhere)
+            scope = _json_object(_get(ss, "scope") or _get(ss, "instrumentationLibrary"), f"{swhere}.scope")
+            scope_name = _get(scope, "name") or None
+            scope_version = _get(scope, "version") or None
+            for k, span in enumerate(_json_list(ss, "spans", swhere)):
+                if not isinstance(span, dict):
+                    pending.append((_where(r, s, k, None, None), _fail("a span must be a JSON object")))
+                    continue
+                sid, name = _get(span, "spanId"), _get(span, "name")
+                where = _where(
+                    r, s, k, sid if isinstance(sid, str) else None, name if isinstance(name, str) else None
+                )
+                pending.append(
+                    (
+                        where,
+                        _json_kwargs(
+                            span,
+                            resource_attrs,
+                            scope_name if isinstance(scope_name, str) else None,
+                            scope_version if isinstance(scope_version, str) else None,
+                        ),
+                    )
+                )
+    return pending
+
+
+def _fail(message: str) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        raise ValueError(message)
+
+    return build
+
+
+def _json_kwargs(
+    span: dict[str, Any], resource: dict[str, Any], scope_name: str | None, scope_version: str | None
+) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        status = _get(span, "status")
+        status = status if isinstance(status, dict) else {}
+        events = []
+        for ev in _get(span, "events") or []:
+            if isinstance(ev, dict):
+                events.append(
+                    {
+                        "name": _get(ev, "name") or "",
+                        "time_unix_nano": _json_int(_get(ev, "timeUnixNano"), "timeUnixNano", required=False),
+                        "attributes": _json_attributes(_get(ev, "attributes")),
+                    }
+                )
+        links = []
+        for link in _get(span, "links") or []:
+            if isinstance(link, dict):
+                links.append(
+                    {
+                        "trace_id": _json_id(_get(link, "traceId"), 16, "links.traceId"),
+                        "span_id": _json_id(_get(link, "spanId"), 8, "links.spanId"),
+                        "attributes": _json_attributes(_get(link, "attributes")),
+                    }
+                )
+        name = _get(span, "name")
+        message = _get(status, "message")
+        return {
+            "trace_id": _json_id(_get(span, "traceId"), 16, "traceId"),
+            "span_id": _json_id(_get(span, "spanId"), 8, "spanId"),
+            "parent_span_id": _json_id(_get(span, "parentSpanId"), 8, "parentSpanId"),
+            "name": name if isinstance(name, str) else "",
+            "kind": _get(span, "kind") or 0,
+            "start_time_unix_nano": _json_int(
+                _get(span, "startTimeUnixNano"), "startTimeUnixNano", required=True
+            ),
+            "end_time_unix_nano": _json_int(_get(span, "endTimeUnixNano"), "endTimeUnixNano", required=False),
+            "status_code": _get(status, "code") or 0,
+            "status_message": message if isinstance(message, str) and message else None,
+            "attributes": _json_attributes(_get(span, "attributes")),
+            "events": events,
+            "links": links,
+            "resource_attributes": resource,
+            "scope_name": scope_name,
+            "scope_version": scope_version,
+        }
+
+    return build
+
+
+def _json_id(value: Any, size: int, field: str) -> str | None:
+    """OTLP/JSON ids are hex; protobuf's JSON mapping would make them base64. Accept both."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a hex string, got {type(value).__name__}")
+    s = value.strip()
+    if len(s) == 2 * size and _HEX_RE.match(s):
+        return s.lower()
+    try:
+        raw = base64.b64decode(
+            s + "=" * (-len(s) % 4), altchars=b"-_" if ("-" in s or "_" in s) else None, validate=True
+        )
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) == size:
+        return raw.hex()
+    if s and _HEX_RE.match(s) and len(s) % 2 == 0:
+        return s.lower()  # an odd-sized but hex id: let the conventions judge it
+    raise ValueError(f"{field} {s[:64]!r} is neither {2 * size} hex characters nor base64 of {size} bytes")
+
+
+def _json_int(value: Any, field: str, *, required: bool) -> int | None:
+    if value is None or value == "":
+        if required:
+            raise ValueError(f"{field} is missing; send Unix nanoseconds (a number or a decimal string)")
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{field} must be Unix nanoseconds, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(
+        f"{field} {str(value)[:40]!r} is not an integer; send Unix nanoseconds as a decimal string"
+    )
+
+
+def _json_attributes(kvs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(kvs, dict):  # lenient: a plain {"key": value} map
+        return {str(k): _json_value(v) for k, v in kvs.items()}
+    if not isinstance(kvs, list):
+        return out
+    for kv in kvs:
+        if isinstance(kv, dict) and isinstance(kv.get("key"), str):
+            out[kv["key"]] = _json_value(kv.get("value"))
+    return out
+
+
+def _json_value(v: Any) -> Any:
+    if not isinstance(v, dict):
+        return v  # lenient: a bare JSON value
+    for camel, conv in _JSON_VALUE_FIELDS:
+        raw = _get(v, camel)
+        if raw is not None:
+            return conv(raw)
+    return None
+
+
+def _json_double(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return float(v.strip())  # "NaN", "Infinity", "-Infinity" and decimal strings
+        except ValueError:
+            return v
+    return v
+
+
+def _json_intval(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            return v
+    return v
+
+
+def _json_array(v: Any) -> Any:
+    values = _get(v, "values") if isinstance(v, dict) else v
+    return [_json_value(x) for x in values] if isinstance(values, list) else []
+
+
+def _json_kvlist(v: Any) -> Any:
+    values = _get(v, "values") if isinstance(v, dict) else v
+    return _json_attributes(values) if isinstance(values, list) else {}
+
+
+_JSON_VALUE_FIELDS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("stringValue", lambda x: x),
+    ("boolValue", lambda x: x),
+    ("intValue", _json_intval),
+    ("doubleValue", _json_double),
+    ("arrayValue", _json_array),
+    ("kvlistValue", _json_kvlist),
+    ("bytesValue", lambda x: x),  # already base64 in JSON
+)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _where(r: int, s: int, k: int, span_id: str | None, name: str | None) -> str:
+    label = f"resourceSpans[{r}].scopeSpans[{s}].spans[{k}]"
+    extra = []
+    if span_id:
+        extra.append(f"spanId={span_id[:40]}")
+    if name:
+        extra.append(f"name={name[:80]!r}")
+    return f"span {label}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _describe(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid"))
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
