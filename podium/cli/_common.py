@@ -21,7 +21,7 @@ err_console = Console(stderr=True)
 
 def server_extra_missing(exc: ImportError) -> typer.Exit:
     err_console.print(
-        f"[red]This command needs the server extra ({exc.name} is missing):[/] pip install 'podium[server]'"
+        f"[red]This command needs the server extra ({exc.name} is missing):[/] pip install 'podium\\[server]'"
     )
     return typer.Exit(2)
 

@@ -71,7 +71,7 @@ def test_ingest_then_query_a_trace_tree(server: LiveServer) -> None:
         assert spans["llm"]["time_to_first_token_ms"] == pytest.approx(150)
         assert float(spans["llm"]["cost_total"]) == pytest.approx(t["total_cost"])
         assert detail["input"] == {"question": "why?"} and detail["output"] == "because"
-        roots = c.get("/api/v1/traces/tr1/spans", params={"parent_id": "root"}).json()["data"]
+        roots = c.get("/api/v1/traces/tr1/spans", params={"roots": True}).json()["data"]
         assert [(s["id"], s["child_count"]) for s in roots] == [("root", 2)]
         kids = c.get("/api/v1/traces/tr1/spans", params={"parent_id": "root", "include_io": False}).json()["data"]
         assert [s["id"] for s in kids] == ["ret", "llm"] and kids[0]["output"] is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from podium.cli._common import console, err_console, open_store, print_json
 from podium.config import Settings
@@ -86,7 +86,7 @@ def keys_list(
     if as_json:
         print_json([asdict(k) for k in ks])
         return
-    table = Table("public key", "secret", "role", "note", "created", "revoked")
+    table = Table(Column("public key", no_wrap=True, min_width=30), "secret", "role", "note", "created", "revoked")
     for k in ks:
         table.add_row(
             k.public_key,

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from rich.tree import Tree
 
 from podium.cli._common import console, err_console, print_json
@@ -79,7 +79,10 @@ def traces_list(
     if as_json:
         print_json(page)
         return
-    table = Table("start", "id", "name", "user", "session", "spans", "latency", "tokens", "cost", "status")
+    table = Table(
+        "start", Column("id", no_wrap=True, min_width=12), "name", "user", "session", "spans", "latency", "tokens",
+        "cost", "status",
+    )
     for t in page["data"]:
         table.add_row(
             t["start_time"][:19].replace("T", " "),

@@ -108,9 +108,8 @@ def list_spans(
     request: Request,
     trace_id: str,
     key: require_read,  # type: ignore[valid-type]
-    parent_id: Annotated[
-        str | None, Query(description="only children of this span; 'root' for top-level spans (lazy tree)")
-    ] = None,
+    parent_id: Annotated[str | None, Query(description="only the children of this span (lazy tree)")] = None,
+    roots: Annotated[bool, Query(description="only top-level spans (lazy tree)")] = False,
     include_io: bool = True,
     limit: Limit = 1000,
     cursor: str | None = None,
@@ -120,12 +119,12 @@ def list_spans(
     page = st.store.traces.list_spans(
         key.project_id,
         trace_id,
-        parent_id=None if parent_id == "root" else parent_id,
-        roots_only=parent_id == "root",
+        parent_id=parent_id,
+        roots_only=roots,
         limit=limit,
         cursor=cursor,
         include_io=include_io,
-        with_child_counts=parent_id is not None,
+        with_child_counts=roots or parent_id is not None,
     )
     return {"data": [_with_ttft(s) for s in page.items], "next_cursor": page.next_cursor}
 
