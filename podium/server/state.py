@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from podium.core.pricing import ModelPrice, PriceTable
 
@@ -39,11 +38,9 @@ class AppState:
             return hit[0]
         overrides = {
             r["model"]: ModelPrice(
-                input_per_million=Decimal(r["input_per_million"]),
-                output_per_million=Decimal(r["output_per_million"]),
-                cached_input_per_million=(
-                    Decimal(r["cached_input_per_million"]) if r["cached_input_per_million"] is not None else None
-                ),
+                input_per_million=r["input_per_million"],
+                output_per_million=r["output_per_million"],
+                cached_input_per_million=r["cached_input_per_million"],
             )
             for r in self.store.prices.list(project_id)
         }
