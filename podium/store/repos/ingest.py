@@ -26,13 +26,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Numeric,
-    and_,
     bindparam,
-    case,
-    func,
-    or_,
-    select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Insert
@@ -113,8 +107,10 @@ class IngestRepo:
         merged: dict[tuple[str, str], dict[str, Any]] = {}
         for s in batch.spans:
             key = (s["project_id"], s["trace_id"])
-            m = merged.setdefault(key, _blank_trace(key, s["start_time"], now))
-            if s["start_time"] < m["start_time"]:
+            m = merged.get(key)
+            if m is None:
+                merged[key] = _blank_trace(key, s["start_time"], now)
+            elif s["start_time"] < m["start_time"]:
                 m["start_time"] = s["start_time"]
         for h in batch.traces:
             key = (h["project_id"], h["id"])
@@ -128,107 +124,19 @@ class IngestRepo:
                 m["io_explicit"] = True
         if not merged:
             return
-        stmt = _insert(conn, t.trace)
-        ex = stmt.excluded
-        set_: dict[str, Any] = {c: func.coalesce(ex[c], t.trace.c[c]) for c in TRACE_HINT_COLUMNS}
-        set_["name"] = case((ex.name_explicit, ex.name), else_=t.trace.c.name)
-        set_["name_explicit"] = or_(t.trace.c.name_explicit, ex.name_explicit)
-        set_["input"] = case((ex.io_explicit, ex.input), else_=t.trace.c.input)
-        set_["output"] = case((ex.io_explicit, ex.output), else_=t.trace.c.output)
-        set_["io_explicit"] = or_(t.trace.c.io_explicit, ex.io_explicit)
-        set_["start_time"] = case(
-            (ex.start_time < t.trace.c.start_time, ex.start_time), else_=t.trace.c.start_time
-        )
-        set_["updated_at"] = ex.updated_at
-        stmt = stmt.on_conflict_do_update(index_elements=["project_id", "id"], set_=set_)
-        conn.execute(stmt, list(merged.values()))
+        sql, convert = _trace_upsert(conn.dialect.name)
+        conn.exec_driver_sql(sql, [tuple(f(r[c]) for c, f in convert) for r in merged.values()])
 
     def _refresh_traces(self, conn: Connection, touched: set[tuple[str, str]], now: datetime) -> None:
+        """Recompute the derived columns of the touched traces from their spans, in SQL."""
         by_project: dict[str, list[str]] = {}
         for p, tr in touched:
             by_project.setdefault(p, []).append(tr)
-        s = t.span.c
-        updates: list[dict[str, Any]] = []
+        stmt = _refresh_statement(conn.dialect.name)
+        stamp = _converter(t.trace.c.updated_at.type, conn.dialect.name)(now)
         for project_id, trace_ids in by_project.items():
             for chunk in _chunks(sorted(trace_ids)):
-                agg = conn.execute(
-                    select(
-                        s.trace_id,
-                        func.min(s.start_time).label("start"),
-                        func.max(func.coalesce(s.end_time, s.start_time)).label("end"),
-                        func.count().label("n"),
-                        func.sum(case((s.status == "error", 1), else_=0)).label("errors"),
-                        func.sum(func.coalesce(s.input_tokens, 0)).label("in_tok"),
-                        func.sum(func.coalesce(s.output_tokens, 0)).label("out_tok"),
-                        func.sum(func.coalesce(s.total_tokens, 0)).label("tot_tok"),
-                        func.sum(func.coalesce(s.cost_total, 0)).label("cost"),
-                    )
-                    .where(s.project_id == project_id, s.trace_id.in_(chunk))
-                    .group_by(s.trace_id)
-                ).all()
-                roots: dict[str, Any] = {}
-                for r in conn.execute(
-                    select(s.trace_id, s.name, s.input, s.output)
-                    .where(s.project_id == project_id, s.trace_id.in_(chunk), s.parent_id.is_(None))
-                    .order_by(s.start_time)
-                ):
-                    roots.setdefault(r.trace_id, r)
-                for a in agg:
-                    root = roots.get(a.trace_id)
-                    start, end = a.start, a.end
-                    updates.append(
-                        {
-                            "b_project_id": project_id,
-                            "b_id": a.trace_id,
-                            "start_time": start,
-                            "end_time": end,
-                            "latency_ms": max((end - start).total_seconds() * 1000.0, 0.0),
-                            "span_count": a.n,
-                            "error_count": int(a.errors or 0),
-                            "status": "error" if a.errors else "ok",
-                            "input_tokens": int(a.in_tok or 0),
-                            "output_tokens": int(a.out_tok or 0),
-                            "total_tokens": int(a.tot_tok or 0),
-                            "total_cost": a.cost or 0,
-                            "root_name": root.name if root else None,
-                            "root_input": root.input if root else None,
-                            "root_output": root.output if root else None,
-                            "updated_at": now,
-                        }
-                    )
-        if not updates:
-            return
-        tr = t.trace.c
-        stmt = (
-            update(t.trace)
-            .where(and_(tr.project_id == bindparam("b_project_id"), tr.id == bindparam("b_id")))
-            .values(
-                start_time=bindparam("start_time"),
-                end_time=bindparam("end_time"),
-                latency_ms=bindparam("latency_ms"),
-                span_count=bindparam("span_count"),
-                error_count=bindparam("error_count"),
-                status=bindparam("status"),
-                input_tokens=bindparam("input_tokens"),
-                output_tokens=bindparam("output_tokens"),
-                total_tokens=bindparam("total_tokens"),
-                total_cost=bindparam("total_cost", type_=t.trace.c.total_cost.type),
-                name=case(
-                    (tr.name_explicit, tr.name),
-                    else_=func.coalesce(bindparam("root_name", type_=tr.name.type), tr.name),
-                ),
-                input=case(
-                    (tr.io_explicit, tr.input),
-                    else_=func.coalesce(bindparam("root_input", type_=tr.input.type), tr.input),
-                ),
-                output=case(
-                    (tr.io_explicit, tr.output),
-                    else_=func.coalesce(bindparam("root_output", type_=tr.output.type), tr.output),
-                ),
-                updated_at=bindparam("updated_at"),
-            )
-        )
-        conn.execute(stmt, updates)
+                conn.execute(stmt, {"p": project_id, "ids": list(chunk), "now": stamp})
 
     # --- scores ------------------------------------------------------------------------------
     def _upsert_scores(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -267,6 +175,81 @@ def _span_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], Any
         f"ON CONFLICT (project_id, trace_id, id) DO UPDATE SET {', '.join(sets)}"
     )
     return sql, [(c, _converter(t.span.c[c].type, dialect)) for c in cols]
+
+
+_TRACE_INSERT_COLUMNS = (
+    "project_id", "id", "name", "name_explicit", "user_id", "session_id", "release", "environment",
+    "metadata", "input", "output", "io_explicit", "start_time", "updated_at",
+)
+
+
+@functools.cache
+def _trace_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
+    """Create traces (zeroed aggregates) or merge trace-level hints into existing ones."""
+    ph = "?" if dialect == "sqlite" else "%s"
+    cols = list(_TRACE_INSERT_COLUMNS)
+    zeros = {"latency_ms": "0", "status": "'ok'", "span_count": "0", "error_count": "0", "input_tokens": "0",
+             "output_tokens": "0", "total_tokens": "0", "total_cost": "0"}
+    sets = [f"{c} = COALESCE(excluded.{c}, trace.{c})" for c in TRACE_HINT_COLUMNS]
+    sets += [
+        "name = CASE WHEN excluded.name_explicit THEN excluded.name ELSE trace.name END",
+        "name_explicit = (trace.name_explicit OR excluded.name_explicit)",
+        "input = CASE WHEN excluded.io_explicit THEN excluded.input ELSE trace.input END",
+        "output = CASE WHEN excluded.io_explicit THEN excluded.output ELSE trace.output END",
+        "io_explicit = (trace.io_explicit OR excluded.io_explicit)",
+        "start_time = CASE WHEN excluded.start_time < trace.start_time THEN excluded.start_time "
+        "ELSE trace.start_time END",
+        "updated_at = excluded.updated_at",
+    ]
+    sql = (
+        f"INSERT INTO trace ({', '.join(cols + list(zeros))}) "
+        f"VALUES ({', '.join([ph] * len(cols) + list(zeros.values()))}) "
+        f"ON CONFLICT (project_id, id) DO UPDATE SET {', '.join(sets)}"
+    )
+    return sql, [(c, _converter(t.trace.c[c].type, dialect)) for c in cols]
+
+
+@functools.cache
+def _refresh_statement(dialect: str) -> Any:
+    """One UPDATE ... FROM (aggregate over span) for a chunk of traces (SQLite >= 3.33, PostgreSQL)."""
+    from sqlalchemy import text
+
+    if dialect == "sqlite":
+        # Times are stored as 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds via strftime('%s') plus the
+        # fraction, exact to the microsecond (julianday() loses ~10 us at today's dates).
+        latency = (
+            "((CAST(strftime('%s', a.en) AS INTEGER) - CAST(strftime('%s', a.st) AS INTEGER)) "
+            "+ (CAST(substr(a.en, 20) AS REAL) - CAST(substr(a.st, 20) AS REAL))) * 1000.0"
+        )
+    else:
+        latency = "EXTRACT(EPOCH FROM (a.en - a.st)) * 1000.0"
+
+    def root(col: str) -> str:
+        return (
+            f"(SELECT r.{col} FROM span r WHERE r.project_id = trace.project_id AND r.trace_id = trace.id "
+            "AND r.parent_id IS NULL ORDER BY r.start_time LIMIT 1)"
+        )
+
+    sql = f"""
+        UPDATE trace SET
+            start_time = a.st, end_time = a.en, latency_ms = {latency},
+            span_count = a.n, error_count = a.errs,
+            status = CASE WHEN a.errs > 0 THEN 'error' ELSE 'ok' END,
+            input_tokens = a.itok, output_tokens = a.otok, total_tokens = a.ttok, total_cost = a.cost,
+            name = CASE WHEN trace.name_explicit THEN trace.name ELSE COALESCE({root("name")}, trace.name) END,
+            input = CASE WHEN trace.io_explicit THEN trace.input ELSE COALESCE({root("input")}, trace.input) END,
+            output = CASE WHEN trace.io_explicit THEN trace.output ELSE COALESCE({root("output")}, trace.output) END,
+            updated_at = :now
+        FROM (
+            SELECT trace_id, MIN(start_time) AS st, MAX(COALESCE(end_time, start_time)) AS en, COUNT(*) AS n,
+                   SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errs,
+                   SUM(COALESCE(input_tokens, 0)) AS itok, SUM(COALESCE(output_tokens, 0)) AS otok,
+                   SUM(COALESCE(total_tokens, 0)) AS ttok, SUM(COALESCE(cost_total, 0)) AS cost
+            FROM span WHERE project_id = :p AND trace_id IN :ids GROUP BY trace_id
+        ) AS a
+        WHERE trace.project_id = :p AND trace.id = a.trace_id
+    """
+    return text(sql).bindparams(bindparam("ids", expanding=True))
 
 
 def _sqlite_time(v: datetime | None) -> str | None:
