@@ -1,0 +1,39 @@
+"""Podium's tracing SDK: decorators, spans, scores and the background exporter.
+
+Imports only ``podium.core``, ``podium.config``, ``podium.errors``, the standard library,
+httpx and pydantic. Importing it starts nothing and reads no environment variable; the
+default client is built on first use. ``podium/__init__.py`` re-exports the public names.
+"""
+
+from podium.sdk.client import Podium, configure, get_client
+from podium.sdk.context import get_current_span_id, get_current_trace_id, propagate_attributes, wrap_context
+from podium.sdk.exporter import FlushResult
+from podium.sdk.span import Span
+from podium.sdk.tracing import (
+    create_score,
+    flush,
+    observe,
+    shutdown,
+    span,
+    update_current_span,
+    update_current_trace,
+)
+
+__all__ = [
+    "FlushResult",
+    "Podium",
+    "Span",
+    "configure",
+    "create_score",
+    "flush",
+    "get_client",
+    "get_current_span_id",
+    "get_current_trace_id",
+    "observe",
+    "propagate_attributes",
+    "shutdown",
+    "span",
+    "update_current_span",
+    "update_current_trace",
+    "wrap_context",
+]
