@@ -9,9 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from podium.core.pricing import PriceTable, compute_cost
-from podium.core.tokens import estimate_usage
-
 from podium.core.records import ScoreIn, SpanIn, SpanKind, TraceIn
+from podium.core.tokens import estimate_usage
 from podium.store.repos.ingest import IngestBatch
 
 __all__ = ["BatchBuilder"]

@@ -7,9 +7,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from podium.core.pricing import ModelPrice, PriceTable
-
 from podium.config import Settings
+from podium.core.pricing import ModelPrice, PriceTable
 from podium.server.auth import Authenticator
 from podium.server.ingest import Ingester
 from podium.store import Store
