@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 
 from podium._version import __version__
 from podium.config import Settings
+from podium.core.tokens import tokenizer_name
 from podium.server.auth import Authenticator
 from podium.server.errors import install_error_handlers
 from podium.server.ingest import Ingester
@@ -41,6 +43,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ingester.start()
+        # Load the tokenizer off the request path (~130 ms, only needed when usage is missing).
+        threading.Thread(target=tokenizer_name, name="podium-warmup", daemon=True).start()
         try:
             yield
         finally:
