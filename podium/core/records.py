@@ -46,7 +46,10 @@ def utc(v: datetime) -> datetime:
     """Make a datetime timezone-aware UTC (naive values are taken as UTC)."""
     if v.tzinfo is None:
         return v.replace(tzinfo=UTC)
-    return v.astimezone(UTC)
+    try:
+        return v.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{v.isoformat()} is outside the range of representable UTC times")
 
 
 Id = Annotated[str, AfterValidator(_check_id)]
@@ -86,19 +89,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
 
 
+MAX_TOKENS = 2**53  # fits BIGINT and a double exactly
+
+
 class UsageIn(_Strict):
-    input_tokens: int | None = Field(default=None, ge=0)
-    output_tokens: int | None = Field(default=None, ge=0)
-    total_tokens: int | None = Field(default=None, ge=0)
-    details: dict[str, int] | None = None  # e.g. cached_tokens, reasoning_tokens
+    input_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    output_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    total_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    details: dict[str, Annotated[int, Field(ge=0, le=MAX_TOKENS)]] | None = None  # cached_tokens, reasoning_tokens
 
 
 class CostIn(_Strict):
     """Cost in USD, when the caller knows it; otherwise the server prices the usage."""
 
-    input: float | None = Field(default=None, ge=0)
-    output: float | None = Field(default=None, ge=0)
-    total: float | None = Field(default=None, ge=0)
+    input: float | None = Field(default=None, ge=0, lt=1e9, allow_inf_nan=False)
+    output: float | None = Field(default=None, ge=0, lt=1e9, allow_inf_nan=False)
+    total: float | None = Field(default=None, ge=0, lt=1e9, allow_inf_nan=False)
 
 
 class _TraceHints(_Strict):
@@ -132,7 +138,7 @@ class SpanIn(_TraceHints):
     cost: CostIn | None = None
     completion_start_time: UtcTime | None = None  # first token: time to first token = this - start
     prompt_name: Annotated[str, Field(max_length=256)] | None = None
-    prompt_version: int | None = Field(default=None, ge=1)
+    prompt_version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     trace_name: Name | None = None  # sets the trace's name (else the root span's name is used)
     trace_metadata: dict[str, Any] | None = None
 
@@ -163,7 +169,9 @@ class TraceIn(_TraceHints):
 class ScoreIn(_Strict):
     id: Id | None = None  # give one to make retries idempotent; the server generates one otherwise
     name: Annotated[str, Field(min_length=1, max_length=256)]
-    value: float | bool | str
+    value: Annotated[float, Field(allow_inf_nan=False, gt=-1e300, lt=1e300)] | bool | Annotated[
+        str, Field(max_length=10_000)
+    ]
     data_type: ScoreDataType | None = None  # inferred from value when left out
     trace_id: Id | None = None
     span_id: Id | None = None

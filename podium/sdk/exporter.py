@@ -492,6 +492,12 @@ _fork_hook_registered = False
 def _track_for_fork(exporter: BatchExporter) -> None:
     global _fork_hook_registered
     _EXPORTERS.add(exporter)
+    try:
+        from multiprocessing import util
+
+        util.register_after_fork(exporter, _flush_at_process_exit)
+    except Exception:  # pragma: no cover - never let tracking fail
+        logger.debug("could not register the multiprocessing flush", exc_info=True)
     if not _fork_hook_registered and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
         _fork_hook_registered = True
@@ -500,3 +506,12 @@ def _track_for_fork(exporter: BatchExporter) -> None:
 def _after_fork_in_child() -> None:
     for exporter in list(_EXPORTERS):
         exporter._reinit_after_fork()
+
+
+
+def _flush_at_process_exit(exporter: BatchExporter) -> None:
+    """multiprocessing children end with os._exit(), which skips atexit. multiprocessing clears
+    its finalizers in a new child and then runs its after-fork hooks: register the flush there."""
+    from multiprocessing import util
+
+    util.Finalize(exporter, exporter.shutdown, kwargs={"timeout": 5.0}, exitpriority=100)

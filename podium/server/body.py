@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from typing import Any
 
@@ -30,14 +31,23 @@ async def read_body(request: Request, limit: int) -> bytes:
         return body
     if encoding in ("gzip", "deflate"):
         wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-        d = zlib.decompressobj(wbits)
-        try:
-            out = d.decompress(body, limit + 1)
-        except zlib.error as e:
-            raise BadRequest(f"body is not valid {encoding} data ({e}); check Content-Encoding")
-        if len(out) > limit or d.unconsumed_tail:
-            raise PayloadTooLarge(_too_big(len(out), limit, decompressed=True))
-        return out
+        parts: list[bytes] = []
+        size = 0
+        rest = body
+        while rest:  # gzip allows several concatenated members
+            d = zlib.decompressobj(wbits)
+            try:
+                out = d.decompress(rest, limit + 1 - size)
+            except zlib.error as e:
+                raise BadRequest(f"body is not valid {encoding} data ({e}); check Content-Encoding")
+            size += len(out)
+            if size > limit or d.unconsumed_tail:
+                raise PayloadTooLarge(_too_big(size, limit, decompressed=True))
+            if not d.eof:
+                raise BadRequest(f"body is truncated {encoding} data; check Content-Encoding")
+            parts.append(out)
+            rest = d.unused_data if encoding == "gzip" else b""
+        return b"".join(parts)
     raise UnsupportedMediaType(f"unsupported Content-Encoding {encoding!r}; send gzip, deflate or none")
 
 
@@ -46,13 +56,26 @@ async def read_json(request: Request, limit: int) -> Any:
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported here; send application/json")
     body = await read_body(request, limit)
+    if b"\\u0000" in body:
+        # PostgreSQL cannot store NUL in text or JSON; SQLite would store it. Same data on both.
+        body = _NUL_ESCAPE.sub(rb"\1\\ufffd", body)
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_reject_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadRequest(
             f"body is not valid JSON: {e}",
             details=[{"line": getattr(e, "lineno", None), "column": getattr(e, "colno", None)}],
         )
+    except RecursionError:
+        raise BadRequest("body nests JSON too deeply; flatten it (keep nesting under ~500 levels)")
+
+
+# A \u0000 escape that is not itself escaped (an even number of backslashes before it).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _reject_constant(name: str) -> None:
+    raise BadRequest(f"body contains {name}, which is not valid JSON; send null or a string instead")
 
 
 def _too_big(size: int, limit: int, *, decompressed: bool = False) -> str:

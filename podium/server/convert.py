@@ -28,7 +28,7 @@ class BatchBuilder:
 
     def add_span(self, s: SpanIn) -> None:
         usage = s.usage.model_dump(exclude_none=True) if s.usage else None
-        estimated = None
+        estimated = False if usage else None
         if (
             not usage
             and s.kind in _PRICED_KINDS

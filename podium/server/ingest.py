@@ -17,6 +17,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from podium.errors import ServiceUnavailable, TooManyRequests
 from podium.store.repos.ingest import IngestBatch, IngestRepo
@@ -30,8 +33,15 @@ logger = logging.getLogger(__name__)
 class _Entry:
     batch: IngestBatch
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
+    future: asyncio.Future[list[Rejected]]
     size: int
+
+
+#: An item the database refused: (("span", trace_id, id) | ("trace", id) | ("score", id), message).
+Rejected = tuple[tuple[str, ...], str]
+
+# Errors that say the database is unavailable (retry later), as opposed to refusing the data.
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, TimeoutError)
 
 
 class Ingester:
@@ -72,13 +82,14 @@ class Ingester:
         return self._pending
 
     # --- producer side -----------------------------------------------------------------------
-    async def submit(self, batch: IngestBatch) -> None:
-        """Queue ``batch`` and return once it is committed."""
+    async def submit(self, batch: IngestBatch) -> list[Rejected]:
+        """Queue ``batch`` and return once it is committed, with the items the database refused
+        (normally none: validation catches bad data first)."""
         size = len(batch)
         if size == 0:
-            return
+            return []
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[list[Rejected]] = loop.create_future()
         with self._cond:
             if self._stopping or self._thread is None:
                 raise ServiceUnavailable("the server is shutting down; retry against a running server")
@@ -93,7 +104,7 @@ class Ingester:
             self._pending += size
             self._queue.append(_Entry(batch, loop, fut, size))
             self._cond.notify()
-        await fut
+        return await fut
 
     # --- writer thread -----------------------------------------------------------------------
     def _take(self) -> list[_Entry] | None:
@@ -129,25 +140,46 @@ class Ingester:
                         merged.scores.extend(e.batch.scores)
                     self._repo.write(merged)
                 for e in entries:
-                    _resolve(e, None)
+                    _resolve(e, [])
                 self.written += n
             except Exception as exc:
                 if len(entries) == 1:
-                    self._fail(entries[0], exc)
+                    self._retry_alone(entries[0], exc)
                 else:
                     for e in entries:  # isolate the bad batch
                         try:
                             self._repo.write(e.batch)
-                            _resolve(e, None)
+                            _resolve(e, [])
                             self.written += e.size
                         except Exception as exc2:
-                            self._fail(e, exc2)
+                            self._retry_alone(e, exc2)
             dt = time.perf_counter() - t0
             if dt > 0:
                 self._rate = 0.8 * self._rate + 0.2 * (n / dt)
             with self._cond:
                 self._pending -= n
             logger.debug("wrote %d items in %d requests in %.1f ms", n, len(entries), dt * 1000)
+
+    def _retry_alone(self, e: _Entry, exc: Exception) -> None:
+        """A batch failed on its own. If the database is unavailable, fail it (503, retry);
+        if it refused some data, write item by item so the valid ones are still stored."""
+        if isinstance(exc, _UNAVAILABLE):
+            self._fail(e, exc)
+            return
+        rejected: list[Rejected] = []
+        for key, unit in _units(e.batch):
+            try:
+                self._repo.write(unit)
+                self.written += len(unit)
+            except Exception as exc2:
+                if isinstance(exc2, _UNAVAILABLE):
+                    self._fail(e, exc2)
+                    return
+                rejected.append((key, _db_message(exc2)))
+        if rejected:
+            self.write_errors += len(rejected)
+            logger.warning("the database refused %d items (first: %s)", len(rejected), rejected[0][1])
+        _resolve(e, rejected)
 
     def _fail(self, e: _Entry, exc: Exception) -> None:
         self.write_errors += e.size
@@ -163,14 +195,46 @@ class Ingester:
         )
 
 
-def _resolve(e: _Entry, exc: Exception | None) -> None:
+def _units(batch: IngestBatch) -> list[tuple[tuple[str, ...], IngestBatch]]:
+    """Split a batch into independently writable items (a span with its trace's hints and tags)."""
+    hints: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for h in batch.traces:
+        hints.setdefault((h["project_id"], h["id"]), []).append(h)
+    tags: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for tg in batch.tags:
+        tags.setdefault((tg[0], tg[1]), []).append(tg)
+    units: list[tuple[tuple[str, ...], IngestBatch]] = []
+    covered: set[tuple[str, str]] = set()
+    for sp in batch.spans:
+        tk = (sp["project_id"], sp["trace_id"])
+        first = tk not in covered
+        covered.add(tk)
+        units.append((
+            ("span", sp["trace_id"], sp["id"]),
+            IngestBatch(spans=[sp], traces=hints.get(tk, []) if first else [], tags=tags.get(tk, []) if first else []),
+        ))
+    for tk, hs in hints.items():
+        if tk not in covered:
+            units.append((("trace", tk[1]), IngestBatch(traces=hs, tags=tags.get(tk, []))))
+    for sc in batch.scores:
+        units.append((("score", sc["id"]), IngestBatch(scores=[sc])))
+    return units
+
+
+def _db_message(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return f"the database refused this item ({type(orig).__name__}: {text[:300]})"
+
+
+def _resolve(e: _Entry, result: list[Rejected] | Exception) -> None:
     def done() -> None:
         if e.future.done():
             return
-        if exc is None:
-            e.future.set_result(None)
+        if isinstance(result, Exception):
+            e.future.set_exception(result)
         else:
-            e.future.set_exception(exc)
+            e.future.set_result(result)
 
     try:
         e.loop.call_soon_threadsafe(done)

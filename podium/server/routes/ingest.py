@@ -71,6 +71,7 @@ async def ingest(request: Request, key: require_write) -> JSONResponse:  # type:
     builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))  # type: ignore[attr-defined]
     successes: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
+    keys: dict[tuple[str, ...], int] = {}
     for i, item in enumerate(items):
         item_id = item.get("body", {}).get("id") if isinstance(item, dict) and isinstance(item.get("body"), dict) else None
         if not isinstance(item, dict) or item.get("type") not in _MODELS or not isinstance(item.get("body"), dict):
@@ -95,12 +96,20 @@ async def ingest(request: Request, key: require_write) -> JSONResponse:  # type:
             continue
         if kind == "span":
             builder.add_span(rec)  # type: ignore[arg-type]
+            keys[("span", rec.trace_id, rec.id)] = i  # type: ignore[attr-defined]
         elif kind == "trace":
             builder.add_trace(rec)  # type: ignore[arg-type]
+            keys[("trace", rec.id)] = i  # type: ignore[attr-defined]
         else:
             item_id = builder.add_score(rec)  # type: ignore[arg-type]
+            keys[("score", item_id)] = i
         successes.append({"index": i, "id": item_id})
-    await st.ingester.submit(builder.batch)
+    refused = await st.ingester.submit(builder.batch)
+    if refused:
+        bad = {keys[k]: msg for k, msg in refused if k in keys}
+        successes = [s for s in successes if s["index"] not in bad]
+        errors.extend({"index": i, "id": items[i]["body"].get("id"), "status": 400, "message": m} for i, m in bad.items())
+        errors.sort(key=lambda e: e["index"])
     st.count_ingest(len(successes), len(errors))
     return JSONResponse({"successes": successes, "errors": errors}, status_code=207 if errors else 200)
 
@@ -123,8 +132,9 @@ async def otlp_traces(request: Request, key: require_write) -> Response:  # type
             builder.add_span(SpanIn.model_validate(d))
         except ValidationError as e:
             problems.append(f"span {d.get('id')}: {_describe(e)}")
-    await st.ingester.submit(builder.batch)
-    st.count_ingest(len(builder.batch.spans), len(problems))
+    refused = await st.ingester.submit(builder.batch)
+    problems.extend(f"span {k[-1]}: {msg}" for k, msg in refused)
+    st.count_ingest(len(builder.batch.spans) - len(refused), len(problems))
     out = otlp.encode_response(
         rejected_spans=len(problems), error_message="; ".join(problems[:5]), json=as_json
     )

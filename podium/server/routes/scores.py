@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from podium.core.records import ScoreIn
+from podium.errors import BadRequest
 from podium.server.auth import require_read, require_write
 from podium.server.convert import BatchBuilder
+from podium.server.routes.traces import utc_param
 from podium.server.schemas import ScorePage
 from podium.server.state import AppState
 from podium.store.repos.scores import ScoreFilter
@@ -36,7 +38,9 @@ def list_scores(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     st: AppState = request.app.state.podium
-    f = ScoreFilter(trace_id, span_id, session_id, name, source, data_type, after, before)
+    f = ScoreFilter(
+        trace_id, span_id, session_id, name, source, data_type, utc_param("from", after), utc_param("to", before)
+    )
     page = st.store.scores.list_scores(key.project_id, f, limit=limit, cursor=cursor)
     return {"data": page.items, "next_cursor": page.next_cursor}
 
@@ -46,5 +50,7 @@ async def create_score(request: Request, body: ScoreIn, key: require_write) -> J
     st: AppState = request.app.state.podium
     builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))
     sid = builder.add_score(body)
-    await st.ingester.submit(builder.batch)
+    refused = await st.ingester.submit(builder.batch)
+    if refused:
+        raise BadRequest(refused[0][1])
     return JSONResponse({"id": sid}, status_code=201)

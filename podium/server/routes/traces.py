@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from podium.core.records import utc
+from podium.errors import BadRequest
 from podium.server.auth import require_read
 from podium.server.schemas import GroupPage, SpanPage, TraceDetail, TracePage
 from podium.server.state import AppState
@@ -18,6 +20,19 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1", tags=["traces"])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
+
+
+MAX_TAG_FILTERS = 50
+
+
+def utc_param(name: str, value: datetime | None) -> datetime | None:
+    """A query-string time as UTC (naive means UTC), or a 400 naming the parameter."""
+    if value is None:
+        return None
+    try:
+        return utc(value)
+    except ValueError as e:
+        raise BadRequest(f"query parameter {name!r}: {e}", details=[{"field": f"query.{name}"}])
 
 
 def _st(request: Request) -> AppState:
@@ -58,9 +73,11 @@ def list_traces(
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
+    if len(tags) > MAX_TAG_FILTERS:
+        raise BadRequest(f"at most {MAX_TAG_FILTERS} tag filters per query; got {len(tags)}")
     f = TraceFilter(
-        start_after=start_after,
-        start_before=start_before,
+        start_after=utc_param("from", start_after),
+        start_before=utc_param("to", start_before),
         name=name,
         q=q,
         user_id=user_id,
@@ -148,8 +165,8 @@ def list_sessions(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     page = _st(request).store.traces.list_groups(
-        key.project_id, "session_id", limit=limit, cursor=cursor, start_after=start_after,
-        start_before=start_before, user_id=user_id,
+        key.project_id, "session_id", limit=limit, cursor=cursor, start_after=utc_param("from", start_after),
+        start_before=utc_param("to", start_before), user_id=user_id,
     )
     return {"data": page.items, "next_cursor": page.next_cursor}
 
@@ -164,6 +181,7 @@ def list_users(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     page = _st(request).store.traces.list_groups(
-        key.project_id, "user_id", limit=limit, cursor=cursor, start_after=start_after, start_before=start_before
+        key.project_id, "user_id", limit=limit, cursor=cursor, start_after=utc_param("from", start_after),
+        start_before=utc_param("to", start_before),
     )
     return {"data": page.items, "next_cursor": page.next_cursor}

@@ -89,7 +89,8 @@ class IngestRepo:
         if touched:
             self._refresh_traces(conn, touched, now)
         if batch.scores:
-            self._upsert_scores(conn, _dedupe(batch.scores, ("project_id", "id")))
+            # Scores are replaced whole by id: the last one in the batch wins.
+            self._upsert_scores(conn, list({(r["project_id"], r["id"]): r for r in batch.scores}.values()))
 
     # --- spans -------------------------------------------------------------------------------
     def _upsert_spans(self, conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
@@ -120,8 +121,10 @@ class IngestRepo:
                     m[c] = h[c]
             if h.get("name") is not None:
                 m["name"], m["name_explicit"] = h["name"], True
-            if h.get("input") is not None or h.get("output") is not None:
-                m["io_explicit"] = True
+            if h.get("input") is not None:
+                m["input_explicit"] = True
+            if h.get("output") is not None:
+                m["output_explicit"] = True
         if not merged:
             return
         sql, convert = _trace_upsert(conn.dialect.name)
@@ -149,7 +152,7 @@ class IngestRepo:
 
 
 _SPAN_KEY = ("project_id", "trace_id", "id")
-_SPAN_ALWAYS = ("name", "kind", "start_time", "updated_at")
+_SPAN_ALWAYS = ("name", "start_time", "updated_at")
 
 
 @functools.cache
@@ -164,6 +167,9 @@ def _span_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], Any
             continue
         if c in _SPAN_ALWAYS:
             sets.append(f"{c} = excluded.{c}")
+        elif c == "kind":
+            # The generic "span" never hides a specific kind sent earlier (e.g. by the start write).
+            sets.append("kind = CASE WHEN excluded.kind = 'span' THEN span.kind ELSE excluded.kind END")
         elif c == "status":
             # A later "unset" never hides an earlier ok/error.
             sets.append("status = CASE WHEN excluded.status = 'unset' THEN span.status ELSE excluded.status END")
@@ -179,7 +185,7 @@ def _span_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], Any
 
 _TRACE_INSERT_COLUMNS = (
     "project_id", "id", "name", "name_explicit", "user_id", "session_id", "release", "environment",
-    "metadata", "input", "output", "io_explicit", "start_time", "updated_at",
+    "metadata", "input", "output", "input_explicit", "output_explicit", "start_time", "updated_at",
 )
 
 
@@ -194,9 +200,10 @@ def _trace_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], An
     sets += [
         "name = CASE WHEN excluded.name_explicit THEN excluded.name ELSE trace.name END",
         "name_explicit = (trace.name_explicit OR excluded.name_explicit)",
-        "input = CASE WHEN excluded.io_explicit THEN excluded.input ELSE trace.input END",
-        "output = CASE WHEN excluded.io_explicit THEN excluded.output ELSE trace.output END",
-        "io_explicit = (trace.io_explicit OR excluded.io_explicit)",
+        "input = CASE WHEN excluded.input_explicit THEN excluded.input ELSE trace.input END",
+        "output = CASE WHEN excluded.output_explicit THEN excluded.output ELSE trace.output END",
+        "input_explicit = (trace.input_explicit OR excluded.input_explicit)",
+        "output_explicit = (trace.output_explicit OR excluded.output_explicit)",
         "start_time = CASE WHEN excluded.start_time < trace.start_time THEN excluded.start_time "
         "ELSE trace.start_time END",
         "updated_at = excluded.updated_at",
@@ -237,14 +244,16 @@ def _refresh_statement(dialect: str) -> Any:
             status = CASE WHEN a.errs > 0 THEN 'error' ELSE 'ok' END,
             input_tokens = a.itok, output_tokens = a.otok, total_tokens = a.ttok, total_cost = a.cost,
             name = CASE WHEN trace.name_explicit THEN trace.name ELSE COALESCE({root("name")}, trace.name) END,
-            input = CASE WHEN trace.io_explicit THEN trace.input ELSE COALESCE({root("input")}, trace.input) END,
-            output = CASE WHEN trace.io_explicit THEN trace.output ELSE COALESCE({root("output")}, trace.output) END,
+            input = CASE WHEN trace.input_explicit THEN trace.input
+                         ELSE COALESCE({root("input")}, trace.input) END,
+            output = CASE WHEN trace.output_explicit THEN trace.output
+                          ELSE COALESCE({root("output")}, trace.output) END,
             updated_at = :now
         FROM (
             SELECT trace_id, MIN(start_time) AS st, MAX(COALESCE(end_time, start_time)) AS en, COUNT(*) AS n,
                    SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errs,
                    SUM(COALESCE(input_tokens, 0)) AS itok, SUM(COALESCE(output_tokens, 0)) AS otok,
-                   SUM(COALESCE(total_tokens, 0)) AS ttok, SUM(COALESCE(cost_total, 0)) AS cost
+                   SUM(COALESCE(total_tokens, 0)) AS ttok, ROUND(SUM(COALESCE(cost_total, 0)), 10) AS cost
             FROM span WHERE project_id = :p AND trace_id IN :ids GROUP BY trace_id
         ) AS a
         WHERE trace.project_id = :p AND trace.id = a.trace_id
@@ -292,7 +301,8 @@ def _blank_trace(key: tuple[str, str], start: datetime, now: datetime) -> dict[s
         "metadata": None,
         "input": None,
         "output": None,
-        "io_explicit": False,
+        "input_explicit": False,
+        "output_explicit": False,
         "start_time": start,
         "updated_at": now,
     }
@@ -309,6 +319,8 @@ def _dedupe(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, 
             out[k] = dict(r)
         else:
             for c, v in r.items():
-                if v is not None:
-                    prev[c] = v
+                # Same rules as the upsert: NULL, "unset" status and the generic "span" kind never win.
+                if v is None or (c == "status" and v == "unset") or (c == "kind" and v == "span"):
+                    continue
+                prev[c] = v
     return list(out.values())

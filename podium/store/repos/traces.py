@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Engine, and_, exists, func, or_, select
 
+from podium.core.records import utc
 from podium.errors import BadRequest, NotFound
 from podium.store import tables as t
+from podium.store.types import UtcDateTime
 
 __all__ = ["Page", "TraceFilter", "TraceRepo", "decode_cursor", "encode_cursor"]
 
@@ -60,25 +62,49 @@ def encode_cursor(values: list[Any]) -> str:
 
 
 def decode_cursor(cursor: str) -> list[Any]:
+    def conv(v: Any) -> Any:
+        if isinstance(v, dict) and set(v) == {"t"}:
+            return utc(datetime.fromisoformat(v["t"]))
+        if isinstance(v, dict) and set(v) == {"d"}:
+            d = Decimal(v["d"])
+            if not d.is_finite():
+                raise ValueError("not finite")
+            return d
+        if isinstance(v, str | int | float) and not isinstance(v, bool):
+            return v
+        raise ValueError("unexpected cursor value")
+
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         vals = json.loads(raw)
         if not isinstance(vals, list):
             raise ValueError("not a list")
+        return [conv(v) for v in vals]
     except Exception:
-        raise BadRequest(
-            "invalid cursor; pass the next_cursor value from the previous page unchanged",
-            details=[{"field": "cursor"}],
-        )
+        raise _bad_cursor()
 
-    def conv(v: Any) -> Any:
-        if isinstance(v, dict) and "t" in v:
-            return datetime.fromisoformat(v["t"])
-        if isinstance(v, dict) and "d" in v:
-            return Decimal(v["d"])
-        return v
 
-    return [conv(v) for v in vals]
+def _bad_cursor() -> BadRequest:
+    return BadRequest(
+        "invalid cursor; pass the next_cursor value from the previous page unchanged "
+        "(with the same sort and order)",
+        details=[{"field": "cursor"}],
+    )
+
+
+def _check_cursor_value(col: Any, v: Any) -> None:
+    """The cursor's value must fit the sort column (a cursor from another sort is refused)."""
+    py = col.type.python_type if not isinstance(col.type, UtcDateTime) else datetime
+    if py is datetime:
+        ok = isinstance(v, datetime)
+    elif py is str:
+        ok = isinstance(v, str)
+    else:
+        ok = isinstance(v, int | float | Decimal) and abs(float(v)) < 1e300
+        if ok and py is int:
+            ok = abs(int(v)) < 2**63
+    if not ok:
+        raise _bad_cursor()
 
 
 def _keyset(col: Any, id_col: Any, cursor: str | None, desc: bool) -> ColumnElement[bool] | None:
@@ -86,15 +112,19 @@ def _keyset(col: Any, id_col: Any, cursor: str | None, desc: bool) -> ColumnElem
         return None
     vals = decode_cursor(cursor)
     if len(vals) != 2:
-        raise BadRequest("invalid cursor; pass next_cursor unchanged", details=[{"field": "cursor"}])
+        raise _bad_cursor()
     v, last_id = vals
+    _check_cursor_value(col, v)
+    if not isinstance(last_id, str):
+        raise _bad_cursor()
     if desc:
         return or_(col < v, and_(col == v, id_col < last_id))
     return or_(col > v, and_(col == v, id_col > last_id))
 
 
 TRACE_LIST_COLUMNS = [
-    c for c in t.trace.columns if c.name not in ("input", "output", "name_explicit", "io_explicit")
+    c for c in t.trace.columns
+    if c.name not in ("input", "output", "name_explicit", "input_explicit", "output_explicit")
 ]
 
 
@@ -199,7 +229,8 @@ class TraceRepo:
             out = dict(row._mapping)
             self._attach_tags(conn, project_id, [out])
         out.pop("name_explicit", None)
-        out.pop("io_explicit", None)
+        out.pop("input_explicit", None)
+        out.pop("output_explicit", None)
         return out
 
     # --- spans -------------------------------------------------------------------------------
@@ -295,7 +326,10 @@ class TraceRepo:
             .group_by(key)
         )
         if cursor:
-            v, last_id = decode_cursor(cursor)
+            vals = decode_cursor(cursor)
+            if len(vals) != 2 or not isinstance(vals[0], datetime) or not isinstance(vals[1], str):
+                raise _bad_cursor()
+            v, last_id = vals
             stmt = stmt.having(or_(last < v, and_(last == v, key < last_id)))
         stmt = stmt.order_by(last.desc(), key.desc()).limit(limit + 1)
         with self._engine.connect() as conn:
