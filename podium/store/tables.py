@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from podium.store.types import JSONType, UtcDateTime
@@ -87,6 +88,8 @@ trace = Table(
     Column("total_cost", Money, nullable=False, default=0),
     Column("updated_at", UtcDateTime, nullable=False),
     Index(None, "project_id", "start_time"),
+    Index(None, "project_id", "total_cost"),
+    Index(None, "project_id", "latency_ms"),
     Index(None, "project_id", "user_id", "start_time"),
     Index(None, "project_id", "session_id", "start_time"),
 )
@@ -136,6 +139,15 @@ span = Table(
     Index(None, "project_id", "trace_id", "start_time"),
     Index(None, "project_id", "trace_id", "parent_id"),
     Index(None, "project_id", "model", "trace_id"),
+    # The lazy tree's first request (roots only) without reading a big trace's other spans.
+    Index(
+        "ix_span_roots",
+        "project_id",
+        "trace_id",
+        "start_time",
+        sqlite_where=text("parent_id IS NULL"),
+        postgresql_where=text("parent_id IS NULL"),
+    ),
 )
 
 score = Table(

@@ -209,3 +209,14 @@ def test_sessions_users_and_scores(store: Any) -> None:
     got = store.scores.list_scores(pid, ScoreFilter(trace_id="t002")).items
     assert got[0]["value"] == "spam" and got[0]["span_id"] == "llm"
     assert [t["id"] for t in store.traces.list_traces(pid, TraceFilter(score_name="quality", min_score=0.5)).items] == ["t001"]
+
+
+def test_migrations_match_the_tables(store: Any) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from podium.store.tables import metadata
+
+    with store.engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), metadata)
+    assert diff == [], f"tables.py and the migrations disagree; add a migration: {diff}"

@@ -237,6 +237,20 @@ def _refresh_statement(dialect: str) -> Any:
             "AND r.parent_id IS NULL ORDER BY r.start_time LIMIT 1)"
         )
 
+    aggregates = """
+        MIN(start_time) AS st, MAX(COALESCE(end_time, start_time)) AS en, COUNT(*) AS n,
+        SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errs,
+        SUM(COALESCE(input_tokens, 0)) AS itok, SUM(COALESCE(output_tokens, 0)) AS otok,
+        SUM(COALESCE(total_tokens, 0)) AS ttok, ROUND(SUM(COALESCE(cost_total, 0)), 10) AS cost"""
+    if dialect == "sqlite":
+        source = f"SELECT trace_id, {aggregates} FROM span WHERE project_id = :p AND trace_id IN :ids GROUP BY trace_id"
+    else:
+        # PostgreSQL plans `trace_id = ANY(...)` as a filter over the project's spans (it read
+        # every span of the project per write); driving from the id list keeps it an index lookup.
+        source = (
+            f"SELECT k.id AS trace_id, agg.* FROM unnest(CAST(:ids AS text[])) AS k(id) CROSS JOIN LATERAL "
+            f"(SELECT {aggregates} FROM span WHERE project_id = :p AND trace_id = k.id) AS agg"
+        )
     sql = f"""
         UPDATE trace SET
             start_time = a.st, end_time = a.en, latency_ms = {latency},
@@ -249,16 +263,12 @@ def _refresh_statement(dialect: str) -> Any:
             output = CASE WHEN trace.output_explicit THEN trace.output
                           ELSE COALESCE({root("output")}, trace.output) END,
             updated_at = :now
-        FROM (
-            SELECT trace_id, MIN(start_time) AS st, MAX(COALESCE(end_time, start_time)) AS en, COUNT(*) AS n,
-                   SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errs,
-                   SUM(COALESCE(input_tokens, 0)) AS itok, SUM(COALESCE(output_tokens, 0)) AS otok,
-                   SUM(COALESCE(total_tokens, 0)) AS ttok, ROUND(SUM(COALESCE(cost_total, 0)), 10) AS cost
-            FROM span WHERE project_id = :p AND trace_id IN :ids GROUP BY trace_id
-        ) AS a
-        WHERE trace.project_id = :p AND trace.id = a.trace_id
+        FROM ({source}) AS a
+        WHERE trace.project_id = :p AND trace.id = a.trace_id AND a.n > 0
     """
-    return text(sql).bindparams(bindparam("ids", expanding=True))
+    if dialect == "sqlite":
+        return text(sql).bindparams(bindparam("ids", expanding=True))
+    return text(sql)
 
 
 def _sqlite_time(v: datetime | None) -> str | None:

@@ -173,6 +173,12 @@ def upgrade() -> None:
             batch_op.f("ix_span_project_id_model_trace_id"), ["project_id", "model", "trace_id"], unique=False
         )
         batch_op.create_index(
+            "ix_span_roots",
+            ["project_id", "trace_id", "start_time"],
+            sqlite_where=sa.text("parent_id IS NULL"),
+            postgresql_where=sa.text("parent_id IS NULL"),
+        )
+        batch_op.create_index(
             batch_op.f("ix_span_project_id_trace_id_parent_id"),
             ["project_id", "trace_id", "parent_id"],
             unique=False,
@@ -235,6 +241,8 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_trace_project_id_start_time"), ["project_id", "start_time"], unique=False
         )
+        batch_op.create_index(batch_op.f("ix_trace_project_id_total_cost"), ["project_id", "total_cost"])
+        batch_op.create_index(batch_op.f("ix_trace_project_id_latency_ms"), ["project_id", "latency_ms"])
         batch_op.create_index(
             batch_op.f("ix_trace_project_id_user_id_start_time"),
             ["project_id", "user_id", "start_time"],
