@@ -283,13 +283,7 @@ def generate(url: str, p: Params, log: Callable[[str], None] = print) -> dict[st
     from podium.store.migrate import upgrade
     from podium.store.repos.ingest import IngestBatch
 
-    if url.startswith("postgresql"):
-        # Work around a write-path bug for the bulk load (reported in docs/benchmarks.md): psycopg
-        # prepares the per-trace UPDATE after 5 runs, PostgreSQL then caches a generic plan made
-        # while the table was empty, which scans every trace of the project per updated row.
-        engine = make_engine(url, connect_args={"prepare_threshold": None})
-    else:
-        engine = make_engine(url)
+    engine = make_engine(url)  # exactly as the server makes it
     upgrade(engine)
     store = Store(engine)
     try:

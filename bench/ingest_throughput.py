@@ -76,17 +76,17 @@ Measured at commit 7fdabce; re-check after write-path changes.
 - *SQLite: one process, one GIL.* The server uses ~0.95 of a core while the machine is only ~1.0 of 2
   cores busy (the clients use < 0.1): a whole core idles. The event loop (JSON decode, pydantic
   validation, BatchBuilder, pricing) and the ingest writer (value conversion, `json.dumps` of JSON
-  columns, `sqlite3` executemany, commit) take turns on one GIL — about 47% / 53% of the busy samples.
-  That is ~108 µs of server CPU per acknowledged span; 20,000 spans/s on one core needs ≤ 50 µs.
+  columns, `sqlite3` executemany, commit) take turns on one GIL — about half of the busy samples each.
+  That is ~100-110 µs of server CPU per acknowledged span; 20,000 spans/s on one core needs ≤ 50 µs.
 - *Where it goes* (SQLite, batch 1000, profile below). Event loop: `json.loads` of the body 28%,
   `model_validate` + the Python `AfterValidator`s (`utc`, `_check_id`) 22%, `BatchBuilder.add_span`
-  19%, pricing 8%. Writer: sqlite3 executemany 34% (the only part that overlaps: sqlite3 releases the
-  GIL), value conversion 40% (`_sqlite_time` 14%, the per-column generator, `_dedupe` 9%),
-  `json.dumps` 12%, commit 6%.
+  16-19%, pricing 8-11% (two runs). Writer: sqlite3 executemany 34% (the only part that overlaps: sqlite3 releases the
+  GIL), value conversion ~40% (`_sqlite_time` 14%, the per-column generator, `_dedupe` 9%),
+  `json.dumps` 12-14%, commit 6%.
 - *PostgreSQL: a serial pipeline, and a refresh that scans the project.* Server ~0.6 core + PostgreSQL
-  ~0.6 core, machine ~1.25 of 2: the single writer converts values, then waits for PostgreSQL (59% of
-  its samples are psycopg waiting), then converts again. Batch 1000 declines during the minute
-  (7.2k → 4.6k spans/s) because of the bug below.
+  ~0.6 core, machine ~1.25 of 2: the single writer converts values, then waits for PostgreSQL (60-70% of
+  its samples are psycopg waiting), then converts again. Throughput declines during the minute
+  (batch 1000: from ~9k to ~5k spans/s per 10 s in the table) because of the bug below.
 
 **Bug (PostgreSQL): the trace-aggregate refresh reads every span of the project on each write.** The
 `UPDATE trace ... FROM (SELECT ... FROM span WHERE project_id = :p AND trace_id IN (:ids) GROUP BY
@@ -129,9 +129,9 @@ depends on table size is exposed to this; `prepare_threshold=None` in the psycop
    32k WAL full-page images (283 MiB of WAL) and 59k buffers were written out by the backend itself.
    Document shared_buffers ≈ 25% of RAM, `wal_compression = on`, a larger `max_wal_size`.
 
-Larger batches help on SQLite (6.9k → 9.0k spans/s from 100 to 1,000 spans) at the cost of latency
-(p95 77 → 573 ms): the writer merges concurrent requests into one transaction either way, so the gain is
-mostly less per-request overhead.
+Larger batches help on SQLite (~7k spans/s at 100 spans, ~9k at 500-1,000) at the cost of latency
+(p95 ~75 ms → ~600 ms): the writer merges concurrent requests into one transaction either way, so the
+gain is mostly less per-request overhead.
 """
 
 

@@ -76,7 +76,7 @@ Measured at the commit above; re-check when the queries or indexes change.
   it walks all 100,000 spans of the trace in start order and filters `parent_id IS NULL` (PostgreSQL
   EXPLAIN: *Rows Removed by Filter: 99999*). **Proposal:** a partial index `span (project_id, trace_id,
   start_time) WHERE parent_id IS NULL` — 20.5 ms → 0.02 ms on PostgreSQL.
-- HTTP, validation and JSON add ~3-5 ms to each list request over the store call, and ~25-35 ms to a
+- HTTP, validation and JSON add ~3-5 ms to each list request over the store call, and ~15-30 ms to a
   1,000-span page (response-model validation and serialization of 1,000 spans).
 """
 
