@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from podium.core.records import utc
 from podium.errors import BadRequest
 from podium.server.auth import require_read
-from podium.server.schemas import GroupPage, SpanPage, TraceDetail, TracePage
+from podium.server.schemas import GroupPage, SpanOut, SpanPage, TraceDetail, TracePage
 from podium.server.state import AppState
 from podium.store.repos.scores import ScoreFilter
 from podium.store.repos.traces import TraceFilter
@@ -148,8 +148,6 @@ def list_spans(
 
 @router.get("/traces/{trace_id}/spans/{span_id}", summary="One span with its full input and output")
 def get_span(request: Request, trace_id: str, span_id: str, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
-    from podium.server.schemas import SpanOut
-
     span = _st(request).store.traces.get_span(key.project_id, trace_id, span_id)
     return SpanOut.model_validate(_with_ttft(span)).model_dump(mode="json")
 

@@ -336,12 +336,5 @@ class TraceRepo:
             rows = [dict(r._mapping) for r in conn.execute(stmt)]
         more = len(rows) > limit
         rows = rows[:limit]
-        for r in rows:
-            # SQLite returns aggregates of datetimes as text.
-            for k in ("first_seen", "last_seen"):
-                if isinstance(r[k], str):
-                    r[k] = t.trace.c.start_time.type.process_result_value(  # type: ignore[attr-defined]
-                        datetime.fromisoformat(r[k]), self._engine.dialect
-                    )
         nxt = encode_cursor([rows[-1]["last_seen"], rows[-1]["id"]]) if more and rows else None
         return Page(items=rows, next_cursor=nxt)
