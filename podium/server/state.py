@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from podium.config import Settings
 from podium.core.pricing import ModelPrice, PriceTable
+from podium.gateway.service import Gateway
 from podium.server.auth import Authenticator
 from podium.server.ingest import Ingester
 from podium.store import Store
@@ -24,6 +25,7 @@ class AppState:
     store: Store
     ingester: Ingester
     auth: Authenticator
+    gateway: Gateway | None = None
     price_ttl: float = 30.0
     _prices: dict[str, tuple[PriceTable, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -6,6 +6,7 @@ from sqlalchemy import Engine
 
 from podium.store.engine import make_engine
 from podium.store.migrate import upgrade
+from podium.store.repos.gateway import GatewayRepo
 from podium.store.repos.ingest import IngestRepo
 from podium.store.repos.prices import PriceRepo
 from podium.store.repos.projects import ProjectRepo
@@ -23,6 +24,7 @@ class Store:
         self.traces = TraceRepo(engine)
         self.scores = ScoreRepo(engine)
         self.prices = PriceRepo(engine)
+        self.gateway = GatewayRepo(engine)
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True) -> Store:

@@ -24,7 +24,18 @@ from sqlalchemy import (
 
 from podium.store.types import JSONType, UtcDateTime
 
-__all__ = ["api_key", "metadata", "model_price", "project", "score", "span", "trace", "trace_tag"]
+__all__ = [
+    "api_key",
+    "gateway_model",
+    "gateway_spend",
+    "metadata",
+    "model_price",
+    "project",
+    "score",
+    "span",
+    "trace",
+    "trace_tag",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -43,6 +54,8 @@ project = Table(
     Column("id", String(36), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # Gateway limits for the whole project: {"rpm", "tpm", "max_parallel", "budget_daily", ...}.
+    Column("gateway_limits", JSONType),
 )
 
 api_key = Table(
@@ -58,6 +71,9 @@ api_key = Table(
     Column("note", String(500)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
+    # Gateway (virtual key) limits and the model aliases the key may call (None: all).
+    Column("limits", JSONType),
+    Column("models", JSONType),
 )
 
 trace = Table(
@@ -179,5 +195,29 @@ model_price = Table(
     Column("input_per_million", Money, nullable=False),
     Column("output_per_million", Money, nullable=False),
     Column("cached_input_per_million", Money),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Model aliases declared through the API (the config file declares the others). ``spec`` holds
+# the deployments; provider secrets inside it are Fernet-encrypted (``api_key_encrypted``).
+gateway_model = Table(
+    "gateway_model",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("spec", JSONType, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Spend per limit scope and period ("d:2026-11-23", "m:2026-11", "total"), flushed from the
+# gateway's in-memory counters every few seconds so budgets survive a restart.
+gateway_spend = Table(
+    "gateway_spend",
+    metadata,
+    Column("scope_kind", String(16), primary_key=True),
+    Column("scope_id", String(64), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("amount", Money, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )

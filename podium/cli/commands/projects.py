@@ -55,7 +55,7 @@ def projects_list(as_json: bool = typer.Option(False, "--json")) -> None:
 @keys_app.command("create")
 def keys_create(
     project: str = typer.Option("default", help="Project name or id."),
-    role: str = typer.Option("member", help="admin | member | ingest | viewer"),
+    role: str = typer.Option("member", help="admin | member | ingest | viewer | gateway (calls the model gateway only)"),
     note: str = typer.Option(None, help="What the key is for."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

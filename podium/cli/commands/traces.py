@@ -4,48 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import typer
 from rich.table import Column, Table
 from rich.tree import Tree
 
-from podium.cli._common import console, err_console, print_json
-from podium.config import Settings, read_keys_file
+from podium.cli._common import api_call, console, print_json
 
 __all__ = ["traces_app"]
 
 traces_app = typer.Typer(help="Query traces on a running server.", no_args_is_help=True)
 
 
-def _client() -> httpx.Client:
-    s = Settings()
-    public, secret = s.public_key, s.secret_key
-    if not secret:
-        keys = read_keys_file(s.default_keys_file)
-        public, secret = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
-    if not secret:
-        err_console.print("[red]no API key:[/] set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them)")
-        raise typer.Exit(2)
-    auth = httpx.BasicAuth(public, secret) if public else None
-    headers = {} if public else {"Authorization": f"Bearer {secret}"}
-    return httpx.Client(base_url=s.base_url, auth=auth, headers=headers, timeout=30)
-
-
 def _get(path: str, params: dict[str, Any]) -> Any:
-    try:
-        with _client() as c:
-            r = c.get(path, params={k: v for k, v in params.items() if v is not None and v != []})
-    except httpx.HTTPError as e:
-        err_console.print(f"[red]cannot reach the server:[/] {e}. Is `podium up` running at PODIUM_BASE_URL?")
-        raise typer.Exit(1)
-    if r.status_code >= 400:
-        try:
-            msg = r.json()["error"]["message"]
-        except Exception:
-            msg = r.text
-        err_console.print(f"[red]error {r.status_code}:[/] {msg}")
-        raise typer.Exit(1)
-    return r.json()
+    return api_call("GET", path, params={k: v for k, v in params.items() if v is not None and v != []})
 
 
 def _fmt_cost(v: Any) -> str:

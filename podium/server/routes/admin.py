@@ -12,16 +12,17 @@ from podium.server.auth import CurrentKey, require_admin, require_read
 from podium.server.schemas import KeyOut, NewKeyOut, PriceIn, PriceOut, ProjectOut
 from podium.server.state import AppState
 
-__all__ = ["router"]
+__all__ = ["health_router", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["projects"])
+health_router = APIRouter(prefix="/api/v1", tags=["meta"])  # the only admin route a gateway-only process serves
 
 
 def _st(request: Request) -> AppState:
     return request.app.state.podium  # type: ignore[no-any-return]
 
 
-@router.get("/health", tags=["meta"], summary="Liveness and ingest counters (no auth)")
+@health_router.get("/health", tags=["meta"], summary="Liveness and ingest counters (no auth)")
 def health(request: Request) -> dict[str, Any]:
     st = _st(request)
     return {

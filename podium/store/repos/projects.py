@@ -7,6 +7,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +17,9 @@ from podium.store import tables as t
 
 __all__ = ["ROLES", "ApiKey", "NewKey", "Project", "ProjectRepo", "hash_secret"]
 
-ROLES = ("admin", "member", "ingest", "viewer")
+#: admin: everything; member: read + write; ingest: write traces only; viewer: read only;
+#: gateway: call the model gateway only (a "virtual key": give it limits and a model list).
+ROLES = ("admin", "member", "ingest", "viewer", "gateway")
 
 
 def hash_secret(secret: str) -> str:
@@ -40,6 +43,8 @@ class ApiKey:
     note: str | None
     created_at: datetime
     revoked_at: datetime | None
+    limits: dict[str, Any] | None = None  # gateway limits of this key (rpm, tpm, budgets...)
+    models: list[str] | None = None  # model aliases this key may call through the gateway (None: all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +85,15 @@ class ProjectRepo:
         return Project(id=r.id, name=r.name, created_at=r.created_at)
 
     # --- keys ----------------------------------------------------------------------------
-    def create_key(self, project_id: str, *, role: str = "admin", note: str | None = None) -> NewKey:
+    def create_key(
+        self,
+        project_id: str,
+        *,
+        role: str = "admin",
+        note: str | None = None,
+        limits: dict[str, Any] | None = None,
+        models: list[str] | None = None,
+    ) -> NewKey:
         if role not in ROLES:
             raise ValidationFailed(f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
         public = "pk-pd-" + secrets.token_hex(12)
@@ -94,6 +107,8 @@ class ProjectRepo:
             note=note,
             created_at=datetime.now(UTC),
             revoked_at=None,
+            limits=limits or None,
+            models=models,
         )
         with self._engine.begin() as conn:
             if conn.execute(select(t.project.c.id).where(t.project.c.id == project_id)).first() is None:
@@ -108,6 +123,8 @@ class ProjectRepo:
                     role=role,
                     note=note,
                     created_at=key.created_at,
+                    limits=key.limits,
+                    models=models,
                 )
             )
         return NewKey(key=key, secret_key=secret)
@@ -133,6 +150,42 @@ class ProjectRepo:
         _ = res
         return _key(r)
 
+    def update_key(
+        self,
+        project_id: str,
+        public_key: str,
+        *,
+        limits: dict[str, Any] | _Unset | None = ...,
+        models: list[str] | _Unset | None = ...,
+        note: str | _Unset | None = ...,
+    ) -> ApiKey:
+        """Change a key's gateway limits, model list or note (``...`` leaves a field as is)."""
+        values: dict[str, Any] = {}
+        if limits is not ...:
+            values["limits"] = limits or None
+        if models is not ...:
+            values["models"] = models
+        if note is not ...:
+            values["note"] = note
+        cond = (t.api_key.c.public_key == public_key) & (t.api_key.c.project_id == project_id)
+        with self._engine.begin() as conn:
+            if values:
+                conn.execute(update(t.api_key).where(cond).values(**values))
+            r = conn.execute(select(t.api_key).where(cond)).first()
+        if r is None:
+            raise NotFound(f"no key {public_key!r} in this project; list keys with `podium keys list`")
+        return _key(r)
+
+    def project_limits(self, project_id: str) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            return conn.execute(  # type: ignore[no-any-return]
+                select(t.project.c.gateway_limits).where(t.project.c.id == project_id)
+            ).scalar()
+
+    def set_project_limits(self, project_id: str, limits: dict[str, Any] | None) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(update(t.project).where(t.project.c.id == project_id).values(gateway_limits=limits or None))
+
     def authenticate(self, secret_key: str, public_key: str | None = None) -> ApiKey | None:
         """The active key whose secret is ``secret_key`` (and whose public key matches, if given)."""
         with self._engine.connect() as conn:
@@ -142,6 +195,9 @@ class ProjectRepo:
         if public_key is not None and r.public_key != public_key:
             return None
         return _key(r)
+
+
+_Unset = type(Ellipsis)
 
 
 def _key(r: object) -> ApiKey:
@@ -154,4 +210,6 @@ def _key(r: object) -> ApiKey:
         note=r.note,  # type: ignore[attr-defined]
         created_at=r.created_at,  # type: ignore[attr-defined]
         revoked_at=r.revoked_at,  # type: ignore[attr-defined]
+        limits=r.limits,  # type: ignore[attr-defined]
+        models=r.models,  # type: ignore[attr-defined]
     )

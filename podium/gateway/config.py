@@ -1,0 +1,222 @@
+"""The gateway config: model aliases, their deployments, and the router's defaults.
+
+A YAML or TOML file (``PODIUM_GATEWAY_CONFIG``, default ``$PODIUM_HOME/gateway.yaml``)::
+
+    router:
+      retries: 2            # retries per deployment on 429/5xx/timeouts (a deployment may override)
+      backoff: 0.25         # first retry waits this long (s), doubling, with jitter; Retry-After wins
+      cooldown: 30          # a deployment that failed `allowed_fails` times in a row rests this long (s)
+      allowed_fails: 3
+      timeout: 60
+    models:
+      - name: gpt-4o
+        deployments:
+          - {provider: openai, model: gpt-4o, api_key: env:OPENAI_API_KEY, weight: 9}
+          - {provider: openai, model: gpt-4o, api_base: https://my-azure-proxy/v1, weight: 1}
+        fallbacks: [local]
+
+``api_key`` is ``env:NAME`` (read from the environment when the config is loaded) or, for
+aliases declared through the API, a secret stored encrypted. The built-in aliases ``local``
+(SmolLM2-135M-Instruct) and ``local-embed`` (MiniLM-L6-v2) always exist unless the file
+declares its own alias of that name.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from podium.errors import ConfigurationError, ValidationFailed
+from podium.gateway.providers.base import Deployment
+
+__all__ = [
+    "LOCAL_ALIASES",
+    "AliasSpec",
+    "DeploymentSpec",
+    "GatewayConfig",
+    "ModelAlias",
+    "RouterSpec",
+    "load_config",
+]
+
+PROVIDERS = ("openai", "anthropic", "gemini", "local")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeploymentSpec(_Strict):
+    provider: Literal["openai", "anthropic", "gemini", "local"]
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    api_base: str | None = None
+    api_key: str | None = Field(
+        default=None, description="env:NAME to read an environment variable; a literal secret via the API only"
+    )
+    weight: Annotated[float, Field(gt=0, le=1e6)] = 1.0
+    timeout: Annotated[float, Field(gt=0, le=3600)] | None = None
+    max_retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("api_base")
+    @classmethod
+    def _base(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("api_base must be an http(s) URL, e.g. https://api.openai.com/v1")
+        return v.rstrip("/") if v else v
+
+
+class AliasSpec(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")]
+    mode: Literal["chat", "embedding"] = "chat"
+    deployments: Annotated[list[DeploymentSpec], Field(min_length=1, max_length=64)]
+    fallbacks: list[str] = Field(default_factory=list)
+    description: str | None = None
+
+
+class RouterSpec(_Strict):
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    backoff: Annotated[float, Field(ge=0, le=60)] = 0.25
+    max_backoff: Annotated[float, Field(ge=0, le=600)] = 8.0
+    cooldown: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    allowed_fails: Annotated[int, Field(ge=1, le=1000)] = 3
+    timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
+class GatewayFile(_Strict):
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    models: list[AliasSpec] = Field(default_factory=list)
+
+
+class ModelAlias:
+    """A resolved alias: its deployments (secrets resolved) and fallbacks."""
+
+    __slots__ = ("deployments", "description", "fallbacks", "mode", "name", "source", "total_weight")
+
+    def __init__(self, name: str, mode: str, deployments: list[Deployment], fallbacks: list[str],
+                 source: str, description: str | None = None) -> None:
+        self.name = name
+        self.mode = mode
+        self.deployments = deployments
+        self.fallbacks = fallbacks
+        self.source = source  # "builtin" | "file" | "api"
+        self.description = description
+        self.total_weight = sum(d.weight for d in deployments)
+
+
+LOCAL_ALIASES = (
+    AliasSpec(name="local", mode="chat", description="SmolLM2-135M-Instruct on llama.cpp, offline",
+              deployments=[DeploymentSpec(provider="local", model="smollm2-135m-instruct")]),
+    AliasSpec(name="local-embed", mode="embedding", description="MiniLM-L6-v2 (int8 ONNX), 384 dimensions",
+              deployments=[DeploymentSpec(provider="local", model="minilm-l6-v2")]),
+)
+
+
+def resolve_alias(spec: AliasSpec, router: RouterSpec, source: str,
+                  secret: Any = None) -> ModelAlias:
+    """Turn a spec into deployments. ``secret(value) -> str`` decrypts API-stored secrets."""
+    deps = []
+    for i, d in enumerate(spec.deployments):
+        deps.append(
+            Deployment(
+                alias=spec.name,
+                provider=d.provider,
+                model=d.model,
+                api_base=d.api_base,
+                api_key=_api_key(spec.name, d.api_key, secret),
+                weight=d.weight,
+                timeout=d.timeout or router.timeout,
+                max_retries=router.retries if d.max_retries is None else d.max_retries,
+                headers=dict(d.headers),
+                index=i,
+            )
+        )
+    return ModelAlias(spec.name, spec.mode, deps, list(spec.fallbacks), source, spec.description)
+
+
+def _api_key(alias: str, value: str | None, secret: Any) -> str | None:
+    if value is None:
+        return None
+    if value.startswith("env:"):
+        name = value[4:]
+        got = os.environ.get(name)
+        if got is None:
+            # Not fatal: the deployment answers 401-like errors, and other aliases keep working.
+            return None
+        return got
+    if value.startswith("enc:") and secret is not None:
+        return str(secret(value))
+    return value
+
+
+class GatewayConfig:
+    """The aliases a process knows from the built-ins and the config file."""
+
+    def __init__(self, router: RouterSpec, aliases: dict[str, ModelAlias]) -> None:
+        self.router = router
+        self.aliases = aliases
+
+    @classmethod
+    def from_specs(cls, data: GatewayFile, *, builtins: bool = True) -> GatewayConfig:
+        aliases: dict[str, ModelAlias] = {}
+        if builtins:
+            for spec in LOCAL_ALIASES:
+                aliases[spec.name] = resolve_alias(spec, data.router, "builtin")
+        for spec in data.models:
+            aliases[spec.name] = resolve_alias(spec, data.router, "file")
+        cfg = cls(data.router, aliases)
+        cfg.check_fallbacks()
+        return cfg
+
+    def check_fallbacks(self) -> None:
+        for a in self.aliases.values():
+            for f in a.fallbacks:
+                if f not in self.aliases:
+                    raise ConfigurationError(
+                        f"model {a.name!r} falls back to {f!r}, which is not declared; "
+                        f"declared: {', '.join(sorted(self.aliases))}"
+                    )
+
+
+def parse_alias(data: Any) -> AliasSpec:
+    """Validate one alias from an API body; errors name the field."""
+    try:
+        return AliasSpec.model_validate(data)
+    except ValidationError as e:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in e.errors()
+        ]
+        first = details[0]
+        raise ValidationFailed(f"invalid model alias: {first['field']}: {first['message']}", details=details)
+
+
+def load_config(path: Path | None, *, home: Path) -> GatewayConfig:
+    """Read the config file (YAML or TOML); only the built-in aliases when there is none."""
+    if path is None:
+        default = home / "gateway.yaml"
+        path = default if default.exists() else None
+    if path is None:
+        return GatewayConfig.from_specs(GatewayFile())
+    path = path.expanduser()
+    if not path.exists():
+        raise ConfigurationError(f"gateway config {path} does not exist; fix PODIUM_GATEWAY_CONFIG")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            raw = tomllib.loads(text)
+        else:
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+    except Exception as e:  # yaml.YAMLError / tomllib.TOMLDecodeError carry line numbers
+        raise ConfigurationError(f"gateway config {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {e}")
+    try:
+        data = GatewayFile.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()[:10]]
+        raise ConfigurationError(f"gateway config {path} is invalid:\n  " + "\n  ".join(lines))
+    return GatewayConfig.from_specs(data)

@@ -1,0 +1,1 @@
+"""Model providers: OpenAI-compatible HTTP, Anthropic, Gemini and the local models."""

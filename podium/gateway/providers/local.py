@@ -1,0 +1,270 @@
+"""The ``local`` provider: SmolLM2 (llama.cpp) and MiniLM embeddings inside the gateway process.
+
+Data flow: the request is checked on the event loop (a bad parameter answers 400 at once,
+without waiting behind other generations), then the blocking model call runs on a
+dedicated single-thread executor (llama.cpp serialises anyway, and a private executor keeps
+queued generations from starving ``asyncio.to_thread`` users). Streams cross from the worker
+to the loop one chunk at a time through ``loop.call_soon_threadsafe`` into an
+``asyncio.Queue``: no polling, one wake-up per token.
+
+Cancellation: closing a stream (``aclose``, client disconnect, task cancellation) sets a
+flag the worker checks after every token, so generation stops within one token and the
+model lock is released; a request still waiting in the queue is dropped. Cancelling a
+non-streaming call does the same.
+
+Responses carry ``model`` = the alias the caller used (``dep.alias``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from podium.config import Settings
+from podium.errors import PodiumError, UpstreamError, ValidationFailed
+from podium.gateway.providers.base import Deployment
+from podium.inference.embeddings import EMBED_MODEL_NAME, LocalEmbedder
+from podium.inference.llama import LocalChatModel, check_chat_params, check_completion_params
+
+__all__ = ["LocalProvider"]
+
+_END = object()
+_MAX_INPUTS = 2048
+_REQUEST_ONLY = ("model", "messages", "prompt", "stream")
+
+
+def _bad(param: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, details=[{"field": param, "message": message}])
+
+
+def _params(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in _REQUEST_ONLY}
+
+
+def _wrap(exc: BaseException) -> BaseException:
+    """Podium errors pass through; anything else from llama.cpp is an upstream failure."""
+    if isinstance(exc, PodiumError | asyncio.CancelledError):
+        return exc
+    err = UpstreamError(f"the local model failed: {type(exc).__name__}: {exc}", retryable=True)
+    err.__cause__ = exc
+    return err
+
+
+class LocalProvider:
+    """Serves deployments whose provider is ``local``: chat and completions on the GGUF chat
+    model, embeddings on the ONNX embedder. Both load lazily (``warm()`` loads the chat model)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        chat_model: LocalChatModel | None = None,
+        embedder: LocalEmbedder | None = None,
+    ) -> None:
+        self._owns_chat = chat_model is None
+        self._owns_embedder = embedder is None
+        if chat_model is None or embedder is None:
+            s = settings if settings is not None else Settings()
+            chat_model = chat_model or LocalChatModel(
+                s.local_model_path, n_threads=s.local_threads, n_ctx=s.local_context
+            )
+            embedder = embedder or LocalEmbedder(s.local_embed_model_path, n_threads=s.local_threads)
+        self.chat_model = chat_model
+        self.embedder = embedder
+        # One worker: llama.cpp runs one generation at a time; the queue is FIFO.
+        self._chat_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-local-chat")
+        # Embeddings and perplexity (its own llama.cpp instance) do not wait behind generations.
+        self._aux_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podium-local-aux")
+        self._active: set[threading.Event] = set()
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def warm(self, *, embeddings: bool = False) -> None:
+        """Load the chat model now (and the embedder if asked) instead of on the first request."""
+        await self._call(self._chat_pool, lambda _c: self.chat_model.load())
+        if embeddings:
+            await self._call(self._aux_pool, lambda _c: self.embedder.load())
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    def close(self) -> None:
+        """Stop running generations, drop queued ones, wait for the workers, free owned models."""
+        if self._closed:
+            return
+        self._closed = True
+        for ev in list(self._active):
+            ev.set()
+        self._chat_pool.shutdown(wait=True, cancel_futures=True)
+        self._aux_pool.shutdown(wait=True, cancel_futures=True)
+        if self._owns_chat:
+            self.chat_model.close()
+        if self._owns_embedder:
+            self.embedder.close()
+
+    # --- chat and completions ----------------------------------------------------------------
+
+    def _check_model(self, dep: Deployment, *, embedding: bool) -> None:
+        is_embed = dep.model == EMBED_MODEL_NAME or dep.model == self.embedder.name
+        if embedding and dep.model == self.chat_model.name:
+            raise _bad("model", f"'{dep.alias}' is a chat model; embeddings need an embedding model "
+                                "such as 'local-embed'")
+        if not embedding and is_embed:
+            raise _bad("model", f"'{dep.alias}' is an embedding model: use /v1/embeddings, or a chat model "
+                                "such as 'local'")
+
+    async def chat(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+        self._check_model(dep, embedding=False)
+        params = _params(body)
+        check_chat_params(body.get("messages"), params)
+        messages = body["messages"]
+        return await self._call(
+            self._chat_pool, lambda c: self.chat_model.chat(messages, model=dep.alias, cancel=c, **params)
+        )
+
+    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        self._check_model(dep, embedding=False)
+        params = _params(body)
+        messages = body.get("messages")
+        check_chat_params(messages, params)  # raise now: before the iterator exists
+        return self._stream(lambda c: self.chat_model.chat_stream(messages, model=dep.alias, cancel=c, **params))
+
+    async def completion(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+        self._check_model(dep, embedding=False)
+        params = _params(body)
+        check_completion_params(body.get("prompt"), params)
+        prompt = body["prompt"]
+        return await self._call(
+            self._chat_pool, lambda c: self.chat_model.complete(prompt, model=dep.alias, cancel=c, **params)
+        )
+
+    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        self._check_model(dep, embedding=False)
+        params = _params(body)
+        prompt = body.get("prompt")
+        check_completion_params(prompt, params)
+        return self._stream(lambda c: self.chat_model.complete_stream(prompt, model=dep.alias, cancel=c, **params))
+
+    # --- embeddings and scoring --------------------------------------------------------------
+
+    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+        self._check_model(dep, embedding=True)
+        texts = _embedding_inputs(body.get("input"))
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            raise _bad("encoding_format", "`encoding_format` must be float or base64")
+        dims = body.get("dimensions")
+        if dims is not None:
+            native = await self._call(self._aux_pool, lambda _c: self.embedder.dimensions)
+            if dims != native:
+                raise _bad("dimensions", f"`dimensions` is not supported: '{dep.alias}' always returns "
+                                         f"{native}-dimensional vectors; leave it out")
+        vectors, n_tokens = await self._call(self._aux_pool, lambda _c: self.embedder.embed_with_usage(texts))
+        if fmt == "base64":
+            data = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
+        else:
+            data = vectors.tolist()
+        return {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
+            "model": dep.alias,
+            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+        }
+
+    async def perplexity(self, text: str, *, model: str | None = None) -> dict[str, Any]:
+        """Perplexity of ``text`` under the chat model, with every token's log-probability."""
+        if not isinstance(text, str) or not text.strip():
+            raise _bad("input", "`input` must be a non-empty string")
+        score = await self._call(self._aux_pool, lambda c: self.chat_model.score(text, cancel=c))
+        return {
+            "object": "perplexity",
+            "model": model or self.chat_model.name,
+            "perplexity": score.perplexity,
+            "tokens": [{"token": t, "logprob": lp} for t, lp in zip(score.tokens, score.logprobs, strict=True)],
+            "usage": {"prompt_tokens": len(score.tokens) + 1, "total_tokens": len(score.tokens) + 1},
+        }
+
+    # --- worker plumbing ---------------------------------------------------------------------
+
+    async def _call(self, pool: ThreadPoolExecutor, fn: Callable[[threading.Event], Any]) -> Any:
+        if self._closed:
+            raise UpstreamError("the local provider is closed", retryable=True)
+        cancel = threading.Event()
+        self._active.add(cancel)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, cancel)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        except BaseException as e:
+            raise _wrap(e) from None
+        finally:
+            self._active.discard(cancel)
+
+    async def _stream(self, make: Callable[[threading.Event], Iterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+        if self._closed:
+            raise UpstreamError("the local provider is closed", retryable=True)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def send(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                cancel.set()
+
+        def work(_: threading.Event) -> None:
+            try:
+                it = make(cancel)
+                try:
+                    for chunk in it:
+                        if cancel.is_set():
+                            break
+                        send(chunk)
+                finally:
+                    close = getattr(it, "close", None)
+                    if close is not None:
+                        close()  # releases the model lock at once
+                send(_END)
+            except BaseException as e:
+                send(e)
+
+        self._active.add(cancel)
+        fut = loop.run_in_executor(self._chat_pool, work, cancel)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise _wrap(item)
+                yield item
+        finally:
+            cancel.set()
+            fut.cancel()  # if it never started
+            self._active.discard(cancel)
+
+
+def _embedding_inputs(x: Any) -> list[str]:
+    if isinstance(x, str):
+        texts = [x]
+    elif isinstance(x, list) and x and all(isinstance(t, str) for t in x):
+        texts = x
+    elif isinstance(x, list) and x and all(isinstance(t, int | list) for t in x):
+        raise _bad("input", "token-id input is not supported by the local embedding model: send text")
+    else:
+        raise _bad("input", "`input` must be a string or a non-empty list of strings")
+    if len(texts) > _MAX_INPUTS:
+        raise _bad("input", f"at most {_MAX_INPUTS} inputs per request (got {len(texts)}): split the batch")
+    for i, t in enumerate(texts):
+        if not t:
+            raise _bad("input", f"input[{i}] is an empty string; every input needs some text")
+    return texts

@@ -1,0 +1,572 @@
+"""The gateway's logic for one call, independent of HTTP.
+
+``Gateway.call`` and ``Gateway.stream`` take an authenticated key, the endpoint and the
+caller's JSON body, and do, in order: check the body, resolve the alias (and the key's
+model allow-list), look up the cache, reserve limits and budgets, route to a deployment
+(retries, fallbacks), settle the limits with the real usage and cost, store the answer
+in the cache, count metrics, and hand a ``generation`` span to ``sink`` (the ingest
+queue; never awaited). The database is not touched on this path: aliases declared
+through the API, key and project limits are read through short caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from podium.config import Settings
+from podium.core.pricing import PriceTable, compute_cost
+from podium.core.records import CostIn, SpanIn, SpanKind, SpanStatus, UsageIn
+from podium.errors import (
+    BadRequest,
+    ClientClosed,
+    Forbidden,
+    NotFound,
+    PodiumError,
+    TooManyRequests,
+)
+from podium.gateway import wire
+from podium.gateway.cache import ResponseCache, cache_bypass, cache_key, make_cache
+from podium.gateway.config import GatewayConfig, ModelAlias, load_config, parse_alias, resolve_alias
+from podium.gateway.limits import Limiter, Limits, Scope, make_limiter
+from podium.gateway.metrics import GatewayMetrics
+from podium.gateway.providers.base import Provider
+from podium.gateway.router import Routed, Router
+from podium.gateway.secrets import SecretBox
+from podium.store import Store
+from podium.store.repos.projects import ApiKey
+
+__all__ = ["ENDPOINTS", "Call", "Gateway"]
+
+logger = logging.getLogger("podium.gateway")
+
+#: endpoint -> (body check, router method, streaming router method, alias mode, chat-shaped?)
+ENDPOINTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str | None, str]] = {
+    "chat": (wire.check_chat, "chat", "chat_stream", "chat"),
+    "completion": (wire.check_completion, "completion", "completion_stream", "chat"),
+    "embeddings": (wire.check_embeddings, "embeddings", None, "embedding"),
+}
+_GATEWAY_ROLES = frozenset({"admin", "member", "gateway"})
+_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n", "presence_penalty",
+           "frequency_penalty", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice")
+_TTL = 5.0
+
+
+@dataclass(slots=True)
+class Call:
+    """One request's state, shared by the route and the service."""
+
+    key: ApiKey
+    endpoint: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    options: wire.PodiumOptions = field(default_factory=wire.PodiumOptions)
+    chain: list[ModelAlias] = field(default_factory=list)
+    routed: Routed = field(default_factory=Routed)
+    start: datetime = field(default_factory=lambda: datetime.now(UTC))
+    t0: float = field(default_factory=time.perf_counter)
+    first_token: datetime | None = None
+    cache_key: str | None = None
+    cache_read: bool = False
+    cache_write: bool = False
+    cache_hit: bool = False
+    trace_id: str = ""
+    span_id: str = ""
+
+    @property
+    def alias(self) -> str:
+        return self.chain[0].name if self.chain else str(self.body.get("model"))
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        sink: Callable[[str, SpanIn], bool],
+        prices: Callable[[str], PriceTable],
+        providers: dict[str, Provider] | None = None,
+        limiter: Limiter | None = None,
+        cache: ResponseCache | bool | None = True,
+        config: GatewayConfig | None = None,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._sink = sink
+        self._prices = prices
+        self.config = config or load_config(settings.gateway_config, home=settings.home_dir)
+        self.providers = providers if providers is not None else _default_providers(settings)
+        self.router = Router(self.providers, self.config.router)
+        self.limiter = limiter or make_limiter(settings.redis_url)
+        if cache is True:
+            cache = make_cache(settings.gateway_cache, redis_url=settings.redis_url,
+                               max_entries=settings.gateway_cache_max_entries)
+        self.cache: ResponseCache | None = None if cache is None or cache is False else cache  # (len() may be 0)
+        self.metrics = metrics or GatewayMetrics()
+        self._box: SecretBox | None = None
+        self._aliases: dict[str, tuple[dict[str, ModelAlias], float]] = {}
+        self._project_limits: dict[str, tuple[Limits, float]] = {}
+        self._spend: dict[tuple[str, str, str], float] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.limiter.__class__.__name__ == "MemoryLimiter":
+            await self._seed_spend()
+        self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        await self._flush_spend()
+        for p in self.providers.values():
+            try:
+                await p.aclose()
+            except Exception:
+                logger.exception("closing provider %s", getattr(p, "name", p))
+        await self.limiter.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
+
+    @property
+    def box(self) -> SecretBox:
+        if self._box is None:
+            self._box = SecretBox.from_settings(self.settings.encryption_key, self.settings.home_dir)
+        return self._box
+
+    # --- aliases ---------------------------------------------------------------------------------
+    def aliases(self, project_id: str) -> dict[str, ModelAlias]:
+        now = time.monotonic()
+        hit = self._aliases.get(project_id)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        merged = dict(self.config.aliases)
+        for row in self.store.gateway.list_models(project_id):
+            try:
+                spec = parse_alias({**row["spec"], "name": row["name"]})
+                merged[row["name"]] = resolve_alias(spec, self.config.router, "api", self.box.decrypt)
+            except (PodiumError, ValueError) as e:  # one bad row must not take down the others
+                logger.error("model alias %r of project %s is unusable: %s", row["name"], project_id, e)
+        self._aliases[project_id] = (merged, now + _TTL)
+        return merged
+
+    def invalidate(self, project_id: str | None = None) -> None:
+        if project_id is None:
+            self._aliases.clear()
+            self._project_limits.clear()
+        else:
+            self._aliases.pop(project_id, None)
+            self._project_limits.pop(project_id, None)
+
+    def visible_aliases(self, key: ApiKey) -> list[ModelAlias]:
+        aliases = self.aliases(key.project_id)
+        allowed = key.models
+        return [a for name, a in sorted(aliases.items()) if allowed is None or name in allowed]
+
+    def _chain(self, key: ApiKey, name: str, mode: str, endpoint: str) -> list[ModelAlias]:
+        aliases = self.aliases(key.project_id)
+        alias = aliases.get(name)
+        allowed = key.models
+        if alias is None or (allowed is not None and name not in allowed):
+            names = [n for n in sorted(aliases) if allowed is None or n in allowed]
+            raise NotFound(
+                f"model {name!r} does not exist or this key may not use it; available: {', '.join(names) or 'none'}",
+                details=[{"field": "model", "message": "unknown model"}],
+            )
+        if alias.mode != mode:
+            where = "/v1/embeddings" if alias.mode == "embedding" else "/v1/chat/completions or /v1/completions"
+            raise BadRequest(
+                f"model {name!r} is a{'n' if alias.mode == 'embedding' else ''} {alias.mode} model; call {where}",
+                details=[{"field": "model", "message": "wrong endpoint for this model"}],
+            )
+        chain = [alias]
+        for f in alias.fallbacks:
+            fb = aliases.get(f)
+            if fb is not None and fb.mode == mode and fb not in chain:
+                chain.append(fb)
+        return chain
+
+    # --- limits ----------------------------------------------------------------------------------
+    def _scopes(self, key: ApiKey) -> list[Scope]:
+        scopes = []
+        if key.limits:
+            scopes.append(Scope("key", key.id, key.note or key.public_key, Limits.from_dict(key.limits)))
+        now = time.monotonic()
+        hit = self._project_limits.get(key.project_id)
+        if hit is None or hit[1] <= now:
+            lim = Limits.from_dict(self.store.projects.project_limits(key.project_id))
+            hit = (lim, now + _TTL)
+            self._project_limits[key.project_id] = hit
+        if not hit[0].empty:
+            scopes.append(Scope("project", key.project_id, "project", hit[0]))
+        return scopes
+
+    def _estimate(self, call: Call) -> tuple[int, float]:
+        body = call.body
+        if call.endpoint == "embeddings":
+            x = body.get("input")
+            n_in = sum(len(s) for s in x) // 4 if isinstance(x, list) and x and isinstance(x[0], str) else (
+                len(x) // 4 if isinstance(x, str) else 512)
+            n_out = 0
+        else:
+            src = body.get("messages") if call.endpoint == "chat" else body.get("prompt")
+            n_in = _chars(src) // 4 + 8
+            n_out = body.get("max_completion_tokens") or body.get("max_tokens") or 512
+            n_out *= body.get("n") or 1
+        dep = call.chain[0].deployments[0]
+        cost = compute_cost(dep.model, {"input_tokens": n_in, "output_tokens": n_out}, provider=dep.provider,
+                            table=self._prices(call.key.project_id))
+        return n_in + n_out, (cost or {}).get("total", 0.0)
+
+    # --- the call ----------------------------------------------------------------------------------
+    def prepare(self, key: ApiKey, endpoint: str, body: Any, headers: dict[str, str]) -> Call:
+        """Check everything that needs no I/O; raises before any limit is taken."""
+        if key.role not in _GATEWAY_ROLES:
+            raise Forbidden(f"a key with role {key.role!r} cannot call the gateway; use an admin, member or "
+                            "gateway key (`podium keys create --role gateway`)")
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object", details=[{"field": None, "message": "not an object"}])
+        check, _op, sop, mode = ENDPOINTS[endpoint]
+        check(body)
+        if body.get("stream") and sop is None:
+            raise BadRequest("this endpoint does not stream", details=[{"field": "stream", "message": "unsupported"}])
+        call = Call(key, endpoint, body, headers)
+        skip_read, skip_write = cache_bypass(headers, body) if self.cache is not None else (True, True)
+        call.options = wire.podium_options(headers, body)  # removes body["podium"]
+        call.chain = self._chain(key, body["model"], mode, endpoint)
+        call.trace_id = call.options.trace_id or uuid.uuid4().hex
+        call.span_id = uuid.uuid4().hex[:16]
+        if self.cache is not None:
+            call.cache_read, call.cache_write = not skip_read, not skip_write
+            if call.cache_read or call.cache_write:
+                call.cache_key = cache_key(endpoint, body, namespace=key.project_id)
+        return call
+
+    async def call(self, call: Call) -> dict[str, Any]:
+        """A non-streaming call; returns the OpenAI-shaped response."""
+        m = self.metrics
+        alias = call.alias
+        if call.cache_key is not None and call.cache_read:
+            cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
+            if cached is not None:
+                call.cache_hit = True
+                m.cache.labels(alias, "hit").inc()
+                self._finish(call, cached, None, 0, 0.0)
+                return cached
+            m.cache.labels(alias, "miss").inc()
+        ticket = await self._acquire(call)
+        tokens, cost = 0, 0.0
+        m.in_flight.inc()
+        try:
+            _check, op, _sop, _mode = ENDPOINTS[call.endpoint]
+            out = await self.router.call(call.chain, op, call.body, call.routed)
+            tokens, cost = self._usage_cost(call, out.get("usage"))
+        except PodiumError as e:
+            self._finish(call, None, e, 0, 0.0)
+            raise
+        except asyncio.CancelledError:
+            self._finish(call, None, ClientClosed("the client disconnected before the answer; the upstream "
+                                                  "call was cancelled"), 0, 0.0)
+            raise
+        finally:
+            m.in_flight.dec()
+            await self.limiter.release(ticket, tokens=tokens, cost=cost)
+        if call.cache_key is not None and call.cache_write:
+            await self.cache.set(call.cache_key, out, self.settings.gateway_cache_ttl)  # type: ignore[union-attr]
+        self._finish(call, out, None, tokens, cost)
+        return out
+
+    async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
+        """A streaming call: an async iterator of chunks. The first chunk is fetched (with
+        failover) before this returns, so errors before any byte still raise here."""
+        m = self.metrics
+        alias = call.alias
+        chat = call.endpoint == "chat"
+        if call.cache_key is not None and call.cache_read:
+            cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
+            if cached is not None:
+                call.cache_hit = True
+                m.cache.labels(alias, "hit").inc()
+                call.first_token = datetime.now(UTC)
+                self._finish(call, cached, None, 0, 0.0)
+                return _replay(wire.chunks_from_response(cached, chat=chat))
+            m.cache.labels(alias, "miss").inc()
+        ticket = await self._acquire(call)
+        _check, _op, sop, _mode = ENDPOINTS[call.endpoint]
+        body = call.body
+        if not isinstance(body.get("stream_options"), dict):
+            body = {**body, "stream_options": {"include_usage": True}}
+        m.in_flight.inc()
+        try:
+            first, rest = await self.router.stream(call.chain, sop, body, call.routed)  # type: ignore[arg-type]
+        except BaseException as e:
+            m.in_flight.dec()
+            await self.limiter.release(ticket, tokens=0, cost=0.0)
+            if isinstance(e, PodiumError):
+                self._finish(call, None, e, 0, 0.0)
+            raise
+        call.first_token = datetime.now(UTC)
+        return self._relay(call, ticket, first, rest)
+
+    async def _relay(self, call: Call, ticket: Any, first: dict[str, Any],
+                     rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        acc = wire.StreamAccumulator(call.endpoint == "chat")
+        error: PodiumError | None = None
+        tokens, cost = 0, 0.0
+        try:
+            acc.add(first)
+            yield first
+            async for chunk in rest:
+                acc.add(chunk)
+                yield chunk
+        except PodiumError as e:
+            error = e
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            error = ClientClosed("the client disconnected before the stream ended; the upstream stream was closed")
+            raise
+        finally:
+            aclose = getattr(rest, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    pass
+            self.metrics.in_flight.dec()
+            out = acc.response()
+            usage = out.get("usage")
+            if usage is None:  # the upstream sent no usage: count it ourselves
+                usage = _estimated_usage(call, acc.text)
+                out["usage"] = usage
+            tokens, cost = self._usage_cost(call, usage)
+            await self.limiter.release(ticket, tokens=tokens, cost=cost)
+            if error is None and call.cache_key is not None and call.cache_write and not acc.tool_calls:
+                try:
+                    await self.cache.set(call.cache_key, out, self.settings.gateway_cache_ttl)  # type: ignore[union-attr]
+                except Exception:
+                    logger.exception("cache write failed")
+            self._finish(call, out, error, tokens, cost)
+
+    async def _acquire(self, call: Call) -> Any:
+        scopes = self._scopes(call.key)
+        est_tokens, est_cost = self._estimate(call)
+        try:
+            return await self.limiter.acquire(scopes, est_tokens=est_tokens, est_cost=est_cost)
+        except TooManyRequests as e:
+            self.metrics.rejections.labels(_scope_of(e.message)).inc()
+            self._finish(call, None, e, 0, 0.0)
+            raise
+
+    def _usage_cost(self, call: Call, usage: Any) -> tuple[int, float]:
+        if not isinstance(usage, dict):
+            return 0, 0.0
+        dep = call.routed.deployment
+        if dep is None:
+            return 0, 0.0
+        n_in = int(usage.get("prompt_tokens") or 0)
+        n_out = int(usage.get("completion_tokens") or 0)
+        cost = compute_cost(dep.model, usage, provider=dep.provider, table=self._prices(call.key.project_id))
+        return n_in + n_out, (cost or {}).get("total", 0.0)
+
+    # --- recording ---------------------------------------------------------------------------------
+    def _finish(self, call: Call, out: dict[str, Any] | None, error: PodiumError | None, tokens: int,
+                cost: float) -> None:
+        m = self.metrics
+        alias = call.alias
+        dep = call.routed.deployment
+        dep_id = dep.id if dep else ("cache" if call.cache_hit else "none")
+        key_label = call.key.public_key
+        status = "ok" if error is None else str(wire.http_status(error))
+        m.requests.labels(alias, dep_id, key_label, status).inc()
+        elapsed = time.perf_counter() - call.t0
+        m.latency.labels(alias).observe(elapsed)
+        if call.first_token is not None and call.body.get("stream"):
+            m.ttft.labels(alias).observe((call.first_token - call.start).total_seconds())
+        if error is not None:
+            m.errors.labels(alias, error.code).inc()
+        for a in call.routed.attempts[:-1] if call.routed.attempts else ():
+            m.retries.labels(a.deployment).inc()
+        if dep is not None and dep.alias != alias:
+            m.fallbacks.labels(alias).inc()
+        usage = (out or {}).get("usage") if out else None
+        if isinstance(usage, dict) and not call.cache_hit:
+            m.tokens.labels(alias, "input").inc(usage.get("prompt_tokens") or 0)
+            m.tokens.labels(alias, "output").inc(usage.get("completion_tokens") or 0)
+        if cost:
+            m.spend.labels(alias, key_label).inc(cost)
+            self._note_spend(call.key, cost)
+        if isinstance(error, TooManyRequests):
+            return  # refused by our own limits: counted above, not stored (a flood must not flood the store)
+        try:
+            span = self._span(call, out, error, usage, cost, elapsed)
+            if not self._sink(call.key.project_id, span):
+                m.log_dropped.inc()
+        except Exception:  # logging must never fail the call
+            logger.exception("could not record the gateway call")
+
+    def _span(self, call: Call, out: dict[str, Any] | None, error: PodiumError | None, usage: Any,
+              cost: float, elapsed: float) -> SpanIn:
+        body = call.body
+        dep = call.routed.deployment
+        if call.endpoint == "chat":
+            span_input: Any = body.get("messages")
+            output: Any = ((out or {}).get("choices") or [{}])[0].get("message") if out else None
+        elif call.endpoint == "completion":
+            span_input = body.get("prompt")
+            output = ((out or {}).get("choices") or [{}])[0].get("text") if out else None
+        else:
+            span_input = body.get("input")
+            data = (out or {}).get("data") or []
+            output = {"embeddings": len(data), "dimensions": len(data[0].get("embedding") or []) if data else 0}
+        gw: dict[str, Any] = {
+            "alias": call.alias,
+            "deployment": dep.id if dep else None,
+            "endpoint": call.endpoint,
+            "stream": bool(body.get("stream")),
+            "cache_hit": call.cache_hit,
+            "retries": call.routed.retries,
+            "fallback": bool(dep is not None and dep.alias != call.alias),
+            "key": call.key.public_key,
+        }
+        if len(call.routed.attempts) > 1 or error is not None:
+            gw["attempts"] = [
+                {"deployment": a.deployment, "ok": a.ok, "status": a.status, "error": a.error, "ms": round(a.ms, 2)}
+                for a in call.routed.attempts
+            ]
+        meta = {**(call.options.metadata or {}), "gateway": gw}
+        u = None
+        if isinstance(usage, dict):
+            details = usage.get("prompt_tokens_details") or {}
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            u = UsageIn.model_construct(
+                input_tokens=int(usage.get("prompt_tokens") or 0),
+                output_tokens=int(usage.get("completion_tokens") or 0),
+                total_tokens=int(usage.get("total_tokens") or 0) or None,
+                details={"cached_tokens": int(cached)} if cached else None,
+            )
+        end = datetime.now(UTC)
+        return SpanIn.model_construct(
+            id=call.span_id,
+            trace_id=call.trace_id,
+            parent_id=call.options.parent_id,
+            name=f"{call.endpoint} {call.alias}",
+            kind=SpanKind.EMBEDDING if call.endpoint == "embeddings" else SpanKind.GENERATION,
+            start_time=call.start,
+            end_time=max(end, call.start),
+            status=SpanStatus.ERROR if error else SpanStatus.OK,
+            status_message=error.message[:10_000] if error else None,
+            input=span_input,
+            output=output,
+            metadata=meta,
+            attributes=None,
+            model=(dep.model if dep else call.alias),
+            provider=(dep.provider if dep else None),
+            model_parameters={k: body[k] for k in _PARAMS if k in body} or None,
+            usage=u,
+            cost=CostIn.model_construct(input=None, output=None, total=cost) if (u is not None or call.cache_hit)
+            else None,
+            completion_start_time=call.first_token,
+            prompt_name=None,
+            prompt_version=None,
+            trace_name=None if call.options.trace_id else f"gateway {call.alias}",
+            trace_metadata=None,
+            user_id=call.options.user_id,
+            session_id=call.options.session_id,
+            tags=call.options.tags,
+            release=None,
+            environment=None,
+        )
+
+    # --- spend persistence ----------------------------------------------------------------------------
+    def _note_spend(self, key: ApiKey, cost: float) -> None:
+        now = datetime.now(UTC)
+        periods = (f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}", "total")
+        for kind, sid in (("key", key.id), ("project", key.project_id)):
+            for p in periods:
+                k = (kind, sid, p)
+                self._spend[k] = self._spend.get(k, 0.0) + cost
+
+    async def _flush_spend(self) -> None:
+        if not self._spend:
+            return
+        deltas, self._spend = self._spend, {}
+        try:
+            await asyncio.to_thread(self.store.gateway.add_spend, deltas)
+        except Exception:
+            logger.exception("could not persist gateway spend; will retry")
+            for k, v in deltas.items():
+                self._spend[k] = self._spend.get(k, 0.0) + v
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            await self._flush_spend()
+
+    async def _seed_spend(self) -> None:
+        now = datetime.now(UTC)
+        day, month = f"d:{now:%Y-%m-%d}", f"m:{now:%Y-%m}"
+        try:
+            rows = await asyncio.to_thread(self.store.gateway.load_spend, (day, month, "total"))
+        except Exception:
+            logger.exception("could not load persisted gateway spend; budgets start from zero")
+            return
+        totals: dict[tuple[str, str], dict[str, float]] = {}
+        for kind, sid, period, amount in rows:
+            slot = totals.setdefault((kind, sid), {"daily": 0.0, "monthly": 0.0, "total": 0.0})
+            slot["daily" if period == day else "monthly" if period == month else "total"] += amount
+        for (kind, sid), v in totals.items():
+            await self.limiter.add_spend(kind, sid, daily=v["daily"], monthly=v["monthly"], total=v["total"])
+
+    async def spend(self, kind: str, sid: str) -> dict[str, Any]:
+        return await self.limiter.usage(kind, sid)
+
+
+async def _replay(chunks: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    for c in chunks:
+        yield c
+
+
+def _chars(v: Any) -> int:
+    if isinstance(v, str):
+        return len(v)
+    if isinstance(v, list):
+        return sum(_chars(x) for x in v)
+    if isinstance(v, dict):
+        return sum(_chars(x) for x in v.values())
+    return 0
+
+
+def _estimated_usage(call: Call, text: str) -> dict[str, int]:
+    from podium.core.tokens import count_tokens
+
+    src = call.body.get("messages") if call.endpoint == "chat" else call.body.get("prompt")
+    n_in, n_out = count_tokens(src), count_tokens(text)
+    return {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
+
+
+def _scope_of(message: str) -> str:
+    return "key" if message.startswith("key") else "project" if message.startswith("project") else "other"
+
+
+def _default_providers(settings: Settings) -> dict[str, Provider]:
+    """One instance per provider kind; the HTTP ones share pooled clients, the local one loads lazily."""
+    from podium.gateway.providers.anthropic import AnthropicProvider
+    from podium.gateway.providers.gemini import GeminiProvider
+    from podium.gateway.providers.local import LocalProvider
+    from podium.gateway.providers.openai import OpenAIProvider
+
+    return {
+        "openai": OpenAIProvider(),
+        "anthropic": AnthropicProvider(),
+        "gemini": GeminiProvider(),
+        "local": LocalProvider(settings),
+    }

@@ -1,0 +1,160 @@
+"""Managing the gateway: model aliases, key and project limits, spend, router health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import Response
+
+from podium.errors import BadRequest, NotFound
+from podium.gateway.config import ModelAlias, parse_alias
+from podium.gateway.limits import Limits
+from podium.gateway.service import Gateway
+from podium.server.auth import require_admin, require_read
+from podium.server.state import AppState
+
+__all__ = ["metrics_router", "router"]
+
+router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
+metrics_router = APIRouter(tags=["gateway"])
+
+
+def _gw(request: Request) -> tuple[AppState, Gateway]:
+    st: AppState = request.app.state.podium
+    if st.gateway is None:
+        raise BadRequest("the gateway is not enabled in this process")
+    return st, st.gateway
+
+
+def _alias_out(a: ModelAlias, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    deps = []
+    stored_deps = (stored or {}).get("deployments") or []
+    for i, d in enumerate(a.deployments):
+        raw_key = stored_deps[i].get("api_key") if i < len(stored_deps) else None
+        deps.append({
+            "provider": d.provider, "model": d.model, "api_base": d.api_base, "weight": d.weight,
+            "timeout": d.timeout, "max_retries": d.max_retries,
+            # Never the secret: "env:NAME" is shown (it is not a secret), a stored secret is "set".
+            "api_key": raw_key if isinstance(raw_key, str) and raw_key.startswith("env:")
+            else ("set" if d.api_key or raw_key else None),
+        })
+    return {"name": a.name, "mode": a.mode, "source": a.source, "description": a.description,
+            "fallbacks": a.fallbacks, "deployments": deps}
+
+
+@router.get("/models", summary="Model aliases this project can call (built-in, config file, API)")
+def list_models(request: Request, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
+    st, gw = _gw(request)
+    stored = {r["name"]: r["spec"] for r in st.store.gateway.list_models(key.project_id)}  # type: ignore[attr-defined]
+    aliases = gw.aliases(key.project_id)  # type: ignore[attr-defined]
+    return {"data": [_alias_out(a, stored.get(n)) for n, a in sorted(aliases.items())]}
+
+
+@router.put("/models/{name:path}", summary="Declare or replace a model alias (admin)")
+def put_model(
+    request: Request,
+    name: str,
+    key: require_admin,  # type: ignore[valid-type]
+    body: dict[str, Any] = Body(..., examples=[{
+        "deployments": [{"provider": "openai", "model": "gpt-4o-mini", "api_key": "env:OPENAI_API_KEY"}],
+        "fallbacks": ["local"],
+    }]),
+) -> Response:
+    """Body like one entry of the config file's ``models`` list (``name`` comes from the path).
+    A literal ``api_key`` is encrypted before it is stored and never returned; ``env:NAME``
+    reads the gateway process's environment."""
+    st, gw = _gw(request)
+    spec = parse_alias({**body, "name": name})
+    aliases = gw.aliases(key.project_id)  # type: ignore[attr-defined]
+    for f in spec.fallbacks:
+        if f not in aliases and f != name:
+            raise BadRequest(f"fallback {f!r} is not a declared model; declared: {', '.join(sorted(aliases))}",
+                             details=[{"field": "fallbacks", "message": "unknown model"}])
+    stored = spec.model_dump(exclude={"name"}, exclude_none=True)
+    for d in stored["deployments"]:
+        k = d.get("api_key")
+        if k and not k.startswith(("env:", "enc:")):
+            d["api_key"] = gw.box.encrypt(k)
+    created = st.store.gateway.put_model(key.project_id, name, stored)  # type: ignore[attr-defined]
+    gw.invalidate(key.project_id)  # type: ignore[attr-defined]
+    alias = gw.aliases(key.project_id)[name]  # type: ignore[attr-defined]
+    import json
+
+    return Response(json.dumps(_alias_out(alias, stored)), status_code=201 if created else 200,
+                    media_type="application/json")
+
+
+@router.delete("/models/{name:path}", status_code=204, summary="Remove a model alias declared through the API")
+def delete_model(request: Request, name: str, key: require_admin) -> Response:  # type: ignore[valid-type]
+    st, gw = _gw(request)
+    st.store.gateway.delete_model(key.project_id, name)  # type: ignore[attr-defined]
+    gw.invalidate(key.project_id)  # type: ignore[attr-defined]
+    return Response(status_code=204)
+
+
+@router.get("/limits", summary="The project's gateway limits")
+def get_limits(request: Request, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
+    st, _ = _gw(request)
+    return {"limits": st.store.projects.project_limits(key.project_id) or {}}  # type: ignore[attr-defined]
+
+
+@router.put("/limits", summary="Set the project's gateway limits (admin)")
+def put_limits(request: Request, key: require_admin, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # type: ignore[valid-type]
+    """Body: ``{"rpm", "tpm", "max_parallel", "budget_daily", "budget_monthly", "budget_total"}``
+    (each optional; null or absent means no limit)."""
+    st, gw = _gw(request)
+    limits = Limits.from_dict(body).to_dict()
+    st.store.projects.set_project_limits(key.project_id, limits)  # type: ignore[attr-defined]
+    gw.invalidate(key.project_id)  # type: ignore[attr-defined]
+    return {"limits": limits}
+
+
+@router.put("/keys/{public_key}", summary="Set a key's gateway limits and model allow-list (admin)")
+def put_key(request: Request, public_key: str, key: require_admin, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # type: ignore[valid-type]
+    """Body: ``{"limits": {...}, "models": ["gpt-4o", "local"] | null}``; fields left out stay."""
+    st, _ = _gw(request)
+    unknown = set(body) - {"limits", "models"}
+    if unknown:
+        raise BadRequest(f"unknown field(s) {sorted(unknown)}; send limits and/or models")
+    kw: dict[str, Any] = {}
+    if "limits" in body:
+        kw["limits"] = Limits.from_dict(body["limits"]).to_dict()
+    if "models" in body:
+        models = body["models"]
+        if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
+            raise BadRequest("models must be a list of alias names or null (all models)",
+                             details=[{"field": "models", "message": "list of strings or null"}])
+        kw["models"] = models
+    updated = st.store.projects.update_key(key.project_id, public_key, **kw)  # type: ignore[attr-defined]
+    st.auth.invalidate()
+    return {"public_key": updated.public_key, "role": updated.role, "limits": updated.limits or {},
+            "models": updated.models}
+
+
+@router.get("/spend", summary="Live usage and spend of the project and of each key with limits")
+async def spend(request: Request, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
+    st, gw = _gw(request)
+    keys = [k for k in st.store.projects.list_keys(key.project_id) if k.revoked_at is None]  # type: ignore[attr-defined]
+    out_keys = []
+    for k in keys:
+        out_keys.append({"public_key": k.public_key, "note": k.note, "role": k.role, "limits": k.limits or {},
+                         "usage": await gw.spend("key", k.id)})
+    return {"project": {"limits": st.store.projects.project_limits(key.project_id) or {},  # type: ignore[attr-defined]
+                        "usage": await gw.spend("project", key.project_id)},  # type: ignore[attr-defined]
+            "keys": out_keys}
+
+
+@router.get("/health", summary="Router state: consecutive failures and cooldowns per deployment")
+def router_health(request: Request, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
+    _st, gw = _gw(request)
+    return {"deployments": gw.router.health()}
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    """Prometheus exposition (no auth, like most exporters: bind to a private address)."""
+    st: AppState = request.app.state.podium
+    if st.gateway is None:
+        raise NotFound("metrics are served by processes running the gateway")
+    return Response(st.gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

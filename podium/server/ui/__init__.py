@@ -1,0 +1,119 @@
+"""The web UI: server-rendered pages (Jinja2) with HTMX and uPlot, served by the API's app.
+
+``install_ui(app)`` adds the pages under ``/`` (``/``, ``/traces``, ``/sessions``, ``/users``,
+``/settings``, ``/login``), the static files under ``/ui/static`` and HTML error pages for
+UI requests; API paths (``/api/...``, ``/v1/...``, ``/metrics``, ``/health``) keep their JSON
+errors. The third-party files (HTMX, uPlot) come from the npm registry through
+``scripts/ui-assets.sh`` into ``static/vendor/`` (not committed); without them pages still
+render and forms still work, without charts and partial updates.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from podium.errors import PodiumError
+from podium.server.ui.access import NeedLogin, UiError
+from podium.server.ui.pages import page, router
+
+__all__ = ["STATIC", "VENDOR_FILES", "install_ui"]
+
+logger = logging.getLogger("podium.server.ui")
+
+STATIC = Path(__file__).parent / "static"
+VENDOR_FILES = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css")
+
+#: Paths that belong to the API, OTLP, the gateway and monitoring: JSON errors, never UI pages.
+API_PREFIXES = ("/api/", "/v1/", "/metrics", "/health")
+
+
+def _is_api(path: str) -> bool:
+    return path.startswith(API_PREFIXES) or path in ("/api", "/v1")
+
+
+def _wants_html(request: Request) -> bool:
+    if getattr(request.state, "ui", False):
+        return True
+    return not _is_api(request.url.path) and "text/html" in request.headers.get("accept", "")
+
+
+def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    if request.headers.get("hx-request") == "true":
+        # HTMX swaps only 2xx by default: show the message in the page's alert region instead.
+        return HTMLResponse(
+            f'<div class="alert error" role="alert">{_esc(title)}: {_esc(message)}</div>',
+            status_code=status,
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+        )
+    try:
+        return page(request, "error.html", status=status, title=title, message=message)
+    except Exception:  # the error page itself must not fail
+        logger.exception("rendering the error page failed")
+        return HTMLResponse(f"<h1>{_esc(title)}</h1><p>{_esc(message)}</p>", status_code=status)
+
+
+def _esc(s: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(s))
+
+
+def install_ui(app: FastAPI) -> None:
+    """Add the UI's routes, static files and HTML error pages to ``app`` (call after the API's
+    error handlers are installed: the UI's handlers delegate API requests to them)."""
+    missing = [f for f in VENDOR_FILES if not (STATIC / "vendor" / f).is_file()]
+    app.state.ui_assets_missing = bool(missing)
+    if missing:
+        logger.warning("web UI: %s missing; run `bash scripts/ui-assets.sh` (charts and live filters need them)",
+                       ", ".join(missing))
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    app.include_router(router)
+
+    prev_podium = app.exception_handlers.get(PodiumError)
+    prev_http = app.exception_handlers.get(StarletteHTTPException)
+
+    async def need_login(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, NeedLogin)
+        target = "/login?next=" + quote(exc.next_url, safe="")
+        if exc.message:
+            target += "&message=" + quote(exc.message, safe="")
+        if request.headers.get("hx-request") == "true":
+            return Response(status_code=200, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    async def ui_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, UiError)
+        return _error_page(request, exc.status, exc.title, exc.message)
+
+    async def podium_error(request: Request, exc: Exception) -> Any:
+        if getattr(request.state, "ui", False) and isinstance(exc, PodiumError):
+            title = {401: "Log in needed", 403: "Not allowed", 404: "Not found"}.get(exc.status_code, "Error")
+            return _error_page(request, exc.status_code, title, exc.message)
+        assert prev_podium is not None
+        return await prev_podium(request, exc)
+
+    async def http_error(request: Request, exc: Exception) -> Any:
+        if isinstance(exc, StarletteHTTPException) and _wants_html(request):
+            if exc.status_code == 404:
+                return _error_page(request, 404, "Page not found",
+                                   f"there is no page at {request.url.path}; try the traces list")
+            if exc.status_code == 405:
+                return _error_page(request, 405, "Method not allowed",
+                                   f"{request.method} is not allowed on {request.url.path}")
+        assert prev_http is not None
+        return await prev_http(request, exc)
+
+    app.add_exception_handler(NeedLogin, need_login)
+    app.add_exception_handler(UiError, ui_error)
+    if prev_podium is not None:
+        app.add_exception_handler(PodiumError, podium_error)
+    if prev_http is not None:
+        app.add_exception_handler(StarletteHTTPException, http_error)

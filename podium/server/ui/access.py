@@ -1,0 +1,177 @@
+"""Who is looking at the UI, and what they may do: the REST API's keys and roles.
+
+- **Local mode**: the server is bound to a loopback address (``PODIUM_HOST`` is 127.0.0.1,
+  localhost or ::1) *and* the request names a loopback host. The UI then acts as an admin
+  of the default project (the one ``podium up`` creates; else the oldest project), with no
+  login. The Host check keeps a DNS-rebinding page, or a reverse proxy forwarding a public
+  name to 127.0.0.1, from getting that free pass: those fall back to the login.
+- **Otherwise** a key is needed: ``Authorization`` (Basic ``pk:sk`` or ``Bearer sk-…``,
+  as for the API) or the login form, which keeps the secret key in an HTTP-only,
+  SameSite=Strict cookie. Every request re-checks it through the API's ``Authenticator``,
+  so a revoked key is logged out within its cache TTL (at once in this process).
+
+Roles are the API's: reading needs admin/member/viewer, adding scores admin/member/ingest,
+key management admin. State-changing requests must come from this origin (Origin/Referer
+check) as a CSRF guard.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from fastapi import Request
+
+from podium.errors import Unauthorized
+from podium.server.state import AppState
+
+__all__ = [
+    "COOKIE",
+    "NeedLogin",
+    "UiError",
+    "Viewer",
+    "check_origin",
+    "is_loopback_host",
+    "local_mode",
+    "resolve_viewer",
+    "safe_next",
+]
+
+COOKIE = "podium_ui_key"
+
+# The same role sets as podium.server.auth's require_read / require_write / require_admin.
+READ_ROLES = ("admin", "member", "viewer")
+WRITE_ROLES = ("admin", "member", "ingest")
+ADMIN_ROLES = ("admin",)
+
+
+class NeedLogin(Exception):
+    """Control flow: rendered as a redirect to /login."""
+
+    def __init__(self, next_url: str, message: str | None = None) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+        self.message = message
+
+
+class UiError(Exception):
+    """An error page: status, a title and a message that says what to do."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Viewer:
+    project_id: str
+    project_name: str
+    role: str
+    public_key: str | None  # None in local mode
+    local: bool
+
+    @property
+    def can_read(self) -> bool:
+        return self.role in READ_ROLES
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in WRITE_ROLES
+
+    @property
+    def can_admin(self) -> bool:
+        return self.role in ADMIN_ROLES
+
+    def need(self, roles: tuple[str, ...], what: str) -> None:
+        if self.role not in roles:
+            raise UiError(
+                403,
+                "Not allowed",
+                f"a key with role {self.role!r} cannot {what}; log in with a key with role "
+                f"{' or '.join(roles)}",
+            )
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for localhost and loopback IPs (127.0.0.0/8, ::1), with or without brackets."""
+    if not host:
+        return False
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def _request_host(request: Request) -> str | None:
+    raw = request.headers.get("host")
+    if not raw:
+        return None
+    return urlsplit("//" + raw).hostname
+
+
+def local_mode(request: Request) -> bool:
+    st: AppState = request.app.state.podium
+    return is_loopback_host(st.settings.host) and is_loopback_host(_request_host(request))
+
+
+def _next_url(request: Request) -> str:
+    url = request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    return url
+
+
+def resolve_viewer(request: Request) -> Viewer:
+    """The viewer of this request, or NeedLogin."""
+    st: AppState = request.app.state.podium
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(COOKIE)
+    if header or cookie:
+        try:
+            key = st.auth.authenticate(header or f"Bearer {cookie}")
+        except Unauthorized:
+            if header:
+                raise
+            raise NeedLogin(_next_url(request), "your key was revoked or is no longer valid; log in again")
+        project = st.store.projects.get_project(key.project_id)
+        return Viewer(key.project_id, project.name, key.role, key.public_key, local=False)
+    if local_mode(request):
+        projects = st.store.projects.list_projects()
+        if not projects:
+            raise UiError(
+                503,
+                "No project yet",
+                "this database has no project: start the server with `podium up` (it creates the "
+                "default project) or run `podium projects create NAME`",
+            )
+        chosen = next((p for p in projects if p.name == "default"), projects[0])
+        return Viewer(chosen.id, chosen.name, "admin", None, local=True)
+    raise NeedLogin(_next_url(request))
+
+
+def check_origin(request: Request) -> None:
+    """CSRF guard for POSTs: a browser's Origin (or Referer) must name this very host."""
+    host = request.headers.get("host", "")
+    origin = request.headers.get("origin")
+    source = origin if origin is not None else request.headers.get("referer")
+    if source is None:
+        return  # not a browser form post (browsers always send Origin on cross-site POSTs)
+    if source == "null" or urlsplit(source).netloc.lower() != host.lower():
+        raise UiError(
+            403,
+            "Cross-site request refused",
+            "this form was posted from another site; open the page on this server and submit it there",
+        )
+
+
+def safe_next(url: str | None) -> str:
+    """A local path to go back to after login (never another site)."""
+    if not url or not url.startswith("/") or url.startswith("//") or "\\" in url:
+        return "/"
+    return url
