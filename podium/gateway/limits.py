@@ -47,8 +47,20 @@ Cluster give the prefix a hash tag (``podium:{lim}:``). If Redis cannot be reach
 acquire fails closed with 503 (budgets are money); release logs and drops the
 settlement.
 
+Errors
+------
+Every refusal is :class:`~podium.errors.TooManyRequests` whose message names the scope,
+the limit and what to do, with ``retry_after`` in whole seconds: until enough of the
+window slides out (rpm/tpm), 1 s (concurrency, or a budget blocked only by requests in
+flight), until the period resets (daily/monthly budgets). Refusals that waiting cannot
+fix (a total budget spent, a limit of 0, an estimate above ``tpm``) carry
+``retry_after=NEVER_RETRY_AFTER`` (a day) and ``details[0]["retryable"] is False``: the
+gateway should tell clients not to retry (OpenAI SDKs honour ``x-should-retry: false``).
+``details[0]`` also names ``scope``, ``scope_id``, ``limit``, ``limit_value`` and ``used``.
+
 Spend lives only here (and in traces): nothing hits the database per request. Seed it
-at start-up from the persisted totals with :meth:`Limiter.add_spend`.
+at start-up from the persisted totals with :meth:`Limiter.add_spend`. The scopes of one
+request must be distinct.
 """
 
 from __future__ import annotations

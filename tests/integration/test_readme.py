@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,23 @@ def test_quickstart_app_runs_against_a_live_server(server: LiveServer, tmp_path:
         t = c.get(f"/api/v1/traces/{traces[0]['id']}").json()
     assert t["user_id"] == "alice" and t["session_id"] == "chat-1" and t["tags"] == ["demo"]
     assert {s["name"] for s in t["spans"]} == {"qa", "retrieve", "answer"} and t["total_tokens"] == 16
+
+
+@pytest.mark.slow
+def test_gateway_example_runs_against_the_local_model(server: LiveServer, tmp_path: Path) -> None:
+    code = re.search(r"```python\n# gateway.py\n(.*?)```", README.read_text(), re.S)
+    assert code, "README lost its gateway.py block"
+    (tmp_path / "gateway.py").write_text(code.group(1))
+    env = {**os.environ, "PODIUM_BASE_URL": server.url, "PODIUM_SECRET_KEY": server.keys.secret_key}
+    out = subprocess.run([sys.executable, "gateway.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "384" and len(lines) >= 3 and lines[0].strip()
+    with server.client() as c:
+        for _ in range(50):
+            traces = c.get("/api/v1/traces", params={"user_id": "alice"}).json()["data"]
+            if traces:
+                break
+            time.sleep(0.1)
+    assert traces and traces[0]["name"] == "gateway local"

@@ -36,6 +36,7 @@ def up(
     console.print(f"[bold green]Podium[/] serving on [bold]{url}[/]  (database: {store.engine.url.render_as_string()})")
     console.print(f"  API docs   {url}/api/v1/docs")
     console.print(f"  OTLP/HTTP  {url}/v1/traces")
+    console.print(f"  Gateway    {url}/v1  (OpenAI-compatible; models: local, local-embed, ...)")
     if default.public_key and default.secret_key:
         what = "created" if default.created else "from"
         console.print(f"  Default project keys ({what} {default.keys_file}):")

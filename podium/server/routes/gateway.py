@@ -45,6 +45,8 @@ async def _send_error(send: Any, exc: PodiumError) -> None:
     retry = getattr(exc, "retry_after", None)
     if isinstance(exc, TooManyRequests) and retry is not None:
         extra.append((b"retry-after", str(max(1, round(retry))).encode()))
+        if exc.details and isinstance(exc.details[0], dict) and exc.details[0].get("retryable") is False:
+            extra.append((b"x-should-retry", b"false"))  # a spent total budget: the OpenAI SDK stops retrying
     await _send_json(send, wire.http_status(exc), wire.error_body(exc), extra)
 
 

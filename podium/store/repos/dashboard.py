@@ -73,9 +73,8 @@ class DashboardRepo:
         if self._engine.dialect.name == "sqlite":
             # Stored as naive UTC text; strftime('%s') is whole epoch seconds; int // int truncates (>= 0 here).
             epoch: ColumnElement[Any] = cast(func.strftime("%s", col), Integer)
-        else:
-            epoch = extract("epoch", col)
-        return (epoch - start) // seconds  # type: ignore[no-any-return]
+            return (epoch - start) // seconds  # type: ignore[no-any-return]
+        return func.floor((extract("epoch", col) - start) / seconds)
 
     @staticmethod
     def _range(project_id: str, start: datetime | None, end: datetime | None) -> list[ColumnElement[bool]]:
