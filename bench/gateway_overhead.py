@@ -49,10 +49,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from bench import _common  # noqa: E402
-from bench._common import (  # noqa: E402
+from bench import _common
+from bench._common import (
     BENCH,
     OUT,
     ROOT,
@@ -296,6 +296,11 @@ class Load:
     machine_cpu: float = float("nan")
     generator: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cpu_ms_per_req(self) -> float:
+        cpu = self.server_cpu if self.server_cpu == self.server_cpu else self.upstream_cpu
+        return cpu * 1000 / self.rps if self.rps else float("nan")
 
     @property
     def other_cpu(self) -> float:
@@ -875,11 +880,12 @@ def report(args: argparse.Namespace, results: dict[tuple[str, int], Load], strea
             added = [_added(results, n, conc, a) for a in ("p50", "p95", "p99")] if n != "direct" else [float("nan")] * 3
             rows.append([
                 n if n != "podium" else "**podium**", conc, f"{r.rps:,.0f}", f2(r.p50), f2(r.p95), f2(r.p99),
-                *(f2(a) for a in added), r.errors, f2(r.server_cpu), f2(r.upstream_cpu), f2(r.client_cpu),
+                *(f2(a) for a in added), r.errors, f2(r.server_cpu), f"{1000 * r.cpu_ms_per_req:.0f}",
+                f2(r.upstream_cpu), f2(r.client_cpu),
                 f2(r.machine_cpu), f2(r.other_cpu),
             ])
     main_table = md_table(["target", "conns", "req/s", "p50 ms", "p95 ms", "p99 ms", "added p50", "added p95",
-                           "added p99", "errors", "gateway CPU", "upstream CPU", "client CPU", "machine CPU (of 2)",
+                           "added p99", "errors", "gateway CPU", "CPU µs/req", "upstream CPU", "client CPU", "machine CPU (of 2)",
                            "other processes CPU"],
                           rows)
     cmp_rows = []
@@ -917,9 +923,10 @@ def report(args: argparse.Namespace, results: dict[tuple[str, int], Load], strea
             s = stream.get(n)
             if s is None:
                 continue
-            add = (lambda a: f2(getattr(s, a) - getattr(d, a))) if (d and n != "direct") else (lambda a: "-")
-            srows.append([n, f"{s.rps:,.0f}", f2(s.ttft50), f2(s.ttft95), f2(s.ttft99), add("ttft50"),
-                          add("ttft95"), add("ttft99"), f2(s.p50), s.errors])
+            adds = [f2(getattr(s, a) - getattr(d, a)) if (d and n != "direct") else "-"
+                    for a in ("ttft50", "ttft95", "ttft99")]
+            srows.append([n, f"{s.rps:,.0f}", f2(s.ttft50), f2(s.ttft95), f2(s.ttft99), *adds, f2(s.p50),
+                          s.errors])
         stream_table = md_table(["target", "req/s", "TTFT p50 ms", "TTFT p95 ms", "TTFT p99 ms", "added p50",
                                  "added p95", "added p99", "whole stream p50 ms", "errors"], srows)
     verdicts = _verdicts(results, rss, cold, levels)
@@ -930,7 +937,9 @@ def report(args: argparse.Namespace, results: dict[tuple[str, int], Load], strea
         f"body for every target (`{json.dumps(BODY)}`; the upstream answers a fixed 5-word completion with usage "
         "at once). Levels interleave direct / Podium / LiteLLM; both gateways run for the whole load phase. "
         "**Everything shares the 2 cores**: the fake upstream (uvicorn + uvloop, one process), the gateway under "
-        "test, and the load generator; the CPU columns say who used what (cores, averaged over the run). "
+        "test, and the load generator; the CPU columns say who used what (cores, averaged over the run); "
+        "CPU µs/req = the gateway's (for direct: the upstream's) CPU time per answered request, which other load "
+        "on the machine disturbs less than latency. "
         "Added latency = gateway percentile − direct percentile at the same concurrency. "
         "Podium: `podium gateway` (one process, SQLite in a temp PODIUM_HOME, alias `fake` from `gateway.yaml`, "
         "`PODIUM_GATEWAY_CACHE=off`), called with a `--role gateway` key that has rpm/tpm/max_parallel/budget "

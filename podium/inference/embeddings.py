@@ -159,6 +159,9 @@ class LocalEmbedder:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        # Idle pool threads would otherwise spin after each run, stealing the cores llama.cpp's
+        # own spinning threads need (both run in the gateway process).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
         except Exception as e:

@@ -7,6 +7,7 @@ streams for the "never end silently" rule.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -34,6 +35,24 @@ from tests.gateway.fake_vendors import (
 )
 
 # --- fixtures ----------------------------------------------------------------------------------
+
+try:
+    import aiohttp  # noqa: F401
+
+    HAVE_AIOHTTP = True
+except ImportError:
+    HAVE_AIOHTTP = False
+
+BACKENDS = [
+    "httpx",
+    pytest.param("aiohttp", marks=pytest.mark.skipif(not HAVE_AIOHTTP, reason="aiohttp is not installed")),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every provider test runs once per HTTP backend."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -64,22 +83,25 @@ def vendor(vendor_server: FakeVendor) -> FakeVendor:
 
 
 @pytest.fixture
-async def openai() -> AsyncIterator[OpenAIProvider]:
-    p = OpenAIProvider()
+async def openai(backend: str) -> AsyncIterator[OpenAIProvider]:
+    p = OpenAIProvider(backend=backend)
+    assert p.backend == backend
     yield p
     await p.aclose()
 
 
 @pytest.fixture
-async def anthropic() -> AsyncIterator[AnthropicProvider]:
-    p = AnthropicProvider()
+async def anthropic(backend: str) -> AsyncIterator[AnthropicProvider]:
+    p = AnthropicProvider(backend=backend)
+    assert p.backend == backend
     yield p
     await p.aclose()
 
 
 @pytest.fixture
-async def gemini() -> AsyncIterator[GeminiProvider]:
-    p = GeminiProvider()
+async def gemini(backend: str) -> AsyncIterator[GeminiProvider]:
+    p = GeminiProvider(backend=backend)
+    assert p.backend == backend
     yield p
     await p.aclose()
 
@@ -302,6 +324,15 @@ async def test_openai_stream_timeout_between_chunks(up: FakeUpstream, openai: Op
     assert text_of(got) == "a"
 
 
+def test_provider_survives_a_new_event_loop(upstream: FakeUpstream, backend: str) -> None:
+    p = OpenAIProvider(backend=backend)
+    d = dep("openai", upstream.base_url)
+    for _ in range(2):  # pooled connections of the first loop must not be reused in the second
+        out = asyncio.run(p.chat(d, {"model": "m-1", "messages": USER}))
+        assert out["object"] == "chat.completion"
+    asyncio.run(p.aclose())
+
+
 async def test_json_answer_where_stream_expected() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
@@ -422,8 +453,8 @@ async def test_anthropic_request_translation(vendor: FakeVendor, anthropic: Anth
     ]
 
 
-async def test_anthropic_defaults_and_prefill(vendor: FakeVendor) -> None:
-    p = AnthropicProvider(default_max_tokens=321)
+async def test_anthropic_defaults_and_prefill(vendor: FakeVendor, backend: str) -> None:
+    p = AnthropicProvider(default_max_tokens=321, backend=backend)
     vendor.script(Json(200, anthropic_message('"a": 1}')))
     msgs = [{"role": "user", "content": "json please"}, {"role": "assistant", "content": "{ \n"}]
     await p.chat(dep("anthropic", vendor.url + "/v1"), {"model": "c", "messages": msgs})

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from podium.config import Settings
-from podium.errors import BadRequest
+from podium.errors import BadRequest, UpstreamError
 from podium.gateway.providers.base import Deployment, Provider
 from podium.gateway.providers.local import LocalProvider
 from podium.inference import LocalChatModel, LocalEmbedder
@@ -92,15 +92,16 @@ async def test_completion_and_stream(provider: LocalProvider) -> None:
 
 @pytest.mark.slow
 async def test_eight_concurrent_chats_all_complete_correctly(provider: LocalProvider) -> None:
-    prompts = [[{"role": "user", "content": f"What is {i} plus {i}?"}] for i in range(8)]
-    expected = [(await provider.chat(CHAT, body(messages=p, max_tokens=12)))["choices"][0]["message"]["content"]
+    prompts = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"What is {i} plus {i}?"}]
+               for i in range(8)]
+    expected = [(await provider.chat(CHAT, body(messages=p, max_tokens=10)))["choices"][0]["message"]["content"]
                 for p in prompts]
 
     async def streamed(i: int) -> str:
-        return text_of(await collect(provider.chat_stream(CHAT, body(messages=prompts[i], max_tokens=12))))
+        return text_of(await collect(provider.chat_stream(CHAT, body(messages=prompts[i], max_tokens=10))))
 
     async def whole(i: int) -> str:
-        r = await provider.chat(CHAT, body(messages=prompts[i], max_tokens=12))
+        r = await provider.chat(CHAT, body(messages=prompts[i], max_tokens=10))
         return str(r["choices"][0]["message"]["content"])
 
     got = await asyncio.wait_for(
@@ -116,9 +117,9 @@ async def test_closing_a_stream_stops_generation(provider: LocalProvider) -> Non
     assert all(c["choices"][0]["finish_reason"] is None for c in first)
     await stream.aclose()
     t0 = time.monotonic()
-    r = await provider.chat(CHAT, body(messages=Q, max_tokens=2))  # queued behind the stream's worker
-    assert r["usage"]["completion_tokens"] == 2
-    assert time.monotonic() - t0 < 3.0  # 2000 tokens would take 20 s or more
+    r = await provider.completion(CHAT, {"prompt": "Hi", "max_tokens": 1})  # queued behind the stream's worker
+    assert r["usage"]["completion_tokens"] == 1
+    assert time.monotonic() - t0 < 5.0  # the 2000 tokens would take 30 s or more
 
 
 @pytest.mark.slow
@@ -130,7 +131,7 @@ async def test_cancelling_a_request_stops_generation(provider: LocalProvider) ->
         await task
     t0 = time.monotonic()
     await provider.completion(CHAT, {"prompt": "Hi", "max_tokens": 1})
-    assert time.monotonic() - t0 < 3.0
+    assert time.monotonic() - t0 < 5.0
 
 
 async def test_bad_requests_fail_before_the_first_chunk(provider: LocalProvider) -> None:
@@ -214,7 +215,9 @@ async def test_warm_and_close() -> None:
     await stream.__anext__()
     t0 = time.monotonic()
     await p.aclose()  # stops the running generation instead of waiting for 2000 tokens
-    assert time.monotonic() - t0 < 3.0
-    await stream.aclose()
-    with pytest.raises(Exception, match="closed"):
+    assert time.monotonic() - t0 < 5.0
+    with pytest.raises(UpstreamError, match="shut down"):  # the stream ends in an error, not a silent cut
+        async for _ in stream:
+            pass
+    with pytest.raises(UpstreamError, match="closed"):
         await p.chat(CHAT, body(messages=Q))

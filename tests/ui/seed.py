@@ -86,17 +86,29 @@ def seed_wide_trace(store: Any, project_id: str, trace_id: str, n: int, *, roots
     the rest spread evenly as their children, with the trace row's aggregates."""
     from podium.store import tables as t
 
-    t0 = datetime.now(UTC) - timedelta(hours=1)
+    t0 = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    end = t0 + timedelta(microseconds=n * 10, milliseconds=5)
+    sqlite = store.engine.dialect.name == "sqlite"
+
+    seconds: dict[int, str] = {}
+
+    def when(dt: datetime) -> Any:
+        # SQLite stores naive UTC text: write it directly (strftime once per second, not per row).
+        if not sqlite:
+            return dt
+        key = int(dt.timestamp())
+        if key not in seconds:
+            seconds[key] = dt.strftime("%Y-%m-%d %H:%M:%S")
+        return f"{seconds[key]}.{dt.microsecond:06d}"
+
     rows = []
     for i in range(n):
-        parent = None if i < roots else f"s{i % roots}"
         st = t0 + timedelta(microseconds=i * 10)
-        rows.append({
-            "project_id": project_id, "trace_id": trace_id, "id": f"s{i}", "parent_id": parent,
-            "name": f"step-{i}", "kind": "span", "start_time": st, "end_time": st + timedelta(milliseconds=5),
-            "latency_ms": 5.0, "status": "ok", "updated_at": t0,
-        })
-    end = t0 + timedelta(microseconds=n * 10, milliseconds=5)
+        rows.append((project_id, trace_id, f"s{i}", None if i < roots else f"s{i % roots}", f"step-{i}", "span",
+                     when(st), when(st + timedelta(milliseconds=5)), 5.0, "ok", when(t0)))
+    cols = "project_id, trace_id, id, parent_id, name, kind, start_time, end_time, latency_ms, status, updated_at"
+    marks = ", ".join(["?" if sqlite else "%s"] * 11)
+    rows.sort(key=lambda r: r[2])  # primary-key order: appends to the B-tree instead of random inserts
     with store.engine.begin() as conn:
         conn.execute(t.trace.insert().values(
             project_id=project_id, id=trace_id, name="wide-trace", name_explicit=False, input_explicit=False,
@@ -104,5 +116,6 @@ def seed_wide_trace(store: Any, project_id: str, trace_id: str, n: int, *, roots
             status="ok", span_count=n, error_count=0, input_tokens=0, output_tokens=0, total_tokens=0,
             total_cost=0, updated_at=t0,
         ))
-        for k in range(0, n, 20_000):
-            conn.execute(t.span.insert(), rows[k:k + 20_000])
+        cur = conn.connection.cursor()
+        cur.executemany(f"INSERT INTO span ({cols}) VALUES ({marks})", rows)
+        cur.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import httpx
@@ -17,7 +16,6 @@ from tests.ui.seed import (
     XSS_TAG,
     XSS_USER,
     seed,
-    seed_wide_trace,
 )
 
 
@@ -147,6 +145,11 @@ def test_trace_detail(seeded: LiveServer) -> None:
         assert r.status_code == 303 and r.headers["location"] == "/traces/tr-paris?span=tr-paris-llm"
         full = c.get(r.headers["location"]).text
         assert "You answer geography questions" in full
+        # A deep link to a nested span opens the tree down to it.
+        deep = c.get("/traces/tr-paris", params={"span": "tr-paris-tool"}).text
+        assert re.search(r'data-span-id="tr-paris-root"[^>]*aria-expanded="true"', deep, re.S)
+        assert re.search(r'data-span-id="tr-paris-llm"[^>]*aria-expanded="true"', deep, re.S)
+        assert re.search(r'data-span-id="tr-paris-tool"[^>]*aria-selected="true"', deep, re.S)
         raw = c.get("/traces/tr-paris/spans/tr-paris-llm/raw/input")
         assert raw.headers["content-type"].startswith("application/json") and raw.json()[1]["role"] == "user"
 
@@ -342,22 +345,3 @@ def test_user_page_lists_sessions_spend_and_scores(seeded: LiveServer) -> None:
     assert "chat-1" in html and "accuracy" in html and "0.7" in html  # average of 0.9 and 0.5
     spend = re.search(r'data-testid="user-spend">([^<]+)<', html)
     assert spend is not None and spend.group(1).startswith("$") and spend.group(1) != "$0"
-
-
-def test_wide_trace_opens_fast(server: LiveServer) -> None:
-    n = 100_000
-    seed_wide_trace(server.store, server.keys.project_id, "wide", n, roots=10)
-    with ui(server) as c:
-        c.get("/traces/wide")  # warm up
-        t0 = time.perf_counter()
-        r = c.get("/traces/wide")
-        elapsed = time.perf_counter() - t0
-        assert r.status_code == 200
-        assert r.text.count('role="treeitem"') == 10
-        assert elapsed < 2.0, f"a {n}-span trace took {elapsed:.2f} s to render"
-        t0 = time.perf_counter()
-        kids = c.get("/traces/wide/children", params={"parent_id": "s3", "level": 2, "total": 9999})
-        kid_s = time.perf_counter() - t0
-        assert kids.text.count('role="treeitem"') == 100 and "Load more" in kids.text and "9,899 left" in kids.text
-        assert kid_s < 2.0
-    print(f"\n100k-span trace: page {elapsed * 1000:.0f} ms, first 100 children {kid_s * 1000:.0f} ms")

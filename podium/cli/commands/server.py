@@ -34,6 +34,7 @@ def up(
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{shown_host}:{settings.port}"
     console.print(f"[bold green]Podium[/] serving on [bold]{url}[/]  (database: {store.engine.url.render_as_string()})")
+    console.print(f"  Web UI     {url}/")
     console.print(f"  API docs   {url}/api/v1/docs")
     console.print(f"  OTLP/HTTP  {url}/v1/traces")
     console.print(f"  Gateway    {url}/v1  (OpenAI-compatible; models: local, local-embed, ...)")

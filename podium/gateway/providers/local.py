@@ -199,14 +199,17 @@ class LocalProvider:
         cancel = threading.Event()
         self._active.add(cancel)
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, cancel)
+            result = await asyncio.get_running_loop().run_in_executor(pool, fn, cancel)
         except asyncio.CancelledError:
             cancel.set()
             raise
-        except BaseException as e:
+        except Exception as e:
             raise _wrap(e) from None
         finally:
             self._active.discard(cancel)
+        if cancel.is_set():  # close() stopped it half-way: the result is partial
+            raise _shut_down()
+        return result
 
     async def _stream(self, make: Callable[[threading.Event], Iterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
         if self._closed:
@@ -233,8 +236,8 @@ class LocalProvider:
                     close = getattr(it, "close", None)
                     if close is not None:
                         close()  # releases the model lock at once
-                send(_END)
-            except BaseException as e:
+                send(_shut_down() if self._closed else _END)
+            except Exception as e:
                 send(e)
 
         self._active.add(cancel)
@@ -251,6 +254,10 @@ class LocalProvider:
             cancel.set()
             fut.cancel()  # if it never started
             self._active.discard(cancel)
+
+
+def _shut_down() -> UpstreamError:
+    return UpstreamError("the local provider shut down during the request", retryable=True)
 
 
 def _embedding_inputs(x: Any) -> list[str]:

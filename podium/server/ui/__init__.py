@@ -79,6 +79,7 @@ def install_ui(app: FastAPI) -> None:
 
     prev_podium = app.exception_handlers.get(PodiumError)
     prev_http = app.exception_handlers.get(StarletteHTTPException)
+    prev_any = app.exception_handlers.get(Exception)
 
     async def need_login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NeedLogin)
@@ -111,9 +112,19 @@ def install_ui(app: FastAPI) -> None:
         assert prev_http is not None
         return await prev_http(request, exc)
 
+    async def unexpected(request: Request, exc: Exception) -> Any:
+        if getattr(request.state, "ui", False):
+            logger.exception("unexpected error rendering %s", request.url.path, exc_info=exc)
+            return _error_page(request, 500, "Something went wrong",
+                               f"unexpected server error ({type(exc).__name__}); see the server log")
+        if prev_any is not None:
+            return await prev_any(request, exc)
+        raise exc
+
     app.add_exception_handler(NeedLogin, need_login)
     app.add_exception_handler(UiError, ui_error)
     if prev_podium is not None:
         app.add_exception_handler(PodiumError, podium_error)
     if prev_http is not None:
         app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

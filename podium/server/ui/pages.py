@@ -266,14 +266,20 @@ def _trace_or_404(request: Request, v: Viewer, trace_id: str) -> dict[str, Any]:
                       "after the SDK flushes them")
 
 
-def _tree_rows(request: Request, v: Viewer, trace: dict[str, Any], *, parent_id: str | None, level: int,
-               cursor: str | None, shown: int = 0, total: int | None = None) -> dict[str, Any]:
+def _tree_items(request: Request, v: Viewer, trace: dict[str, Any], *, parent_id: str | None, level: int,
+                cursor: str | None, shown: int = 0, total: int | None = None,
+                open_path: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of the lazy tree, flat, in display order: one page of roots (``parent_id`` None) or of
+    one span's children, then a "load more" row when there are more. Spans named in
+    ``open_path`` (a top-down chain of ancestors) are expanded in place, so a deep link to a
+    nested span shows where it sits."""
     pg = _st(request).store.traces.list_spans(
         v.project_id, trace["id"], parent_id=parent_id, roots_only=parent_id is None, limit=TREE_PAGE,
         cursor=cursor, include_io=False, with_child_counts=True,
     )
     start = trace["start_time"]
     total_ms = max(float(trace.get("latency_ms") or 0.0), 0.0)
+    items: list[dict[str, Any]] = []
     for s in pg.items:
         off = (s["start_time"] - start).total_seconds() * 1000.0
         dur = float(s["latency_ms"] or 0.0)
@@ -284,10 +290,16 @@ def _tree_rows(request: Request, v: Viewer, trace: dict[str, Any], *, parent_id:
             left, width = 0.0, 100.0
         s["wf_left"] = round(left, 3)
         s["wf_width"] = round(max(width, 0.3), 3)
-        s["offset_ms"] = off
+        expand = bool(open_path) and s["id"] == open_path[0] and s["child_count"] > 0
+        items.append({"kind": "span", "span": s, "level": level, "expanded": expand})
+        if expand:
+            items += _tree_items(request, v, trace, parent_id=s["id"], level=level + 1, cursor=None,
+                                 total=s["child_count"], open_path=open_path[1:])
     shown += len(pg.items)
-    return dict(spans=pg.items, next_cursor=pg.next_cursor, level=level, parent_id=parent_id, trace=trace,
-                shown=shown, total=total)
+    if pg.next_cursor:
+        items.append({"kind": "more", "level": level, "parent_id": parent_id, "cursor": pg.next_cursor,
+                      "shown": shown, "total": total})
+    return items
 
 
 def _scores(request: Request, v: Viewer, trace_id: str, span_id: str | None = None) -> list[dict[str, Any]]:
@@ -315,13 +327,15 @@ def _span_ctx(request: Request, v: Viewer, trace: dict[str, Any], span_id: str) 
 def trace_page(request: Request, trace_id: str) -> HTMLResponse:
     v = _viewer(request)
     trace = _trace_or_404(request, v, trace_id)
-    roots_total = _dash(request).count_roots(v.project_id, trace_id)
-    tree = _tree_rows(request, v, trace, parent_id=None, level=1, cursor=None, total=roots_total)
+    repo = _dash(request)
+    roots_total = repo.count_roots(v.project_id, trace_id)
     selected = _get(request, "span")
     detail = _span_ctx(request, v, trace, selected) if selected else {}
     detail.pop("trace", None)
-    return page(request, "trace.html", nav="traces", trace=trace, tree=tree, scores=_scores(request, v, trace_id),
-                detail=bool(detail), selected=selected, **detail)
+    path = tuple(repo.span_path(v.project_id, trace_id, selected)[:-1]) if selected else ()
+    items = _tree_items(request, v, trace, parent_id=None, level=1, cursor=None, total=roots_total, open_path=path)
+    return page(request, "trace.html", nav="traces", trace=trace, items=items, roots_total=roots_total,
+                scores=_scores(request, v, trace_id), detail=bool(detail), selected=selected, **detail)
 
 
 @router.get("/traces/{trace_id}/children", response_class=HTMLResponse)
@@ -336,9 +350,9 @@ def trace_children(request: Request, trace_id: str) -> HTMLResponse:
         total = int(request.query_params["total"]) if request.query_params.get("total") else None
     except ValueError:
         raise UiError(400, "Bad request", "level, shown and total must be integers")
-    ctx = _tree_rows(request, v, trace, parent_id=parent_id, level=level, cursor=_get(request, "cursor"),
-                     shown=shown, total=total)
-    return fragment("_span_rows.html", **ctx)
+    items = _tree_items(request, v, trace, parent_id=parent_id, level=level, cursor=_get(request, "cursor"),
+                        shown=shown, total=total)
+    return fragment("_span_rows.html", trace=trace, items=items)
 
 
 @router.get("/traces/{trace_id}/spans/{span_id}", response_class=HTMLResponse)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -177,7 +178,7 @@ def _node(v: Any, depth: int, b: _Budget, max_items: int, max_str: int, open_dep
     n = len(v)
     label = f"{{…}} {n} key{'s' if n != 1 else ''}" if is_dict else f"[…] {n} item{'s' if n != 1 else ''}"
     parts: list[Markup] = []
-    pairs = list(v.items())[:max_items] if is_dict else list(enumerate(v[:max_items]))
+    pairs = list(islice(v.items(), max_items)) if is_dict else list(enumerate(v[:max_items]))
     for k, child in pairs:
         if b.nodes <= 0:
             b.cut = True
@@ -326,7 +327,7 @@ def turn_text(value: Any, *, role: str) -> str | None:
 def _score_value(s: dict[str, Any]) -> str:
     v = s.get("value")
     if s.get("data_type") == "boolean":
-        return "👍 yes" if v else "👎 no"
+        return "thumbs up" if v else "thumbs down"
     if isinstance(v, float):
         return f"{v:g}"
     return str(v)

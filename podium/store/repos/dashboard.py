@@ -341,3 +341,20 @@ class DashboardRepo:
         q = select(func.count()).where(s.project_id == project_id, s.trace_id == trace_id, s.parent_id.is_(None))
         with self._engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
+
+    def span_path(self, project_id: str, trace_id: str, span_id: str, *, max_depth: int = 64) -> list[str]:
+        """The ids from the top-level ancestor down to ``span_id`` (just ``[span_id]`` for a root;
+        empty when the span does not exist). Reads only ids, one indexed lookup per level."""
+        s = t.span.c
+        path: list[str] = []
+        cur: str | None = span_id
+        with self._engine.connect() as conn:
+            while cur is not None and len(path) < max_depth and cur not in path:
+                row = conn.execute(
+                    select(s.parent_id).where(s.project_id == project_id, s.trace_id == trace_id, s.id == cur)
+                ).first()
+                if row is None:
+                    break
+                path.append(cur)
+                cur = row.parent_id
+        return path[::-1]

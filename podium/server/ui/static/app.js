@@ -72,6 +72,14 @@
   });
 
   // --- forms -------------------------------------------------------------------------------
+  // GET filters: leave empty fields out of the request, so the URL holds only what is set.
+  document.addEventListener("htmx:configRequest", function (e) {
+    if (e.detail.verb !== "get" || !e.detail.formData) return;
+    var fd = e.detail.formData, empty = [];
+    fd.forEach(function (v, k) { if (v === "") empty.push(k); });
+    empty.forEach(function (k) { fd.delete(k); });
+  });
+
   document.addEventListener("change", function (e) {
     var form = e.target.closest("form[data-autosubmit]");
     if (form) form.submit();
@@ -205,7 +213,7 @@
     function axes(fmt) {
       return [
         { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
-        { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 60,
+        { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 76,
           values: function (u, vals) { return vals.map(fmt); } },
       ];
     }

@@ -1,0 +1,319 @@
+"""The web UI in a real browser: Debian's chromium driven by Playwright against a live server.
+
+Needs /usr/bin/chromium (`bash scripts/browser.sh`) and the UI's vendor files
+(`bash scripts/ui-assets.sh`); `make setup` runs both. With PODIUM_SCREENSHOTS=1 each page
+is saved under docs/screenshots/ (`make screenshots`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+from tests.ui.seed import seed, seed_wide_trace
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = os.environ.get("PODIUM_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+# Read at import: the autouse podium_home fixture clears PODIUM_* variables for each test.
+TAKE_SHOTS = os.environ.get("PODIUM_SCREENSHOTS") == "1"
+VIEWPORT = {"width": 1360, "height": 860}
+
+
+def shot(page: Any, name: str, *, full_page: bool = False) -> None:
+    if TAKE_SHOTS:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/browser.sh` (make setup does it)", pytrace=False)
+    vendor = ROOT / "podium" / "server" / "ui" / "static" / "vendor"
+    if not (vendor / "htmx.min.js").is_file() or not (vendor / "uPlot.iife.min.js").is_file():
+        pytest.fail("the UI's vendor files are missing: run `bash scripts/ui-assets.sh` (make setup does it)",
+                    pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -e '.[dev]' (make setup does it)", pytrace=False)
+    pw = sync_playwright().start()
+    b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield b
+    b.close()
+    pw.stop()
+
+
+class Watch:
+    """Collects page errors, console errors and dialogs (an XSS would open one)."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+
+        def on_dialog(d: Any) -> None:
+            self.dialogs.append(f"{d.type}: {d.message}")
+            if d.type == "confirm":
+                d.accept()
+            else:
+                d.dismiss()
+
+        page.on("dialog", on_dialog)
+
+
+@pytest.fixture
+def seeded(server: LiveServer) -> LiveServer:
+    with server.client() as c:
+        seed(c)
+    return server
+
+
+def test_find_inspect_and_score_a_trace(seeded: LiveServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    url = seeded.url
+    ctx = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+    page = ctx.new_page()
+    watch = Watch(page)
+
+    # Dashboard: charts drawn, skip link first in the tab order.
+    page.goto(url + "/?range=24h")
+    expect(page.locator("#chart-volume canvas").first).to_be_visible()
+    expect(page.locator("#chart-models canvas").first).to_be_visible()
+    expect(page.get_by_test_id("total-traces")).to_have_text("5")
+    shot(page, "dashboard", full_page=True)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+    # Traces: filter, search; the filters land in the URL.
+    page.goto(url + "/traces")
+    rows = page.locator("tr.trace-row")
+    expect(rows).to_have_count(5)
+    shot(page, "traces")
+    page.select_option("#f-status", "error")
+    expect(rows).to_have_count(1)
+    expect(page.locator('tr[data-trace-id="tr-fail"]')).to_be_visible()
+    assert "status=error" in page.url and "user_id=" not in page.url  # only what is set goes in the URL
+    page.get_by_role("link", name="Clear").click()
+    expect(rows).to_have_count(5)
+    page.keyboard.press("/")
+    page.keyboard.type("qa-bot")
+    expect(rows).to_have_count(3)
+    assert "q=qa-bot" in page.url
+    page.get_by_text("More filters").click()
+    page.get_by_label("User id", exact=True).fill("alice")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(rows).to_have_count(2)
+    assert "user_id=alice" in page.url
+    page.reload()  # the URL alone restores the filtered list
+    expect(rows).to_have_count(2)
+    expect(page.locator("#f-q")).to_have_value("qa-bot")
+
+    # Open a trace; expand spans with the mouse and the keyboard.
+    page.click('tr[data-trace-id="tr-paris"] td.name a')
+    expect(page).to_have_url(re.compile(r"/traces/tr-paris$"))
+    root = page.locator('li[data-span-id="tr-paris-root"]')
+    expect(root).to_have_attribute("aria-expanded", "false")
+    expect(page.locator('li[data-span-id="tr-paris-llm"]')).to_have_count(0)
+    root.locator(".twisty").click()
+    expect(root).to_have_attribute("aria-expanded", "true")
+    llm = page.locator('li[data-span-id="tr-paris-llm"]')
+    expect(llm).to_be_visible()
+    expect(page.locator('li[data-span-id="tr-paris-retrieve"]')).to_be_visible()
+    llm.click()
+    detail = page.locator("#span-detail")
+    expect(detail.locator(".msg.role-system")).to_contain_text("geography questions")
+    expect(detail.locator(".msg.role-assistant")).to_contain_text("Paris.")
+    expect(detail).to_contain_text("qa-prompt")
+    assert "span=tr-paris-llm" in page.url
+    page.keyboard.press("ArrowRight")  # expand the focused generation span
+    tool = page.locator('li[data-span-id="tr-paris-tool"]')
+    expect(tool).to_be_visible()
+    expect(tool).to_have_attribute("aria-level", "3")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    expect(detail).to_contain_text("lookup-tool")
+    page.keyboard.press("ArrowLeft")  # to the parent
+    page.keyboard.press("ArrowLeft")  # collapse it
+    expect(tool).to_have_count(0)
+    page.keyboard.press("Enter")
+    expect(detail.locator(".msg.role-user")).to_contain_text("capital of France")
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "trace")
+
+    # Copy an id.
+    page.locator('.trace-head button[data-copy="tr-paris"]').click()
+    expect(page.locator("#toast")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == "tr-paris"
+
+    # Scores by hand: thumbs up on the trace, a number with a comment on the span.
+    page.locator("#trace-score").get_by_role("button", name="Thumbs up").click()
+    expect(page.locator("#scores")).to_contain_text("thumbs up")
+    form = page.locator("#span-score")
+    form.get_by_label("Type").select_option("numeric")
+    form.get_by_label("Name").fill("correctness")
+    form.get_by_label("Value").fill("0.75")
+    form.get_by_label("Comment (optional)").fill("right city, terse")
+    form.get_by_role("button", name="Save score").click()
+    expect(page.locator("#span-scores")).to_contain_text("0.75")
+    expect(page.locator("#scores")).to_contain_text("on span tr-paris-llm")  # the trace's list refreshed
+    page.locator("#scores-title").scroll_into_view_if_needed()
+    shot(page, "trace-scores")
+    with seeded.client() as api:
+        got = api.get("/api/v1/scores", params={"trace_id": "tr-paris", "source": "human"}).json()["data"]
+    assert {(s["name"], s["value"], s["span_id"]) for s in got} == {
+        ("quality", True, None), ("correctness", 0.75, "tr-paris-llm")}
+    assert [s["comment"] for s in got if s["name"] == "correctness"] == ["right city, terse"]
+
+    # Hostile content renders as text; a megabyte payload renders truncated.
+    page.goto(url + "/traces/tr-xss")
+    page.locator('li[data-span-id="xss-root"]').click()
+    expect(page.locator("#span-detail")).to_contain_text("xss-input")
+    page.goto(url + "/traces", wait_until="load")
+    t0 = time.perf_counter()
+    page.goto(url + "/traces/tr-big")
+    page.locator('li[data-span-id="big-root"]').click()
+    expect(page.locator("#span-detail")).to_contain_text("more characters")
+    big_s = time.perf_counter() - t0
+    assert big_s < 3, big_s
+
+    # Sessions, users, settings.
+    page.goto(url + "/sessions")
+    shot(page, "sessions")
+    page.get_by_role("link", name="chat-1").first.click()
+    expect(page.locator(".turn")).to_have_count(2)
+    shot(page, "session")
+    page.goto(url + "/users")
+    shot(page, "users")
+    page.get_by_role("link", name="alice", exact=True).first.click()
+    expect(page.get_by_test_id("user-spend")).not_to_have_text("$0")
+    shot(page, "user")
+    page.goto(url + "/settings")
+    page.get_by_label("Role").select_option("viewer")
+    page.get_by_label("Note").fill("grafana")
+    page.get_by_role("button", name="Create key").click()
+    reveal = page.locator("#new-key")
+    expect(reveal).to_contain_text("shown only this once")
+    secret = reveal.get_by_test_id("new-secret").locator("code").inner_text()
+    assert secret.startswith("sk-pd-")
+    shot(page, "settings")
+    public = reveal.locator("code").first.inner_text()
+    page.locator(f'tr[data-public-key="{public}"]').get_by_role("button", name=re.compile("Revoke")).click()
+    expect(page.locator(f'tr[data-public-key="{public}"]')).to_contain_text("revoked")
+    assert any(d.startswith("confirm: Revoke") for d in watch.dialogs)
+
+    # Unknown pages get the UI's 404.
+    resp = page.goto(url + "/no-such-page")
+    assert resp is not None and resp.status == 404
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+
+    unexpected = [e for e in watch.errors if "status of 404" not in e]
+    assert not unexpected, unexpected
+    assert [d for d in watch.dialogs if not d.startswith("confirm: Revoke")] == []
+    ctx.close()
+
+
+def _luminance(css: str) -> float:
+    r, g, b = (int(x) / 255 for x in re.findall(r"\d+", css)[:3])
+
+    def lin(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+
+def _contrast(a: str, b: str) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_color_schemes_stay_readable(seeded: LiveServer, browser: Any, scheme: str) -> None:
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport=VIEWPORT, color_scheme=scheme)
+    page = ctx.new_page()
+    watch = Watch(page)
+    page.goto(seeded.url + "/traces/tr-paris?span=tr-paris-llm")
+    expect(page.locator("#span-detail .msg.role-user")).to_be_visible()
+    style = page.evaluate("""() => {
+        const s = (sel, prop) => getComputedStyle(document.querySelector(sel))[prop];
+        return {
+          bg: s('body', 'backgroundColor'), fg: s('body', 'color'),
+          panel: s('.card', 'backgroundColor'), muted: s('.muted', 'color'),
+          user: s('.msg.role-user', 'backgroundColor'), userText: s('.msg.role-user .msg-text', 'color'),
+          link: s('.crumbs a', 'color'),
+        };
+    }""")
+    dark = _luminance(style["bg"]) < 0.1
+    assert dark == (scheme == "dark"), style
+    assert _contrast(style["fg"], style["bg"]) >= 7, style
+    assert _contrast(style["muted"], style["panel"]) >= 4.5, style
+    assert _contrast(style["userText"], style["user"]) >= 7, style
+    assert _contrast(style["link"], style["panel"]) >= 4.5, style
+    if scheme == "dark":
+        shot(page, "trace-dark")
+        page.goto(seeded.url + "/?range=24h")
+        expect(page.locator("#chart-volume canvas").first).to_be_visible()
+        shot(page, "dashboard-dark")
+    assert not watch.errors and not watch.dialogs
+    ctx.close()
+
+
+def test_wide_trace_opens_fast_in_the_browser(server: LiveServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    n = 100_000
+    seed_wide_trace(server.store, server.keys.project_id, "wide", n, roots=10)
+    # Server side: the page renders only the top-level spans, and a page of children at a time.
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        c.get("/traces/wide")
+        t0 = time.perf_counter()
+        r = c.get("/traces/wide")
+        server_s = time.perf_counter() - t0
+        assert r.status_code == 200 and r.text.count('role="treeitem"') == 10
+        t0 = time.perf_counter()
+        kids = c.get("/traces/wide/children", params={"parent_id": "s3", "level": 2, "total": 9999})
+        kids_s = time.perf_counter() - t0
+        assert kids.text.count('role="treeitem"') == 100 and "9,899 left" in kids.text
+    assert server_s < 1.0 and kids_s < 1.0, (server_s, kids_s)
+    ctx = browser.new_context(viewport=VIEWPORT)
+    page = ctx.new_page()
+    page.goto(server.url + "/traces")  # warm the connection and the browser cache
+    t0 = time.perf_counter()
+    page.goto(server.url + "/traces/wide")
+    items = page.locator('li[role="treeitem"]')
+    expect(items).to_have_count(10)
+    open_s = time.perf_counter() - t0
+    nav_ms = page.evaluate("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")
+    t0 = time.perf_counter()
+    page.locator('li[data-span-id="s0"] .twisty').click()
+    expect(items).to_have_count(110)
+    expand_s = time.perf_counter() - t0
+    shot(page, "trace-100k")
+    t0 = time.perf_counter()
+    page.get_by_role("button", name=re.compile(r"Load more \(9,899 left\)")).click()
+    expect(items).to_have_count(210)
+    more_s = time.perf_counter() - t0
+    print(f"\n{n:,}-span trace: server renders the page in {server_s * 1000:.0f} ms and 100 children in "
+          f"{kids_s * 1000:.0f} ms; chromium opens it in {open_s * 1000:.0f} ms (DOMContentLoaded "
+          f"{nav_ms:.0f} ms), expands 100 of 9,999 children in {expand_s * 1000:.0f} ms, the next 100 in "
+          f"{more_s * 1000:.0f} ms")
+    assert open_s < 2.0, f"opening a {n:,}-span trace took {open_s:.2f} s"
+    assert expand_s < 2.0 and more_s < 2.0
+    ctx.close()
