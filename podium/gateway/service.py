@@ -255,15 +255,21 @@ class Gateway:
         """A non-streaming call; returns the OpenAI-shaped response."""
         m = self.metrics
         alias = call.alias
+        # Limits first: a cache hit is still a request (rpm, concurrency); it settles at 0 tokens, $0.
+        ticket = await self._acquire(call)
         if call.cache_key is not None and call.cache_read:
-            cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
+            try:
+                cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
+            except BaseException:
+                await self.limiter.release(ticket, tokens=0, cost=0.0)
+                raise
             if cached is not None:
                 call.cache_hit = True
                 m.cache.labels(alias, "hit").inc()
+                await self.limiter.release(ticket, tokens=0, cost=0.0)
                 self._finish(call, cached, None, 0, 0.0)
                 return cached
             m.cache.labels(alias, "miss").inc()
-        ticket = await self._acquire(call)
         tokens, cost = 0, 0.0
         m.in_flight.inc()
         try:
@@ -291,16 +297,21 @@ class Gateway:
         m = self.metrics
         alias = call.alias
         chat = call.endpoint == "chat"
+        ticket = await self._acquire(call)
         if call.cache_key is not None and call.cache_read:
-            cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
+            try:
+                cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
+            except BaseException:
+                await self.limiter.release(ticket, tokens=0, cost=0.0)
+                raise
             if cached is not None:
                 call.cache_hit = True
                 m.cache.labels(alias, "hit").inc()
+                await self.limiter.release(ticket, tokens=0, cost=0.0)
                 call.first_token = datetime.now(UTC)
                 self._finish(call, cached, None, 0, 0.0)
                 return _replay(wire.chunks_from_response(cached, chat=chat))
             m.cache.labels(alias, "miss").inc()
-        ticket = await self._acquire(call)
         _check, _op, sop, _mode = ENDPOINTS[call.endpoint]
         body = call.body
         if not isinstance(body.get("stream_options"), dict):

@@ -487,3 +487,21 @@ def test_key_model_allow_list(gateway: GatewayFactory, store: Any) -> None:
     client.chat.completions.create(model="fake", messages=MSG)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="backup", messages=MSG)
+
+
+def test_limits_and_cache_shared_through_redis(gateway: GatewayFactory, up: FakeUpstream, store: Any) -> None:
+    # Two gateway processes' worth of apps sharing one Redis: the limit and the cache are shared.
+    a = gateway(cache="redis", redis_url="redis://127.0.0.1:6379/0")
+    b = gateway(cache="redis", redis_url="redis://127.0.0.1:6379/0")
+    k = store.projects.create_key(a.keys.project_id, role="gateway", note="shared", limits={"rpm": 3})
+    ca = openai.OpenAI(base_url=a.url + "/v1", api_key=k.secret_key, max_retries=0)
+    cb = openai.OpenAI(base_url=b.url + "/v1", api_key=k.secret_key, max_retries=0)
+    msgs = [{"role": "user", "content": f"redis test {k.key.id}"}]  # unique: the Redis cache outlives the test
+    first = ca.chat.completions.with_raw_response.create(model="fake", messages=msgs)
+    second = cb.chat.completions.with_raw_response.create(model="fake", messages=msgs)
+    assert first.headers["x-podium-cache"] == "miss" and second.headers["x-podium-cache"] == "hit"
+    assert len(up.bodies("fake-a")) == 1
+    ca.chat.completions.create(model="fake", messages=msgs, extra_headers={"cache-control": "no-cache"})
+    with pytest.raises(openai.RateLimitError) as ei:
+        cb.chat.completions.create(model="fake", messages=msgs)
+    assert "shared" in ei.value.body["message"] and "3 requests/min" in ei.value.body["message"]
