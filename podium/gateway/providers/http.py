@@ -283,7 +283,8 @@ def stream_ended(provider_name: str, reason: str = "") -> UpstreamError:
     msg = "stream ended before completion"
     if reason:
         msg += f": {reason}"
-    return UpstreamError(msg, upstream_status=None, retryable=True, details=[{"provider": provider_name}])
+    details = [{"provider": provider_name}] if provider_name else []
+    return UpstreamError(msg, upstream_status=None, retryable=True, details=details)
 
 
 # --- SSE ------------------------------------------------------------------------------------
