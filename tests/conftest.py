@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported anywhere
+
 PG_URL = os.environ.get("PODIUM_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 
 

