@@ -15,6 +15,7 @@ Quickstart (keys from ``podium up``; settings from ``PODIUM_*`` environment vari
         answer("What is Podium?")
     podium.flush()
 
+Managed prompts: ``podium.get_prompt("qa").compile(question=...)`` (docs/prompts.md).
 The drop-in OpenAI client is ``from podium.openai import OpenAI``. See ``docs/sdk.md``.
 The server, store and CLI live in sub-packages that this module never imports.
 """
@@ -22,13 +23,16 @@ The server, store and CLI live in sub-packages that this module never imports.
 from podium.sdk import (
     FlushResult,
     Podium,
+    Prompt,
     Span,
     configure,
+    create_prompt,
     create_score,
     flush,
     get_client,
     get_current_span_id,
     get_current_trace_id,
+    get_prompt,
     observe,
     propagate_attributes,
     shutdown,
@@ -43,14 +47,17 @@ __version__ = "0.1.0"
 __all__ = [
     "FlushResult",
     "Podium",
+    "Prompt",
     "Span",
     "__version__",
     "configure",
+    "create_prompt",
     "create_score",
     "flush",
     "get_client",
     "get_current_span_id",
     "get_current_trace_id",
+    "get_prompt",
     "observe",
     "propagate_attributes",
     "shutdown",

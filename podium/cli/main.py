@@ -6,6 +6,7 @@ import typer
 
 from podium.cli.commands.gateway import chat, gateway, limits_app, models_app
 from podium.cli.commands.projects import keys_app, projects_app
+from podium.cli.commands.prompts import prompts_app
 from podium.cli.commands.server import db_app, up
 from podium.cli.commands.traces import traces_app
 
@@ -21,6 +22,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(projects_app, name="projects")
 app.add_typer(keys_app, name="keys")
 app.add_typer(traces_app, name="traces")
+app.add_typer(prompts_app, name="prompts")
 app.command("gateway")(gateway)
 app.add_typer(models_app, name="models")
 app.add_typer(limits_app, name="limits")

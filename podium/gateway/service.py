@@ -486,8 +486,8 @@ class Gateway:
             cost=CostIn.model_construct(input=None, output=None, total=cost) if (u is not None or call.cache_hit)
             else None,
             completion_start_time=call.first_token,
-            prompt_name=None,
-            prompt_version=None,
+            prompt_name=call.options.prompt_name,
+            prompt_version=call.options.prompt_version,
             trace_name=None if call.options.trace_id else f"gateway {call.alias}",
             trace_metadata=None,
             user_id=call.options.user_id,

@@ -132,7 +132,8 @@ def check_embeddings(body: dict[str, Any]) -> None:
 class PodiumOptions:
     """What the caller tells Podium about a call (headers ``x-podium-*`` or body ``podium``)."""
 
-    __slots__ = ("metadata", "parent_id", "session_id", "tags", "trace_id", "user_id")
+    __slots__ = ("metadata", "parent_id", "prompt_name", "prompt_version", "session_id", "tags", "trace_id",
+                 "user_id")
 
     def __init__(self) -> None:
         self.user_id: str | None = None
@@ -141,6 +142,8 @@ class PodiumOptions:
         self.metadata: dict[str, Any] | None = None
         self.trace_id: str | None = None
         self.parent_id: str | None = None
+        self.prompt_name: str | None = None
+        self.prompt_version: int | None = None
 
 
 def _short(name: str, v: Any, n: int = 256) -> str | None:
@@ -188,6 +191,16 @@ def podium_options(headers: dict[str, str], body: dict[str, Any]) -> PodiumOptio
         if not isinstance(meta, dict):
             raise _bad("podium.metadata", "metadata must be a JSON object")
         o.metadata = meta
+    prompt = extra.get("prompt")
+    if prompt is None and headers.get("x-podium-prompt"):
+        name, _, ver = headers["x-podium-prompt"].rpartition("@")
+        prompt = {"name": name, "version": int(ver) if ver.isdigit() else ver}
+    if prompt is not None:
+        ok = isinstance(prompt, dict) and isinstance(prompt.get("name"), str) and 0 < len(prompt["name"]) <= 256
+        ver = prompt.get("version") if isinstance(prompt, dict) else None
+        if not ok or not isinstance(ver, int) or isinstance(ver, bool) or not 1 <= ver < 2**31:
+            raise _bad("podium.prompt", 'prompt must be {"name": "qa", "version": 3} (header: x-podium-prompt: qa@3)')
+        o.prompt_name, o.prompt_version = prompt["name"], ver
     tp = headers.get("traceparent")
     if extra.get("trace_id"):
         o.trace_id = _short("podium.trace_id", extra.get("trace_id"), 128)

@@ -5,9 +5,11 @@ httpx and pydantic. Importing it starts nothing and reads no environment variabl
 default client is built on first use. ``podium/__init__.py`` re-exports the public names.
 """
 
+from podium.core.prompts import Prompt
 from podium.sdk.client import Podium, configure, get_client
 from podium.sdk.context import get_current_span_id, get_current_trace_id, propagate_attributes, wrap_context
 from podium.sdk.exporter import FlushResult
+from podium.sdk.prompts import create_prompt, get_prompt
 from podium.sdk.span import Span
 from podium.sdk.tracing import (
     create_score,
@@ -22,13 +24,16 @@ from podium.sdk.tracing import (
 __all__ = [
     "FlushResult",
     "Podium",
+    "Prompt",
     "Span",
     "configure",
+    "create_prompt",
     "create_score",
     "flush",
     "get_client",
     "get_current_span_id",
     "get_current_trace_id",
+    "get_prompt",
     "observe",
     "propagate_attributes",
     "shutdown",

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
@@ -24,6 +24,9 @@ from podium.sdk.exporter import BatchExporter, Exportable, FlushResult
 from podium.sdk.ids import is_sampled, new_span_id, new_trace_id, sample_bound
 from podium.sdk.serialize import DEFAULT_MAX_CHARS, Encoder
 from podium.sdk.span import KINDS, NOOP_SPAN, KindLike, ScoreRecord, Span, TraceUpdate, check_kind, snapshot
+
+if TYPE_CHECKING:
+    from podium.sdk.prompts import PromptClient
 
 __all__ = ["Podium", "configure", "current_default", "get_client", "shutdown_default"]
 
@@ -99,6 +102,8 @@ class Podium:
         )
         self.enabled: bool = s.tracing_enabled
         self.base_url = s.base_url.rstrip("/")
+        self._http_client = http_client
+        self._prompts: PromptClient | None = None
         self._sample_bound = sample_bound(s.sample_rate)
         auth = (s.public_key, s.secret_key) if s.public_key and s.secret_key else None
         self._exporter = BatchExporter(
@@ -116,6 +121,23 @@ class Podium:
 
     def __repr__(self) -> str:
         return f"<Podium base_url={self.base_url!r} enabled={self.enabled}>"
+
+    @property
+    def prompts(self) -> PromptClient:
+        """The prompt registry client (cached ``get``, ``create``, ``set_label``, ``rollback``).
+        It works whether or not tracing is enabled."""
+        pc = self._prompts
+        if pc is None:
+            from podium.sdk.prompts import PromptClient
+
+            with _prompts_lock:
+                if self._prompts is None:
+                    s = self.settings
+                    self._prompts = PromptClient(base_url=self.base_url, public_key=s.public_key,
+                                                 secret_key=s.secret_key, timeout=s.timeout,
+                                                 http_client=self._http_client)
+                pc = self._prompts
+        return pc
 
     # --- spans ---------------------------------------------------------------------------
 
@@ -278,6 +300,9 @@ class Podium:
 
     def shutdown(self, timeout: float | None = 10.0) -> FlushResult:
         """Flush, then stop the worker thread. Called at exit automatically."""
+        prompts, self._prompts = self._prompts, None
+        if prompts is not None:
+            prompts.close()
         try:
             return self._exporter.shutdown(timeout)
         except Exception:
@@ -336,6 +361,7 @@ def _check(
 
 _default: Podium | None = None
 _default_lock = threading.Lock()
+_prompts_lock = threading.Lock()
 
 
 def get_client() -> Podium:

@@ -18,7 +18,7 @@ from podium.server.auth import Authenticator
 from podium.server.errors import install_error_handlers
 from podium.server.gateway_log import GatewayLog
 from podium.server.ingest import Ingester
-from podium.server.routes import admin, gateway_admin, ingest, scores, traces
+from podium.server.routes import admin, gateway_admin, ingest, prompts, scores, traces
 from podium.server.routes.gateway import ChatEndpoints, ModelsEndpoint
 from podium.server.state import AppState
 from podium.server.ui import install_ui
@@ -93,5 +93,6 @@ def create_app(
     app.include_router(scores.router)
     app.include_router(admin.router)
     app.include_router(gateway_admin.router)
+    app.include_router(prompts.router)
     install_ui(app)
     return app

@@ -10,6 +10,7 @@ from podium.store.repos.gateway import GatewayRepo
 from podium.store.repos.ingest import IngestRepo
 from podium.store.repos.prices import PriceRepo
 from podium.store.repos.projects import ProjectRepo
+from podium.store.repos.prompts import PromptRepo
 from podium.store.repos.scores import ScoreRepo
 from podium.store.repos.traces import TraceRepo
 
@@ -25,6 +26,7 @@ class Store:
         self.scores = ScoreRepo(engine)
         self.prices = PriceRepo(engine)
         self.gateway = GatewayRepo(engine)
+        self.prompts = PromptRepo(engine)
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True) -> Store:

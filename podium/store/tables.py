@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -26,11 +27,22 @@ from podium.store.types import JSONType, UtcDateTime
 
 __all__ = [
     "api_key",
+    "dataset",
+    "dataset_item",
+    "dataset_version",
+    "experiment",
+    "experiment_item",
+    "experiment_label",
     "gateway_model",
     "gateway_spend",
     "metadata",
     "model_price",
     "project",
+    "prompt",
+    "prompt_label",
+    "prompt_label_event",
+    "prompt_settings",
+    "prompt_version",
     "score",
     "span",
     "trace",
@@ -220,4 +232,223 @@ gateway_spend = Table(
     Column("period", String(16), primary_key=True),
     Column("amount", Money, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+
+# --- prompt registry (podium/store/repos/prompts.py) ----------------------------------------------
+# A prompt is named per project ("/" makes folders); its versions are immutable and numbered
+# from 1 (the primary key makes concurrent creators retry instead of sharing a number);
+# labels point at one version, or split traffic between several (A/B); every label change
+# is an event with a per-(prompt, label) sequence number, the audit trail that rollback reads.
+
+prompt = Table(
+    "prompt",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("type", String(8), nullable=False),
+    Column("tags", JSONType),
+    Column("latest_version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+prompt_version = Table(
+    "prompt_version",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("type", String(8), nullable=False),
+    Column("template_format", String(16), nullable=False),
+    Column("template", JSONType, nullable=False),
+    Column("config", JSONType),
+    Column("variables", JSONType),
+    Column("placeholders", JSONType),
+    Column("commit_message", Text),
+    Column("size_bytes", Integer, nullable=False),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "name"], ["prompt.project_id", "prompt.name"], ondelete="CASCADE"),
+)
+
+prompt_label = Table(
+    "prompt_label",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("label", String(64), primary_key=True),
+    # [{"version": 3, "weight": 90.0}, {"version": 4, "weight": 10.0}]; one entry without a split.
+    Column("targets", JSONType, nullable=False),
+    Column("version", Integer, nullable=False),  # the heaviest target, for simple queries
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(64)),
+    ForeignKeyConstraint(["project_id", "name"], ["prompt.project_id", "prompt.name"], ondelete="CASCADE"),
+)
+
+prompt_label_event = Table(
+    "prompt_label_event",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("label", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("action", String(16), nullable=False),  # set | rollback | delete
+    Column("from_targets", JSONType),
+    Column("to_targets", JSONType),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("actor", String(64)),
+    Column("comment", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "name"], ["prompt.project_id", "prompt.name"], ondelete="CASCADE"),
+)
+
+prompt_settings = Table(
+    "prompt_settings",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("protected_labels", JSONType),  # labels only admin keys may move
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Per-version analytics read the spans linked to a prompt without scanning the others.
+Index(
+    "ix_span_prompt",
+    span.c.project_id,
+    span.c.prompt_name,
+    span.c.prompt_version,
+    sqlite_where=text("prompt_name IS NOT NULL"),
+    postgresql_where=text("prompt_name IS NOT NULL"),
+)
+
+
+# --- evaluation (podium/store/repos/evals.py) ------------------------------------------------------
+# A dataset's items are immutable rows valid for a range of versions: version N is every row with
+# valid_from <= N < valid_to (valid_to NULL: still current). A change closes the changed rows
+# (valid_to = N) and inserts their new content (valid_from = N), so every version stays readable
+# and an experiment records the version it ran on. Experiments keep their own copy of each item's
+# input and expected output, so they stay readable after the dataset changes or is deleted.
+
+dataset = Table(
+    "dataset",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("description", Text),
+    Column("metadata", JSONType),
+    Column("latest_version", Integer, nullable=False),
+    Column("next_position", BigInteger, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+dataset_version = Table(
+    "dataset_version",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("item_count", Integer, nullable=False),
+    Column("added", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("removed", Integer, nullable=False, default=0),
+    Column("message", Text),
+    Column("source", JSONType),  # {"kind": "api"|"file"|"traces"|"sync", ...}
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "name"], ["dataset.project_id", "dataset.name"], ondelete="CASCADE"),
+)
+
+dataset_item = Table(
+    "dataset_item",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("dataset", String(200), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("valid_from", Integer, primary_key=True),
+    Column("valid_to", Integer),
+    Column("position", BigInteger, nullable=False),  # insertion order, kept across updates
+    Column("input", JSONType),
+    Column("expected", JSONType),
+    Column("context", JSONType),
+    Column("metadata", JSONType),
+    Column("labels", JSONType),
+    Column("split", String(64)),
+    Column("source_trace_id", String(128)),
+    Column("content_hash", String(64), nullable=False),
+    ForeignKeyConstraint(["project_id", "dataset"], ["dataset.project_id", "dataset.name"], ondelete="CASCADE"),
+    Index(None, "project_id", "dataset", "valid_from", "position"),
+    Index(None, "project_id", "dataset", "valid_to"),
+)
+
+experiment = Table(
+    "experiment",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),  # running | completed | failed | interrupted
+    Column("dataset_name", String(200)),
+    Column("dataset_version", Integer),
+    Column("run_group", String(64)),  # experiments started together (one suite run)
+    Column("task", JSONType),
+    Column("scorers", JSONType),
+    Column("config", JSONType),
+    Column("metadata", JSONType),
+    Column("summary", JSONType),
+    Column("item_count", Integer, nullable=False, default=0),
+    Column("error_count", Integer, nullable=False, default=0),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
+    Index(None, "project_id", "created_at"),
+    Index(None, "project_id", "name", "created_at"),
+    Index(None, "project_id", "run_group"),
+)
+
+experiment_label = Table(
+    "experiment_label",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("experiment_id", String(64), primary_key=True),
+    Column("label", String(64), primary_key=True),
+    ForeignKeyConstraint(
+        ["project_id", "experiment_id"], ["experiment.project_id", "experiment.id"], ondelete="CASCADE"
+    ),
+    Index(None, "project_id", "label"),
+)
+
+# One row per (dataset item, repetition). ``scores`` holds every scorer's result for the item
+# ({name: {value, passed, explanation, metadata, error}}); the values are also rows of the
+# ``score`` table (source "eval") attached to the item's trace, so traces show them.
+experiment_item = Table(
+    "experiment_item",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("experiment_id", String(64), primary_key=True),
+    Column("item_id", String(128), primary_key=True),
+    Column("repetition", Integer, primary_key=True),
+    Column("position", Integer, nullable=False, default=0),
+    Column("input", JSONType),
+    Column("expected", JSONType),
+    Column("context", JSONType),
+    Column("metadata", JSONType),
+    Column("labels", JSONType),
+    Column("output", JSONType),
+    Column("error", Text),
+    Column("error_type", String(64)),
+    Column("trace_id", String(128)),
+    Column("latency_ms", Float),
+    Column("cost", Float),
+    Column("usage", JSONType),
+    Column("scores", JSONType),
+    Column("passed", Boolean),
+    Column("weighted_score", Float),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["project_id", "experiment_id"], ["experiment.project_id", "experiment.id"], ondelete="CASCADE"
+    ),
 )

@@ -26,8 +26,8 @@ def run(*args: str) -> str:
 
 
 def test_db_projects_and_keys(podium_home: Path) -> None:
-    assert "0002" in run("db", "upgrade")
-    assert run("db", "current").strip() == "0002"
+    assert "0003" in run("db", "upgrade")
+    assert run("db", "current").strip() == "0003"
     out = json.loads(run("projects", "create", "shop", "--json"))
     assert out["project"]["name"] == "shop" and out["secret_key"].startswith("sk-pd-")
     again = runner.invoke(app, ["projects", "create", "shop"])

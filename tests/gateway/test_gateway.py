@@ -505,3 +505,19 @@ def test_limits_and_cache_shared_through_redis(gateway: GatewayFactory, up: Fake
     with pytest.raises(openai.RateLimitError) as ei:
         cb.chat.completions.create(model="fake", messages=msgs)
     assert "shared" in ei.value.body["message"] and "3 requests/min" in ei.value.body["message"]
+
+
+def test_call_links_to_a_prompt_version(gateway: GatewayFactory) -> None:
+    srv = gateway()
+    c = oai(srv)
+    raw = c.chat.completions.with_raw_response.create(model="fake", messages=MSG,
+                                                      extra_headers={"x-podium-prompt": "support/qa@3"})
+    span = wait_span(srv, raw.headers["x-podium-trace-id"])["spans"][0]
+    assert span["prompt_name"] == "support/qa" and span["prompt_version"] == 3
+    raw = c.chat.completions.with_raw_response.create(
+        model="fake", messages=MSG, extra_body={"podium": {"prompt": {"name": "qa", "version": 1}}})
+    span = wait_span(srv, raw.headers["x-podium-trace-id"])["spans"][0]
+    assert (span["prompt_name"], span["prompt_version"]) == ("qa", 1)
+    with pytest.raises(openai.BadRequestError) as ei:
+        c.chat.completions.create(model="fake", messages=MSG, extra_body={"podium": {"prompt": {"name": "qa"}}})
+    assert ei.value.body["param"] == "podium.prompt"

@@ -9,7 +9,15 @@ import httpx
 import typer
 from rich.table import Table
 
-from podium.cli._common import api_call, api_client, console, err_console, open_store, print_json, server_extra_missing
+from podium.cli._common import (
+    api_call,
+    api_client,
+    console,
+    err_console,
+    open_store,
+    print_json,
+    server_extra_missing,
+)
 from podium.config import Settings
 
 __all__ = ["chat", "gateway", "limits_app", "models_app"]

@@ -19,8 +19,10 @@ exhausted, closed (``with`` or ``close()``), or fails. Usage of a stream is reco
 if the server sends it (nothing is added to your request, e.g. no ``stream_options``).
 
 Extra keyword arguments, removed before the request is sent: ``podium_name`` (span name),
-``podium_metadata`` (span metadata), ``podium_prompt_name`` and ``podium_prompt_version``
-(link the generation to a managed prompt).
+``podium_metadata`` (span metadata), ``podium_prompt`` (a :class:`podium.Prompt`: link the
+generation to its name and version), or ``podium_prompt_name`` and ``podium_prompt_version``.
+Messages made by ``prompt.compile(...)`` / ``prompt.openai_kwargs(...)`` carry their prompt,
+so ``create(**prompt.openai_kwargs(q="..."))`` is linked without any extra argument.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ __all__ = ["AsyncOpenAI", "OpenAI", "TracedAsyncStream", "TracedStream"]
 logger = logging.getLogger(__name__)
 
 PROVIDER = "openai"
-PODIUM_KWARGS = ("podium_name", "podium_metadata", "podium_prompt_name", "podium_prompt_version")
+PODIUM_KWARGS = ("podium_name", "podium_metadata", "podium_prompt", "podium_prompt_name", "podium_prompt_version")
 MODEL_PARAMETERS = (
     "temperature",
     "top_p",
@@ -109,20 +111,37 @@ def _start(endpoint: str, kind: str, kwargs: dict[str, Any]) -> Span | None:
         else:
             inputs = kwargs.get("input")
         model = kwargs.get("model")
+        prompt_name, prompt_version, metadata = _prompt_link(opts, kwargs)
         span.update(
             input=inputs if _given(inputs) else None,
             model=str(model) if _given(model) else None,
             provider=PROVIDER,
             model_parameters={k: kwargs[k] for k in MODEL_PARAMETERS if k in kwargs and _given(kwargs[k])}
             or None,
-            metadata=opts.get("podium_metadata"),
-            prompt_name=opts.get("podium_prompt_name"),
-            prompt_version=opts.get("podium_prompt_version"),
+            metadata=metadata,
+            prompt_name=prompt_name,
+            prompt_version=prompt_version,
         )
         return span
     except Exception:
         logger.debug("Podium: could not start the OpenAI span", exc_info=True)
         return None
+
+
+def _prompt_link(opts: dict[str, Any], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(prompt name, version, metadata) from ``podium_prompt``, messages made by a Prompt, or
+    the explicit ``podium_prompt_name``/``podium_prompt_version``."""
+    metadata = opts.get("podium_metadata")
+    prompt = opts.get("podium_prompt") or getattr(kwargs.get("messages"), "podium_prompt", None)
+    name, version = opts.get("podium_prompt_name"), opts.get("podium_prompt_version")
+    if prompt is not None:
+        name = name or getattr(prompt, "name", None)
+        version = version if version is not None else getattr(prompt, "version", None)
+        extra = {k: v for k, v in (("prompt_label", getattr(prompt, "label", None)),
+                                   ("prompt_fallback", getattr(prompt, "is_fallback", False) or None)) if v}
+        if extra:
+            metadata = {**extra, **(metadata or {})}
+    return name, version, metadata
 
 
 def _fail(span: Span, exc: BaseException) -> None:
