@@ -15,9 +15,9 @@ __all__ = ["app", "gateway_app"]
 
 def app() -> FastAPI:
     """API, ingestion and gateway."""
-    return create_app(Settings())
+    return create_app(Settings(), freeze_gc=True)
 
 
 def gateway_app() -> FastAPI:
     """Only the OpenAI-compatible gateway, /metrics and health."""
-    return create_app(Settings(), mode="gateway")
+    return create_app(Settings(), mode="gateway", freeze_gc=True)

@@ -53,7 +53,7 @@ def gateway(
                     workers=workers, access_log=False, log_level="warning")
         return
     store = open_store(settings)
-    uvicorn.run(create_app(settings, store=store, mode="gateway"), host=settings.host, port=settings.port,
+    uvicorn.run(create_app(settings, store=store, mode="gateway", freeze_gc=True), host=settings.host, port=settings.port,
                 access_log=False, log_level="warning")
 
 

@@ -30,7 +30,7 @@ def up(
     setup_logging(settings.log_format)
     store = open_store(settings)
     default = ensure_default_project(store, settings)
-    app = create_app(settings, store=store)
+    app = create_app(settings, store=store, freeze_gc=True)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{shown_host}:{settings.port}"
     console.print(f"[bold green]Podium[/] serving on [bold]{url}[/]  (database: {store.engine.url.render_as_string()})")
