@@ -254,22 +254,10 @@ class Gateway:
     async def call(self, call: Call) -> dict[str, Any]:
         """A non-streaming call; returns the OpenAI-shaped response."""
         m = self.metrics
-        alias = call.alias
-        # Limits first: a cache hit is still a request (rpm, concurrency); it settles at 0 tokens, $0.
         ticket = await self._acquire(call)
-        if call.cache_key is not None and call.cache_read:
-            try:
-                cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
-            except BaseException:
-                await self.limiter.release(ticket, tokens=0, cost=0.0)
-                raise
-            if cached is not None:
-                call.cache_hit = True
-                m.cache.labels(alias, "hit").inc()
-                await self.limiter.release(ticket, tokens=0, cost=0.0)
-                self._finish(call, cached, None, 0, 0.0)
-                return cached
-            m.cache.labels(alias, "miss").inc()
+        cached = await self._cached(call, ticket)
+        if cached is not None:
+            return cached
         tokens, cost = 0, 0.0
         m.in_flight.inc()
         try:
@@ -295,23 +283,10 @@ class Gateway:
         """A streaming call: an async iterator of chunks. The first chunk is fetched (with
         failover) before this returns, so errors before any byte still raise here."""
         m = self.metrics
-        alias = call.alias
-        chat = call.endpoint == "chat"
         ticket = await self._acquire(call)
-        if call.cache_key is not None and call.cache_read:
-            try:
-                cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
-            except BaseException:
-                await self.limiter.release(ticket, tokens=0, cost=0.0)
-                raise
-            if cached is not None:
-                call.cache_hit = True
-                m.cache.labels(alias, "hit").inc()
-                await self.limiter.release(ticket, tokens=0, cost=0.0)
-                call.first_token = datetime.now(UTC)
-                self._finish(call, cached, None, 0, 0.0)
-                return _replay(wire.chunks_from_response(cached, chat=chat))
-            m.cache.labels(alias, "miss").inc()
+        cached = await self._cached(call, ticket)
+        if cached is not None:
+            return _replay(wire.chunks_from_response(cached, chat=call.endpoint == "chat"))
         _check, _op, sop, _mode = ENDPOINTS[call.endpoint]
         body = call.body
         if not isinstance(body.get("stream_options"), dict):
@@ -366,6 +341,26 @@ class Gateway:
                 except Exception:
                     logger.exception("cache write failed")
             self._finish(call, out, error, tokens, cost)
+
+    async def _cached(self, call: Call, ticket: Any) -> dict[str, Any] | None:
+        """The cached answer, if any. Limits are taken before the lookup: a hit is still a
+        request (rpm, concurrency) and settles here at 0 tokens, $0."""
+        if call.cache_key is None or not call.cache_read:
+            return None
+        try:
+            cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
+        except BaseException:
+            await self.limiter.release(ticket, tokens=0, cost=0.0)
+            raise
+        if cached is None:
+            self.metrics.cache.labels(call.alias, "miss").inc()
+            return None
+        call.cache_hit = True
+        call.first_token = datetime.now(UTC)
+        self.metrics.cache.labels(call.alias, "hit").inc()
+        await self.limiter.release(ticket, tokens=0, cost=0.0)
+        self._finish(call, cached, None, 0, 0.0)
+        return cached
 
     async def _acquire(self, call: Call) -> Any:
         scopes = self._scopes(call.key)
