@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from podium.errors import UpstreamError
 from podium.gateway.config import ModelAlias, RouterSpec
@@ -35,6 +35,7 @@ __all__ = ["Attempt", "Routed", "Router"]
 logger = logging.getLogger("podium.gateway")
 
 _SKIP_STATUSES = frozenset({401, 403, 404})
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -141,15 +142,42 @@ class Router:
     # --- calls ---------------------------------------------------------------------------------
     async def call(self, chain: list[ModelAlias], op: str, body: dict[str, Any], routed: Routed) -> dict[str, Any]:
         """Run ``provider.<op>(deployment, body)`` along the chain until one answers."""
+
+        async def attempt(dep: Deployment, req: dict[str, Any]) -> dict[str, Any]:
+            out: dict[str, Any] = await getattr(self.providers[dep.provider], op)(dep, req)
+            return out
+
+        return await self._run(chain, body, routed, attempt)
+
+    async def stream(
+        self, chain: list[ModelAlias], op: str, body: dict[str, Any], routed: Routed
+    ) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
+        """Open a stream along the chain; returns its first chunk and the rest of it."""
+
+        async def attempt(dep: Deployment, req: dict[str, Any]) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
+            it = getattr(self.providers[dep.provider], op)(dep, req)
+            try:
+                first: dict[str, Any] = await it.__anext__()
+            except StopAsyncIteration:
+                await _close(it)
+                raise UpstreamError(f"{dep.id} closed the stream without sending anything", retryable=True)
+            except BaseException:
+                await _close(it)
+                raise
+            return first, it
+
+        return await self._run(chain, body, routed, attempt)
+
+    async def _run(self, chain: list[ModelAlias], body: dict[str, Any], routed: Routed,
+                   attempt: Callable[[Deployment, dict[str, Any]], Awaitable[_T]]) -> _T:
         routed._first_alias = chain[0].name
         last: UpstreamError | None = None
         for dep in self.plan(chain):
-            fn = getattr(self.providers[dep.provider], op)
             req = {**body, "model": dep.model}
-            for attempt in range(dep.max_retries + 1):
+            for n in range(dep.max_retries + 1):
                 t0 = time.perf_counter()
                 try:
-                    out: dict[str, Any] = await fn(dep, req)
+                    out = await attempt(dep, req)
                 except UpstreamError as e:
                     last = e
                     routed.attempts.append(Attempt(dep.id, False, e.upstream_status, e.message,
@@ -157,9 +185,9 @@ class Router:
                     if not e.retryable and e.upstream_status not in _SKIP_STATUSES:
                         raise
                     self._failed(dep)
-                    if e.upstream_status in _SKIP_STATUSES or attempt == dep.max_retries:
+                    if e.upstream_status in _SKIP_STATUSES or n == dep.max_retries:
                         break
-                    wait = self._backoff(attempt, e)
+                    wait = self._backoff(n, e)
                     if wait is None:
                         break
                     await self._sleep(wait)
@@ -168,51 +196,6 @@ class Router:
                 routed.deployment = dep
                 self._ok(dep)
                 return out
-        raise _exhausted(chain, routed, last)
-
-    async def stream(
-        self, chain: list[ModelAlias], op: str, body: dict[str, Any], routed: Routed
-    ) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
-        """Open a stream along the chain; returns its first chunk and the rest of it."""
-        routed._first_alias = chain[0].name
-        last: UpstreamError | None = None
-        for dep in self.plan(chain):
-            fn = getattr(self.providers[dep.provider], op)
-            req = {**body, "model": dep.model}
-            for attempt in range(dep.max_retries + 1):
-                t0 = time.perf_counter()
-                it = fn(dep, req)
-                try:
-                    first: dict[str, Any] = await it.__anext__()
-                except StopAsyncIteration:
-                    err = UpstreamError(f"{dep.id} closed the stream without sending anything", retryable=True)
-                    await _close(it)
-                    last = err
-                    routed.attempts.append(Attempt(dep.id, False, None, err.message, (time.perf_counter() - t0) * 1000))
-                    self._failed(dep)
-                    break
-                except UpstreamError as e:
-                    await _close(it)
-                    last = e
-                    routed.attempts.append(Attempt(dep.id, False, e.upstream_status, e.message,
-                                                   (time.perf_counter() - t0) * 1000))
-                    if not e.retryable and e.upstream_status not in _SKIP_STATUSES:
-                        raise
-                    self._failed(dep)
-                    if e.upstream_status in _SKIP_STATUSES or attempt == dep.max_retries:
-                        break
-                    wait = self._backoff(attempt, e)
-                    if wait is None:
-                        break
-                    await self._sleep(wait)
-                    continue
-                except BaseException:
-                    await _close(it)
-                    raise
-                routed.attempts.append(Attempt(dep.id, True, 200, None, (time.perf_counter() - t0) * 1000))
-                routed.deployment = dep
-                self._ok(dep)
-                return first, it
         raise _exhausted(chain, routed, last)
 
 
