@@ -679,9 +679,11 @@ def litellm_proc(py: Path, tmp: Path, upstream: str) -> tuple[Proc, Target]:
     return p, Target("litellm", f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {LITELLM_MASTER}"}, None)
 
 
-def cold_starts(make: Any, runs: int, label: str) -> list[float]:
+def cold_starts(make: Any, runs: int, label: str, quiet: tuple[list[int], float] | None = None) -> list[float]:
     out = []
     for _ in range(runs):
+        if quiet is not None:
+            wait_quiet(*quiet)
         p, t = make()
         p.start()
         try:
@@ -797,11 +799,12 @@ def main() -> None:
             gc_file = None
             direct = Target("direct", up_base, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, None)
             ps = podium_setup(tmp, up_base)
+            cq = ([os.getpid(), upstream.pid], quiet_wait)
             cold["podium gateway"] = cold_starts(lambda: podium_proc(ps, tmp, "gateway"), cold_runs,
-                                                 "podium gateway")
-            cold["podium up"] = cold_starts(lambda: podium_proc(ps, tmp, "up"), cold_runs, "podium up")
+                                                 "podium gateway", cq)
+            cold["podium up"] = cold_starts(lambda: podium_proc(ps, tmp, "up"), cold_runs, "podium up", cq)
             if lpy:
-                cold["litellm"] = cold_starts(lambda: litellm_proc(lpy, tmp, up_base), cold_runs, "litellm")
+                cold["litellm"] = cold_starts(lambda: litellm_proc(lpy, tmp, up_base), cold_runs, "litellm", cq)
 
             # Both gateways up for the whole load phase; levels interleave direct / podium / litellm.
             targets = [direct]
@@ -1060,7 +1063,8 @@ def report(args: argparse.Namespace, results: dict[tuple[str, int], Load], strea
                  "for the SQLite writer, from `/api/v1/health`): when the gateway answers faster than the writer "
                  "stores its log, the backlog and the RSS grow until the load stops.")
     parts.append("### Cold start\n\nFrom `Popen` to the first 200 answer of `GET /v1/models` (with the key; "
-                 "polled every 10 ms), no model load, on an existing PODIUM_HOME (the database already migrated)."
+                 "polled every 10 ms), no model load, on an existing PODIUM_HOME (the database already migrated); "
+                 "each start waits for the machine to be quiet first."
                  "\n\n" + cold_table)
     if stream_table:
         parts.append("### Streaming, 16 connections\n\nTime to the first chunk carrying content "

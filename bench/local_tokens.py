@@ -181,14 +181,14 @@ def main() -> None:
                                 o = other_cpu([os.getpid(), server.pid], 1.0)
                                 if o < 0.25 or time.monotonic() - t_wait > quiet_wait:
                                     break
-                            ours0 = tree_cpu(os.getpid()) + tree_cpu(server.pid)
+                            ours0 = tree_cpu(os.getpid())  # the gateway is a child of this process
                             b0, tt0 = system_cpu_busy()
                             if side == "gateway":
                                 st, txt = gateway_run(client, base, key["secret_key"], args.max_tokens)
                             else:
                                 st, txt = direct_run(llm, args.max_tokens)
                             b1, tt1 = system_cpu_busy()
-                            ours1 = tree_cpu(os.getpid()) + tree_cpu(server.pid)
+                            ours1 = tree_cpu(os.getpid())
                             ncpu = len(os.sched_getaffinity(0))
                             during = (b1 - b0) / max(tt1 - tt0, 1e-9) * ncpu - (ours1 - ours0) / st["seconds"]
                             print(f"run {i + 1} {side:<7} {st['tokens']:4.0f} tokens in {st['seconds']:.2f} s = "

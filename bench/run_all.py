@@ -2,7 +2,7 @@
 
 A benchmark is any ``bench/*.py`` except helpers (``_*.py``), this file and the data
 generator (which query_latency.py runs itself). Known ones run first, in this order:
-ingest_throughput, query_latency, sdk_overhead, gateway_overhead, local_tokens; any others
+ingest_throughput, query_latency, sdk_overhead, gateway_overhead, local_tokens, eval_throughput; any others
 follow alphabetically.
 ``--quick`` is passed through to scripts that accept it. Each script writes its own
 section of docs/benchmarks.md (full runs only, unless it is told otherwise).
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["ingest_throughput", "query_latency", "sdk_overhead", "gateway_overhead", "local_tokens"]
+ORDER = ["ingest_throughput", "query_latency", "sdk_overhead", "gateway_overhead", "local_tokens", "eval_throughput"]
 NOT_BENCHMARKS = {"run_all", "datagen"}
 
 

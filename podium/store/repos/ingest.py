@@ -100,8 +100,7 @@ class IngestRepo:
         sql, convert = _span_upsert(conn.dialect.name)
         for r in rows:
             r["updated_at"] = now
-        params = [tuple(f(r[c]) for c, f in convert) for r in rows]
-        conn.exec_driver_sql(sql, params)
+        sql.run(conn, [tuple(f(r[c]) for c, f in convert) for r in rows])
 
     # --- traces ------------------------------------------------------------------------------
     def _upsert_trace_hints(self, conn: Connection, batch: IngestBatch, now: datetime) -> None:
@@ -128,7 +127,7 @@ class IngestRepo:
         if not merged:
             return
         sql, convert = _trace_upsert(conn.dialect.name)
-        conn.exec_driver_sql(sql, [tuple(f(r[c]) for c, f in convert) for r in merged.values()])
+        sql.run(conn, [tuple(f(r[c]) for c, f in convert) for r in merged.values()])
 
     def _refresh_traces(self, conn: Connection, touched: set[tuple[str, str]], now: datetime) -> None:
         """Recompute the derived columns of the touched traces from their spans, in SQL."""
@@ -149,6 +148,43 @@ class IngestRepo:
             set_={c.name: stmt.excluded[c.name] for c in t.score.columns if c.name not in ("project_id", "id")},
         )
         conn.execute(stmt, rows)
+
+
+class _Upsert:
+    """An upsert as ``head + row, row, ... + tail``.
+
+    PostgreSQL: psycopg's executemany with the one-row statement. SQLite: multi-row
+    ``VALUES`` statements of up to ~30,000 parameters. Python's sqlite3 ``executemany``
+    releases and re-takes the GIL for every row, so with the event loop busy (the gateway
+    under load) each row waited for the GIL: the writer fell to ~400 items/s and its
+    backlog grew without bound. One statement per chunk takes the GIL once per chunk.
+    """
+
+    __slots__ = ("head", "row", "tail", "width")
+
+    def __init__(self, head: str, row: str, tail: str) -> None:
+        self.head, self.row, self.tail = head, row, tail
+        self.width = row.count("?") + row.count("%s")
+
+    @functools.lru_cache(maxsize=32)  # noqa: B019 - ~10 power-of-two chunk sizes per statement
+    def _many(self, n: int) -> str:
+        return self.head + ", ".join([self.row] * n) + self.tail
+
+    def run(self, conn: Connection, params: list[tuple[Any, ...]]) -> None:
+        if not params:
+            return
+        if conn.dialect.name != "sqlite":
+            conn.exec_driver_sql(self.head + self.row + self.tail, params)
+            return
+        # Chunks of power-of-two sizes: sqlite3 caches every distinct statement it prepares
+        # (a 500-row VALUES program is megabytes), so only ~10 distinct sizes may exist.
+        per = 1 << (max(1, 30_000 // self.width).bit_length() - 1)
+        i = 0
+        while i < len(params):
+            n = min(per, 1 << ((len(params) - i).bit_length() - 1))
+            chunk = params[i : i + n]
+            conn.exec_driver_sql(self._many(n), tuple(v for row in chunk for v in row))
+            i += n
 
 
 _SPAN_KEY = ("project_id", "trace_id", "id")
@@ -176,9 +212,10 @@ def _span_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], Any
         else:
             # NULL never erases: a span's end may arrive after its start.
             sets.append(f"{c} = COALESCE(excluded.{c}, span.{c})")
-    sql = (
-        f"INSERT INTO span ({', '.join(cols)}) VALUES ({', '.join([ph] * len(cols))}) "
-        f"ON CONFLICT (project_id, trace_id, id) DO UPDATE SET {', '.join(sets)}"
+    sql = _Upsert(
+        f"INSERT INTO span ({', '.join(cols)}) VALUES ",
+        f"({', '.join([ph] * len(cols))})",
+        f" ON CONFLICT (project_id, trace_id, id) DO UPDATE SET {', '.join(sets)}",
     )
     return sql, [(c, _converter(t.span.c[c].type, dialect)) for c in cols]
 
@@ -208,10 +245,10 @@ def _trace_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], An
         "ELSE trace.start_time END",
         "updated_at = excluded.updated_at",
     ]
-    sql = (
-        f"INSERT INTO trace ({', '.join(cols + list(zeros))}) "
-        f"VALUES ({', '.join([ph] * len(cols) + list(zeros.values()))}) "
-        f"ON CONFLICT (project_id, id) DO UPDATE SET {', '.join(sets)}"
+    sql = _Upsert(
+        f"INSERT INTO trace ({', '.join(cols + list(zeros))}) VALUES ",
+        f"({', '.join([ph] * len(cols) + list(zeros.values()))})",
+        f" ON CONFLICT (project_id, id) DO UPDATE SET {', '.join(sets)}",
     )
     return sql, [(c, _converter(t.trace.c[c].type, dialect)) for c in cols]
 
