@@ -16,22 +16,27 @@ Quickstart (keys from ``podium up``; settings from ``PODIUM_*`` environment vari
     podium.flush()
 
 Managed prompts: ``podium.get_prompt("qa").compile(question=...)`` (docs/prompts.md).
+Evaluation: ``podium.evaluate(dataset=..., task=..., scorers=[...])`` (docs/evals.md).
 The drop-in OpenAI client is ``from podium.openai import OpenAI``. See ``docs/sdk.md``.
 The server, store and CLI live in sub-packages that this module never imports.
 """
 
 from podium.sdk import (
+    Dataset,
     FlushResult,
     Podium,
     Prompt,
     Span,
     configure,
+    create_dataset,
     create_prompt,
     create_score,
+    evaluate,
     flush,
     get_client,
     get_current_span_id,
     get_current_trace_id,
+    get_dataset,
     get_prompt,
     observe,
     propagate_attributes,
@@ -45,18 +50,22 @@ from podium.sdk import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Dataset",
     "FlushResult",
     "Podium",
     "Prompt",
     "Span",
     "__version__",
     "configure",
+    "create_dataset",
     "create_prompt",
     "create_score",
+    "evaluate",
     "flush",
     "get_client",
     "get_current_span_id",
     "get_current_trace_id",
+    "get_dataset",
     "get_prompt",
     "observe",
     "propagate_attributes",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from podium.cli.commands.evals import datasets_app, eval_app
 from podium.cli.commands.gateway import chat, gateway, limits_app, models_app
 from podium.cli.commands.projects import keys_app, projects_app
 from podium.cli.commands.prompts import prompts_app
@@ -23,6 +24,8 @@ app.add_typer(projects_app, name="projects")
 app.add_typer(keys_app, name="keys")
 app.add_typer(traces_app, name="traces")
 app.add_typer(prompts_app, name="prompts")
+app.add_typer(eval_app, name="eval")
+app.add_typer(datasets_app, name="datasets")
 app.command("gateway")(gateway)
 app.add_typer(models_app, name="models")
 app.add_typer(limits_app, name="limits")

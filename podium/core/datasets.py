@@ -328,15 +328,11 @@ def _json_records(text: str, source: str) -> Iterator[tuple[int, Any]]:
         data = data["items"]
     if not isinstance(data, list):
         raise _bad(source, "a JSON dataset file holds a list of items (or {\"items\": [...]})")
-    for i, rec in enumerate(data):
-        yield i, rec
+    yield from enumerate(data)
 
 
 def _format_of(source: str, fmt: str | None) -> str:
-    if fmt:
-        f = fmt.lower().lstrip(".")
-    else:
-        f = Path(source).suffix.lower().lstrip(".")
+    f = fmt.lower().lstrip(".") if fmt else Path(source).suffix.lower().lstrip(".")
     f = {"ndjson": "jsonl", "jsonlines": "jsonl", "tsv": "csv"}.get(f, f)
     if f not in ("jsonl", "csv", "json"):
         raise ValidationFailed(

@@ -26,6 +26,7 @@ from podium.sdk.serialize import DEFAULT_MAX_CHARS, Encoder
 from podium.sdk.span import KINDS, NOOP_SPAN, KindLike, ScoreRecord, Span, TraceUpdate, check_kind, snapshot
 
 if TYPE_CHECKING:
+    from podium.sdk.evals import EvalClient
     from podium.sdk.prompts import PromptClient
 
 __all__ = ["Podium", "configure", "current_default", "get_client", "shutdown_default"]
@@ -104,6 +105,7 @@ class Podium:
         self.base_url = s.base_url.rstrip("/")
         self._http_client = http_client
         self._prompts: PromptClient | None = None
+        self._evals: EvalClient | None = None
         self._sample_bound = sample_bound(s.sample_rate)
         auth = (s.public_key, s.secret_key) if s.public_key and s.secret_key else None
         self._exporter = BatchExporter(
@@ -138,6 +140,22 @@ class Podium:
                                                  http_client=self._http_client)
                 pc = self._prompts
         return pc
+
+    @property
+    def evals(self) -> EvalClient:
+        """Datasets and experiments on the server (``podium.sdk.evals.EvalClient``)."""
+        ec = self._evals
+        if ec is None:
+            from podium.sdk.evals import EvalClient
+
+            with _prompts_lock:
+                if self._evals is None:
+                    s = self.settings
+                    self._evals = EvalClient(base_url=self.base_url, public_key=s.public_key,
+                                             secret_key=s.secret_key, timeout=max(s.timeout, 30.0),
+                                             http_client=self._http_client)
+                ec = self._evals
+        return ec
 
     # --- spans ---------------------------------------------------------------------------
 
@@ -303,6 +321,9 @@ class Podium:
         prompts, self._prompts = self._prompts, None
         if prompts is not None:
             prompts.close()
+        evals, self._evals = self._evals, None
+        if evals is not None:
+            evals.close()
         try:
             return self._exporter.shutdown(timeout)
         except Exception:

@@ -6,6 +6,7 @@ from sqlalchemy import Engine
 
 from podium.store.engine import make_engine
 from podium.store.migrate import upgrade
+from podium.store.repos.evals import EvalRepo
 from podium.store.repos.gateway import GatewayRepo
 from podium.store.repos.ingest import IngestRepo
 from podium.store.repos.prices import PriceRepo
@@ -27,6 +28,7 @@ class Store:
         self.prices = PriceRepo(engine)
         self.gateway = GatewayRepo(engine)
         self.prompts = PromptRepo(engine)
+        self.evals = EvalRepo(engine)
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True) -> Store:

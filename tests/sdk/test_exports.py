@@ -30,18 +30,22 @@ def test_sdk_package_matches_the_facade() -> None:
 
 def test_expected_surface() -> None:
     assert set(podium.__all__) == {
+        "Dataset",
         "FlushResult",
         "Podium",
         "Prompt",
         "Span",
         "__version__",
         "configure",
+        "create_dataset",
         "create_prompt",
         "create_score",
+        "evaluate",
         "flush",
         "get_client",
         "get_current_span_id",
         "get_current_trace_id",
+        "get_dataset",
         "get_prompt",
         "observe",
         "propagate_attributes",

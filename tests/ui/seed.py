@@ -119,3 +119,72 @@ def seed_wide_trace(store: Any, project_id: str, trace_id: str, n: int, *, roots
         cur = conn.connection.cursor()
         cur.executemany(f"INSERT INTO span ({cols}) VALUES ({marks})", rows)
         cur.close()
+
+
+QA_V1 = [{"role": "system", "content": "You answer geography questions."},
+         {"role": "user", "content": "{{question}}"}]
+QA_V3 = [{"role": "system", "content": "You answer geography questions in one word.\nBe {{tone}}."},
+         {"type": "placeholder", "name": "history"},
+         {"role": "user", "content": "{{question}}"}]
+XSS_COMMIT = "<img src=x onerror=alert('xss-commit')>"
+XSS_TEMPLATE = "</pre><script>alert('xss-template')</script> {{name}}"
+
+
+def seed_prompts(client: httpx.Client) -> dict[str, Any]:
+    """Prompts through the REST API: ``qa-prompt`` (the seeded traces link to its v3) with three
+    versions, labels production (protected, moved once), staging and an A/B ``canary``; a text
+    prompt ``greeting`` with hostile content."""
+    def ok(r: httpx.Response, status: int = 201) -> dict[str, Any]:
+        assert r.status_code == status, r.text
+        return r.json() if r.content else {}
+
+    ok(client.post("/api/v1/prompts", json={"name": "qa-prompt", "prompt": QA_V1, "labels": ["production"],
+                                             "config": {"model": "gpt-4o-mini", "temperature": 0.2},
+                                             "tags": ["geo", "support"], "commit_message": "first cut"}))
+    ok(client.post("/api/v1/prompts/qa-prompt/versions", json={
+        "prompt": QA_V1, "config": {"model": "gpt-4o-mini", "temperature": 0.5, "max_tokens": 20},
+        "labels": ["staging"], "commit_message": "warmer"}))
+    ok(client.put("/api/v1/prompts/qa-prompt/labels/production", json={"version": 2, "comment": "ship warmer"}),
+       200)
+    ok(client.post("/api/v1/prompts/qa-prompt/versions", json={
+        "prompt": QA_V3, "config": {"model": "gpt-4o-mini", "temperature": 0.5, "max_tokens": 20},
+        "labels": ["staging"], "commit_message": "one word, with history"}))
+    ok(client.put("/api/v1/prompts/qa-prompt/labels/canary",
+                  json={"versions": [{"version": 2, "weight": 90}, {"version": 3, "weight": 10}]}), 200)
+    ok(client.put("/api/v1/prompts/settings", json={"protected_labels": ["production"]}), 200)
+    ok(client.post("/api/v1/prompts", json={"name": "team/greeting", "prompt": XSS_TEMPLATE,
+                                             "config": {"note": "<b>bold</b>"}, "tags": [XSS_TAG],
+                                             "commit_message": XSS_COMMIT}))
+    return {"prompt": "qa-prompt"}
+
+
+def seed_evals(client: httpx.Client) -> dict[str, Any]:
+    """A dataset with two versions and two finished runs on it: ``exact`` improves on two items
+    and regresses on one; the candidate's answers carry hostile text."""
+    def ok(r: httpx.Response, status: int = 200) -> dict[str, Any]:
+        assert r.status_code == status, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    ok(client.post("/api/v1/datasets", json={"name": "geo-qa", "description": "capitals <b>of</b> Europe", "items": [
+        {"id": "fr", "input": {"question": "Capital of France?"}, "expected": "Paris", "split": "test"},
+        {"id": "it", "input": {"question": "Capital of Italy?"}, "expected": "Rome", "split": "test"},
+        {"id": "es", "input": {"question": "Capital of Spain?"}, "expected": "Madrid", "split": "dev"}]}), 201)
+    ok(client.post("/api/v1/datasets/geo-qa/items", json={"message": "add Germany", "items": [
+        {"id": "de", "input": {"question": "Capital of Germany?"}, "expected": "Berlin"}]}))
+    answers = {"baseline": {"fr": "Paris", "it": "Milan", "es": "Madrid", "de": "Bonn"},
+               "candidate": {"fr": "Paris", "it": "Rome", "es": XSS_INPUT, "de": "Berlin"}}
+    expected = {"fr": "Paris", "it": "Rome", "es": "Madrid", "de": "Berlin"}
+    ids = {}
+    for name, out in answers.items():
+        e = ok(client.post("/api/v1/experiments", json={
+            "name": name, "dataset_name": "geo-qa", "labels": ["ci"], "config": {"model": "fake"},
+            "scorers": [{"name": "exact", "type": "exact_match"}, {"name": "length", "direction": "lower"}]}), 201)
+        ids[name] = e["id"]
+        ok(client.post(f"/api/v1/experiments/{e['id']}/items", json={"items": [
+            {"item_id": k, "position": i, "input": {"question": f"Capital? {k}"}, "expected": expected[k],
+             "output": v, "latency_ms": 100.0 + 10 * i, "cost": 0.001,
+             "scores": {"exact": {"value": float(v == expected[k]), "passed": v == expected[k]},
+                        "length": {"value": float(len(v))}}}
+            for i, (k, v) in enumerate(out.items())]}))
+        ok(client.post(f"/api/v1/experiments/{e['id']}/finish", json={}))
+    return ids

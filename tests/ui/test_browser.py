@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
-from tests.ui.seed import seed, seed_wide_trace
+from tests.conftest import LiveServer, ProjectKeys, ServerThread
+from tests.gateway.fake_upstream import FakeUpstream, Reply
+from tests.ui.seed import seed, seed_evals, seed_prompts, seed_wide_trace
 
 pytestmark = pytest.mark.integration
 
@@ -316,4 +317,189 @@ def test_wide_trace_opens_fast_in_the_browser(server: LiveServer, browser: Any) 
           f"{more_s * 1000:.0f} ms")
     assert open_s < 2.0, f"opening a {n:,}-span trace took {open_s:.2f} s"
     assert expand_s < 2.0 and more_s < 2.0
+    ctx.close()
+
+
+@pytest.fixture
+def with_gateway(store: Any, project: ProjectKeys, upstream: FakeUpstream, podium_home: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    """A server whose gateway.yaml (in PODIUM_HOME) declares ``fake``, a real HTTP fake upstream;
+    seeded with traces and prompts."""
+    from podium.config import Settings
+    from podium.server.app import create_app
+
+    monkeypatch.setenv("FAKE_KEY", "sk-upstream-SECRET")
+    podium_home.mkdir(parents=True, exist_ok=True)
+    (podium_home / "gateway.yaml").write_text(f"""
+models:
+  - name: fake
+    description: a fake OpenAI-compatible upstream
+    deployments:
+      - {{provider: openai, model: fake-a, api_base: "{upstream.base_url}", api_key: env:FAKE_KEY}}
+    fallbacks: [local]
+""")
+    th = ServerThread(create_app(Settings(), store=store)).start()
+    srv = LiveServer(th.url, store, project, th.server.config.app, th)
+    with srv.client() as c:
+        seed(c)
+        seed_prompts(c)
+        assert c.put("/api/v1/prices/fake-a", json={"input_per_million": "1", "output_per_million": "2"}
+                     ).status_code == 200
+        assert c.put("/api/v1/gateway/limits", json={"rpm": 600, "budget_daily": 5}).status_code == 200
+        bot = store.projects.create_key(project.project_id, role="gateway", note="ci-bot").key.public_key
+        assert c.put(f"/api/v1/gateway/keys/{bot}", json={"limits": {"rpm": 60, "budget_monthly": 20},
+                                                           "models": ["fake"]}).status_code == 200
+    yield srv
+    th.stop()
+
+
+def test_prompts_diff_move_and_playground(with_gateway: LiveServer, browser: Any, upstream: FakeUpstream) -> None:
+    from playwright.sync_api import expect
+
+    srv = with_gateway
+    url = srv.url
+    ctx = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    page = ctx.new_page()
+    watch = Watch(page)
+
+    # The list, then a prompt: labels (an A/B split), versions with their calls, charts.
+    page.goto(url + "/prompts")
+    expect(page.locator("tr[data-prompt]")).to_have_count(2)
+    shot(page, "prompts")
+    page.get_by_role("link", name="qa-prompt", exact=True).click()
+    expect(page).to_have_url(url + "/prompts/qa-prompt")
+    expect(page.locator("#chart-pv-calls canvas").first).to_be_visible()
+    expect(page.locator('tr[data-label="canary"]')).to_contain_text("v2 90%")
+    shot(page, "prompt", full_page=True)
+
+    # Diff two versions side by side.
+    page.get_by_label("From").select_option("1")
+    page.get_by_label("To", exact=True).select_option("3")
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.get_by_test_id("diff-summary")).to_have_text("changed: prompt, config")
+    expect(page.locator("table.diff ins").first).to_have_text(" in one word")
+    expect(page.locator("table.diff tr.add").first).to_contain_text("Be {{tone}}.")
+    shot(page, "prompt-diff")
+    page.get_by_role("link", name="Swap").click()
+    expect(page).to_have_url(re.compile(r"from=3&to=1"))
+    expect(page.locator("table.diff del").first).to_have_text(" in one word")
+
+    # A version: the template as chat bubbles, the config as JSON.
+    page.get_by_role("link", name="v3", exact=True).first.click()
+    expect(page.locator(".template-chat .msg.role-system mark.var")).to_have_text("{{tone}}")
+    expect(page.locator(".template-chat .msg.role-placeholder")).to_contain_text("history")
+    expect(page.get_by_test_id("config-json")).to_contain_text('"max_tokens": 20')
+    shot(page, "prompt-version")
+
+    # Move a label, with a confirmation step; then roll it back.
+    page.goto(url + "/prompts/qa-prompt")
+    row = page.locator('tr[data-label="staging"]')
+    row.get_by_label("Version for staging").select_option("1")
+    row.get_by_role("button", name="Move…").click()
+    expect(page.get_by_role("heading", name="Confirm the move")).to_be_visible()
+    expect(page.get_by_test_id("move-from")).to_contain_text("v3")
+    expect(page.get_by_test_id("move-to")).to_contain_text("v1")
+    with srv.client() as api:  # nothing moves before the confirmation
+        assert api.get("/api/v1/prompts/qa-prompt/labels/staging").json()["version"] == 3
+    page.get_by_label("Comment for the history (optional)").fill("back to v1 for the demo")
+    shot(page, "prompt-label-move")
+    page.get_by_role("button", name="Move staging to v1").click()
+    expect(page.get_by_role("status").filter(has_text="now points at v1")).to_be_visible()
+    expect(page.locator('tr[data-label="staging"] td.targets')).to_have_text("v1")
+    page.locator('tr[data-label="staging"]').get_by_role("link", name="Roll back…").click()
+    page.get_by_role("button", name="Roll back staging").click()
+    expect(page.get_by_role("status").filter(has_text="points at v3 again")).to_be_visible()
+    with srv.client() as api:
+        assert api.get("/api/v1/prompts/qa-prompt/labels/staging").json()["version"] == 3
+        events = api.get("/api/v1/prompts/qa-prompt/labels/staging/history").json()["data"]
+    assert [(e["action"], e["to_version"]) for e in events[:2]] == [("rollback", 3), ("set", 1)]
+    assert events[1]["comment"] == "back to v1 for the demo"
+
+    # The playground: a form from the version's variables, a gateway model, a traced run.
+    upstream.script("fake-a", Reply("Paris.", prompt_tokens=21))
+    page.goto(url + "/prompts/qa-prompt/versions/3/run")
+    page.get_by_label("tone").fill("terse")
+    page.get_by_label("question").fill("What is the capital of France?")
+    page.get_by_label("Model alias").select_option("fake")
+    page.get_by_label("Max tokens").fill("5")
+    page.get_by_role("button", name="Run").click()
+    result = page.get_by_test_id("run-result")
+    expect(result.locator(".msg.role-assistant")).to_have_text(re.compile("Paris."))
+    expect(page.get_by_test_id("run-tokens")).to_contain_text("21 in")
+    expect(page.get_by_test_id("run-cost")).not_to_have_text("—")
+    shot(page, "prompt-playground", full_page=True)
+    sent = upstream.requests[-1]["body"]
+    assert sent["model"] == "fake-a" and sent["max_tokens"] == 5
+    assert sent["messages"][-1] == {"role": "user", "content": "What is the capital of France?"}
+    trace_id = re.search(r"/traces/([0-9a-f]+)", page.get_by_test_id("run-trace").get_attribute("href") or "")
+    assert trace_id
+    with srv.client() as api:  # the gateway hands its span to the ingest queue after answering
+        deadline = time.monotonic() + 10
+        while not (api.get(f"/api/v1/traces/{trace_id.group(1)}").json().get("spans")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    page.get_by_test_id("run-trace").click()
+    expect(page.locator(".trace-head h1")).to_contain_text("playground qa-prompt v3")
+    detail = page.locator("#span-detail")
+    expect(detail.locator(".msg.role-assistant")).to_contain_text("Paris.")
+    # The span links back to the version.
+    detail.get_by_test_id("span-prompt").get_by_role("link").click()
+    expect(page).to_have_url(url + "/prompts/qa-prompt/versions/3")
+
+    # Settings › Gateway: aliases (no secrets), keys with limits and usage.
+    page.goto(url + "/settings/gateway")
+    expect(page.locator('tr[data-alias="fake"]')).to_contain_text("file")
+    expect(page.get_by_test_id("project-usage")).to_contain_text("1 / 600")  # the playground's call
+    expect(page.locator("table.gw-keys tr[data-public-key]").first).to_contain_text("ci-bot")
+    assert "sk-upstream-SECRET" not in page.content()
+    shot(page, "settings-gateway", full_page=True)
+
+    assert not watch.errors, watch.errors
+    assert not watch.dialogs
+    ctx.close()
+
+
+def test_datasets_and_compare_two_runs(seeded: LiveServer, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    with seeded.client() as api:
+        ids = seed_evals(api)
+    url = seeded.url
+    ctx = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    page = ctx.new_page()
+    watch = Watch(page)
+
+    # A dataset: its versions, the items of any version.
+    page.goto(url + "/datasets")
+    page.get_by_role("link", name="geo-qa").click()
+    expect(page.locator("table.items tbody tr")).to_have_count(4)
+    shot(page, "dataset")
+    page.get_by_label("Version", exact=True).select_option("1")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("table.items tbody tr")).to_have_count(3)
+
+    # Runs with their aggregates; tick two and compare them.
+    page.goto(url + "/experiments")
+    expect(page.locator("tr[data-run]")).to_have_count(2)
+    shot(page, "experiments")
+    for run_id in ids.values():
+        page.locator(f'tr[data-run="{run_id}"] input[type=checkbox]').check()
+    page.get_by_role("button", name="Compare the two ticked runs").click()
+    expect(page.get_by_test_id("diff-exact")).to_contain_text("+0.25")
+    chart = page.locator('figure[data-metric="exact"]')
+    expect(chart.locator(".ci")).to_have_count(3)  # baseline, candidate, difference
+    lists = page.locator('details[data-metric="exact"]')
+    expect(lists.locator("table.regressed tr[data-item]")).to_have_count(1)
+    expect(lists.locator("table.improved tr[data-item]")).to_have_count(2)
+    expect(lists.locator('table.regressed tr[data-item="es"]')).to_contain_text("Madrid")
+    page.locator('details[data-metric="length"] > summary').click()
+    expect(page.locator('details[data-metric="length"] table.regressed')).to_be_visible()
+    shot(page, "experiment-compare", full_page=True)
+    page.get_by_role("link", name="Swap").click()
+    expect(page.get_by_test_id("diff-exact")).to_contain_text("-0.25")
+    page.get_by_role("link", name="candidate", exact=True).first.click()
+    expect(page.locator('tr[data-metric="exact"]')).to_contain_text("0.75")
+    shot(page, "experiment")
+
+    assert not watch.errors, watch.errors
+    assert not watch.dialogs
     ctx.close()

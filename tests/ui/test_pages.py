@@ -9,13 +9,18 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, ServerThread, make_project
+from tests.gateway.fake_upstream import FakeUpstream, Reply
 from tests.ui.seed import (
     BIG_STRING_CHARS,
+    XSS_COMMIT,
     XSS_INPUT,
     XSS_NAME,
     XSS_TAG,
+    XSS_TEMPLATE,
     XSS_USER,
     seed,
+    seed_evals,
+    seed_prompts,
 )
 
 
@@ -345,3 +350,339 @@ def test_user_page_lists_sessions_spend_and_scores(seeded: LiveServer) -> None:
     assert "chat-1" in html and "accuracy" in html and "0.7" in html  # average of 0.9 and 0.5
     spend = re.search(r'data-testid="user-spend">([^<]+)<', html)
     assert spend is not None and spend.group(1).startswith("$") and spend.group(1) != "$0"
+
+
+# --- prompts -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def prompts(seeded: LiveServer) -> LiveServer:
+    with seeded.client() as c:
+        seed_prompts(c)
+    return seeded
+
+
+def test_prompt_pages_render(prompts: LiveServer) -> None:
+    with ui(prompts) as c:
+        for path, needles in [
+            ("/prompts", ["qa-prompt", "team/greeting", "canary", "v2 90%", "Protected labels"]),
+            ("/prompts?q=greet", ["team/greeting"]),
+            ("/prompts/qa-prompt", ["Labels", "production", "canary", "A/B:", "one word, with history",
+                                    "ship warmer", "Versions and their calls", 'id="prompt-data"']),
+            ("/prompts/qa-prompt/versions/3", ['class="msg role-system"', 'class="msg role-placeholder"',
+                                               '<mark class="var">{{tone}}</mark>', "&#34;max_tokens&#34;: 20",
+                                               "Calls with this version"]),
+            ("/prompts/qa-prompt/versions/latest", ["qa-prompt", "v3"]),
+            ("/prompts/team/greeting/versions/1", ['class="template-text"']),
+            ("/prompts/qa-prompt/diff?from=1&to=3", ['class="diff"', "changed: prompt, config"]),
+            ("/prompts/qa-prompt/diff?from=production&to=staging", ["v2", "v3"]),
+            ("/prompts/qa-prompt/history", ["ship warmer", "Roll back…"]),
+            ("/prompts/qa-prompt/history?label=canary", ["canary"]),
+            ("/prompts/qa-prompt/versions/3/run", ['name="var:question"', 'name="var:tone"', 'name="ph:history"',
+                                                   '<option value="local"']),
+        ]:
+            r = c.get(path)
+            assert r.status_code == 200, (path, r.text[:2000])
+            for n in needles:
+                assert n in r.text, (path, n)
+        assert "team/greeting" not in c.get("/prompts", params={"label": "production"}).text
+        assert "qa-prompt" not in c.get("/prompts", params={"tag": XSS_TAG}).text
+        frag = c.get("/prompts", params={"q": "qa"}, headers={"HX-Request": "true", "HX-Target": "results"})
+        assert "<html" not in frag.text and "qa-prompt" in frag.text
+        assert c.get("/prompts/nope").status_code == 404
+        assert c.get("/prompts/qa-prompt/versions/9").status_code == 404
+        r = c.get("/prompts/qa-prompt/diff", params={"from": "1", "to": "nolabel"})
+        assert r.status_code == 404 and "no label" in r.text
+        text = c.get("/prompts/qa-prompt/diff", params={"from": "1", "to": "3", "format": "text"})
+        assert text.headers["content-type"].startswith("text/plain") and "+++ qa-prompt@3/prompt" in text.text
+
+
+def test_prompt_content_is_escaped(prompts: LiveServer) -> None:
+    with prompts.client() as api:
+        r = api.post("/api/v1/prompts/team/greeting/versions", json={
+            "prompt": XSS_TEMPLATE + " <b>v2</b>", "config": {"<k>": "<v onclick=alert(3)>"},
+            "commit_message": "<script>alert('c2')</script>"})
+        assert r.status_code == 201, r.text
+        api.put("/api/v1/prompts/team/greeting/labels/beta", json={"version": 1, "comment": XSS_COMMIT})
+    with ui(prompts) as c:
+        pages = [c.get(p).text for p in (
+            "/prompts", "/prompts/team/greeting", "/prompts/team/greeting/versions/1",
+            "/prompts/team/greeting/versions/2", "/prompts/team/greeting/diff?from=1&to=2",
+            "/prompts/team/greeting/history", "/prompts/team/greeting/versions/2/run",
+            "/prompts/team/greeting/labels/beta/move?version=2", "/prompts/team/greeting/labels/beta/rollback")]
+    for html in pages:
+        for bad in (XSS_TAG, XSS_COMMIT, "<script>alert('xss-template')", "<b>v2</b>", "<v onclick", "<b>bold</b>",
+                    "<script>alert('c2')"):
+            assert bad not in html
+    joined = "\n".join(pages)
+    assert "&lt;/pre&gt;&lt;script&gt;alert(" in joined and "&lt;img src=x onerror=" in joined
+
+
+def test_label_move_with_confirmation_and_rollback(prompts: LiveServer) -> None:
+    with ui(prompts) as c, prompts.client() as api:
+        # The move form names the label in a field: it leads to that label's confirmation page.
+        r = c.get("/prompts/qa-prompt/labels", params={"label": "staging", "version": "1"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/prompts/qa-prompt/labels/staging/move?version=1"
+        confirm = c.get(r.headers["location"])
+        assert confirm.status_code == 200 and "Confirm the move" in confirm.text
+        now = re.search(r'data-testid="move-from">(.*?)</dd>', confirm.text, re.S)
+        after = re.search(r'data-testid="move-to">(.*?)</dd>', confirm.text, re.S)
+        assert now and ">v3<" in now.group(1) and after and ">v1<" in after.group(1)
+        assert "diff v3 → v1" in confirm.text
+        # Nothing moved yet: the confirmation page only reads.
+        assert api.get("/api/v1/prompts/qa-prompt/labels/staging").json()["version"] == 3
+        r = c.post("/prompts/qa-prompt/labels/staging", data={"version": "1", "comment": "back to basics"},
+                   follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/prompts/qa-prompt?moved=staging"
+        assert "now points at v1" in c.get(r.headers["location"]).text
+        assert api.get("/api/v1/prompts/qa-prompt/labels/staging").json()["version"] == 1
+        ev = api.get("/api/v1/prompts/qa-prompt/labels/staging/history").json()["data"][0]
+        assert (ev["from_version"], ev["to_version"], ev["actor"], ev["comment"]) == (3, 1, "ui-local", "back to basics")
+        # An A/B split: 75% v1, 25% v3.
+        r = c.post("/prompts/qa-prompt/labels/staging", data={"version": "1", "ab_version": "3", "ab_weight": "25"},
+                   follow_redirects=False)
+        assert r.status_code == 303
+        got = api.get("/api/v1/prompts/qa-prompt/labels/staging").json()["targets"]
+        assert got == [{"version": 1, "weight": 75.0}, {"version": 3, "weight": 25.0}]
+        assert 'data-testid="ab-split"' in c.get("/prompts/qa-prompt").text
+        # Roll back (confirmation first): the split goes, v1 is back.
+        rb = c.get("/prompts/qa-prompt/labels/staging/rollback")
+        assert rb.status_code == 200 and "Confirm the rollback" in rb.text and "v1 75%" in rb.text
+        r = c.post("/prompts/qa-prompt/labels/staging/rollback", data={"comment": "undo"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/prompts/qa-prompt?rolled_back=staging"
+        assert "points at v1 again" in c.get(r.headers["location"]).text
+        assert api.get("/api/v1/prompts/qa-prompt/labels/staging").json()["targets"] == [
+            {"version": 1, "weight": 1.0}]
+        hist = c.get("/prompts/qa-prompt/history", params={"label": "staging"}).text
+        assert "undo" in hist and "rollback" in hist and "back to basics" in hist
+        # Mistakes get the registry's messages.
+        bad = c.get("/prompts/qa-prompt/labels/staging/move", params={"version": "9"})
+        assert bad.status_code == 400 and "no version 9" in bad.text
+        bad = c.post("/prompts/qa-prompt/labels/latest", data={"version": "1"})
+        assert bad.status_code == 400 and "latest" in bad.text
+        bad = c.post("/prompts/qa-prompt/labels/staging", data={"version": "one"})
+        assert bad.status_code == 400 and "version number" in bad.text
+        bad = c.post("/prompts/qa-prompt/labels/staging", data={"version": "1", "ab_version": "3", "ab_weight": "100"})
+        assert bad.status_code == 400 and "between 1 and 99" in bad.text
+        r = c.post("/prompts/team/greeting/labels/never/rollback")
+        assert r.status_code == 404
+        assert c.get("/prompts/qa-prompt/labels/never/rollback").status_code == 404
+        # Cross-site posts are refused like every UI form.
+        r = c.post("/prompts/qa-prompt/labels/staging", data={"version": "2"}, headers={"Origin": "https://evil.example"})
+        assert r.status_code == 403
+        assert api.get("/api/v1/prompts/qa-prompt/labels/staging").json()["version"] == 1
+
+
+def test_protected_labels_and_roles(prompts: LiveServer) -> None:
+    store, pid = prompts.store, prompts.keys.project_id
+    member = store.projects.create_key(pid, role="member").secret_key
+    viewer = store.projects.create_key(pid, role="viewer").secret_key
+    th = _remote_server(store)
+    try:
+        with httpx.Client(base_url=th.url, timeout=30, headers={"accept": "text/html"}) as c:
+            assert c.post("/login", data={"secret_key": member}).status_code == 303
+            # A member may move staging but not the protected production: the API's message is shown.
+            r = c.post("/prompts/qa-prompt/labels/production", data={"version": "3"})
+            assert r.status_code == 403
+            assert "label &#39;production&#39; is protected in this project: only admin keys may move it" in r.text
+            assert "Confirm the move" in r.text  # the confirmation page again, with the reason
+            r = c.post("/prompts/qa-prompt/labels/production/rollback")
+            assert r.status_code == 403 and "only admin keys may roll back it" in r.text
+            confirm = c.get("/prompts/qa-prompt/labels/production/move", params={"version": "3"})
+            assert confirm.status_code == 200 and "protected label: only admin keys may move it" in confirm.text
+            r = c.post("/prompts/qa-prompt/labels/staging", data={"version": "2"}, follow_redirects=False)
+            assert r.status_code == 303
+            assert c.post("/settings/prompts", data={"protected_labels": ""}).status_code == 403
+            c.cookies.clear()
+            # A viewer reads prompts but moves nothing and runs nothing.
+            c.post("/login", data={"secret_key": viewer})
+            page = c.get("/prompts/qa-prompt")
+            assert page.status_code == 200 and "Review the move" not in page.text and "Move…" not in page.text
+            assert c.get("/prompts/qa-prompt/labels/staging/move", params={"version": "1"}).status_code == 403
+            r = c.post("/prompts/qa-prompt/labels/staging", data={"version": "1"})
+            assert r.status_code == 403 and "cannot move prompt labels" in r.text
+            r = c.post("/prompts/qa-prompt/versions/1/run", data={"var:question": "x"})
+            assert r.status_code == 403 and "cannot run prompts" in r.text
+            assert "cannot run the playground" in c.get("/prompts/qa-prompt/versions/1/run").text
+        with prompts.client() as api:
+            assert api.get("/api/v1/prompts/qa-prompt/labels/production").json()["version"] == 2
+            assert api.get("/api/v1/prompts/qa-prompt/labels/staging").json()["version"] == 2
+    finally:
+        th.stop()
+    # An admin (local mode here) sets the protected labels from Settings.
+    with ui(prompts) as c:
+        r = c.post("/settings/prompts", data={"protected_labels": "production, staging"}, follow_redirects=False)
+        assert r.status_code == 303
+        assert "staging" in c.get("/settings").text
+    with prompts.client() as api:
+        assert api.get("/api/v1/prompts/settings").json()["protected_labels"] == ["production", "staging"]
+
+
+def test_playground_runs_through_the_gateway_and_is_traced(prompts: LiveServer, upstream: FakeUpstream) -> None:
+    with prompts.client() as api:
+        r = api.put("/api/v1/gateway/models/fake", json={"deployments": [
+            {"provider": "openai", "model": "fake-a", "api_base": upstream.base_url, "api_key": "sk-up-SECRET"}]})
+        assert r.status_code in (200, 201), r.text
+        api.put("/api/v1/prices/fake-a", json={"input_per_million": "1", "output_per_million": "2"})
+    upstream.script("fake-a", Reply("Paris, <b>of course</b>.", prompt_tokens=12))
+    hx = {"HX-Request": "true"}
+    with ui(prompts) as c:
+        form = c.get("/prompts/qa-prompt/versions/3/run").text
+        assert '<option value="fake"' in form and "is not a gateway alias" in form  # config names gpt-4o-mini
+        r = c.post("/prompts/qa-prompt/versions/3/run", headers=hx, data={
+            "var:tone": "terse", "var:question": "Capital of France?", "ph:history": "[]", "model": "fake",
+            "max_tokens": "7", "cache": "on"})
+        assert r.status_code == 200, r.text
+        assert "<html" not in r.text and "Paris, &lt;b&gt;of course&lt;/b&gt;." in r.text
+        assert re.search(r'data-testid="run-tokens">12 in', r.text)
+        assert re.search(r'data-testid="run-cost">\$0\.0000', r.text)
+        trace = re.search(r'href="/traces/([0-9a-f]+)\?span=([0-9a-f]+)" data-testid="run-trace"', r.text)
+        assert trace, r.text
+        sent = upstream.requests[-1]["body"]
+        assert sent["model"] == "fake-a" and sent["max_tokens"] == 7 and sent["temperature"] == 0.5
+        assert sent["messages"][0]["content"] == "You answer geography questions in one word.\nBe terse."
+        # The run is a trace whose generation links back to the version.
+        import time
+
+        url = f"/traces/{trace.group(1)}/spans/{trace.group(2)}"
+        deadline = time.monotonic() + 10
+        while (sp := c.get(url, headers=hx)).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the gateway hands its span to the ingest queue after answering
+        assert sp.status_code == 200 and 'href="/prompts/qa-prompt/versions/3"' in sp.text
+        assert "playground qa-prompt v3" in c.get(f"/traces/{trace.group(1)}").text
+        # Errors come back in the form: a bad placeholder, a missing variable, an unknown model.
+        r = c.post("/prompts/qa-prompt/versions/3/run", headers=hx, data={
+            "var:tone": "x", "var:question": "y", "ph:history": "[oops", "model": "fake"})
+        assert r.status_code == 400 and "history must be a JSON list" in r.text
+        r = c.post("/prompts/qa-prompt/versions/3/run", headers=hx, data={"var:tone": "x", "model": "fake"})
+        assert r.status_code == 400 and "missing variable: question" in r.text
+        r = c.post("/prompts/qa-prompt/versions/3/run", headers=hx, data={
+            "var:tone": "x", "var:question": "y", "model": "nope"})
+        assert r.status_code == 404 and "does not exist" in r.text
+        # Without HTMX: the whole page, the values kept.
+        r = c.post("/prompts/qa-prompt/versions/3/run", data={
+            "var:tone": "calm", "var:question": "Rome?", "ph:history": "[]", "model": "fake"})
+        assert r.status_code == 200 and "<html" in r.text and "Rome?</textarea>" in r.text
+        # The calls show in the version's analytics.
+        page = c.get("/prompts/qa-prompt/versions/3").text
+        assert "Calls with this version" in page
+
+
+def test_trace_and_dashboard_link_prompt_versions(prompts: LiveServer) -> None:
+    with ui(prompts) as c:
+        span = c.get("/traces/tr-paris/spans/tr-paris-llm", headers={"HX-Request": "true"}).text
+        assert 'href="/prompts/qa-prompt/versions/3"' in span
+        dash = c.get("/", params={"range": "24h"}).text
+        assert 'href="/prompts/qa-prompt/versions/3"' in dash and 'id="chart-prompts"' in dash
+        data = re.search(r'<script type="application/json" id="dash-data">(.*?)</script>', dash, re.S)
+        assert data is not None
+        import json
+
+        chart = json.loads(data.group(1))
+        assert chart["prompt_versions"] == ["qa-prompt v3"] and sum(chart["prompt_calls"]["qa-prompt v3"]) == 3
+        page = c.get("/prompts/qa-prompt").text
+        pdata = re.search(r'<script type="application/json" id="prompt-data">(.*?)</script>', page, re.S)
+        assert pdata is not None
+        pv = json.loads(pdata.group(1))
+        assert pv["labels"] == ["v1", "v2", "v3"] and pv["count"] == [0, 0, 3] and pv["errors"] == [0, 0, 1]
+
+
+def test_gateway_settings(prompts: LiveServer) -> None:
+    store, pid = prompts.store, prompts.keys.project_id
+    gw_key = store.projects.create_key(pid, role="gateway", note="ci-bot").key.public_key
+    with prompts.client() as api:
+        r = api.put("/api/v1/gateway/models/team/gpt", json={
+            "deployments": [{"provider": "openai", "model": "gpt-4o-mini", "api_key": "sk-literal-SECRET-123"},
+                            {"provider": "openai", "model": "gpt-4o", "api_key": "env:OPENAI_API_KEY", "weight": 0.1}],
+            "fallbacks": ["local"], "description": "<i>team</i> model"})
+        assert r.status_code == 201, r.text
+    with ui(prompts) as c:
+        html = c.get("/settings/gateway").text
+        assert "sk-literal-SECRET-123" not in html and "env:OPENAI_API_KEY" in html and "key: <code>set</code>" in html
+        assert 'data-alias="team/gpt"' in html and 'data-alias="local"' in html and "&lt;i&gt;team" in html
+        assert html.index(gw_key) < html.index(prompts.keys.public_key)  # gateway keys first
+        assert "ci-bot" in html and "Project usage" in html
+        frag = c.get("/settings/gateway/usage", headers={"HX-Request": "true"}).text
+        assert "<html" not in frag and gw_key in frag
+        # A key's limits and model list.
+        form = c.get(f"/settings/gateway/keys/{gw_key}").text
+        assert 'value="team/gpt"' in form and 'name="budget_daily"' in form
+        r = c.post(f"/settings/gateway/keys/{gw_key}", content=(
+            b"rpm=60&tpm=&max_parallel=4&budget_daily=2.5&budget_monthly=&budget_total="
+            b"&models_mode=list&model=local&model=team%2Fgpt"),
+            headers={"content-type": "application/x-www-form-urlencoded"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == f"/settings/gateway?saved={gw_key}"
+        k = next(k for k in store.projects.list_keys(pid) if k.public_key == gw_key)
+        assert k.limits == {"rpm": 60, "max_parallel": 4, "budget_daily": 2.5} and k.models == ["local", "team/gpt"]
+        html = c.get("/settings/gateway?saved=" + gw_key).text
+        assert "Saved the limits of" in html and "/ $2.50" in html
+        r = c.post(f"/settings/gateway/keys/{gw_key}", data={"rpm": "1.5", "budget_daily": "lots",
+                                                               "models_mode": "all"})
+        assert r.status_code == 400 and "invalid value for rpm, budget_daily" in r.text
+        assert 'value="lots"' in r.text  # what was typed stays in the form
+        r = c.post(f"/settings/gateway/keys/{gw_key}", data={"models_mode": "all"}, follow_redirects=False)
+        assert r.status_code == 303
+        k = next(k for k in store.projects.list_keys(pid) if k.public_key == gw_key)
+        assert not k.limits and k.models is None
+        assert c.get("/settings/gateway/keys/pk-pd-nope").status_code == 404
+        # Project limits.
+        r = c.post("/settings/gateway/limits", data={"rpm": "100", "budget_monthly": "40"}, follow_redirects=False)
+        assert r.status_code == 303
+        with prompts.client() as api:
+            assert api.get("/api/v1/gateway/limits").json()["limits"] == {"rpm": 100, "budget_monthly": 40.0}
+        r = c.post("/settings/gateway/limits", data={"tpm": "-1"})
+        assert r.status_code == 400 and "invalid value for tpm" in r.text
+
+
+# --- datasets and experiments -----------------------------------------------------------------------
+
+
+def test_dataset_and_experiment_pages(seeded: LiveServer) -> None:
+    with seeded.client() as api:
+        ids = seed_evals(api)
+    base, cand = ids["baseline"], ids["candidate"]
+    with ui(seeded) as c:
+        html = c.get("/datasets").text
+        assert 'data-dataset="geo-qa"' in html and "capitals &lt;b&gt;of&lt;/b&gt; Europe" in html
+        html = c.get("/datasets/geo-qa").text
+        assert "Items of v2" in html and len(re.findall(r'<tr data-item="', html)) == 4
+        assert "add Germany" in html and "candidate" in html  # versions, and the runs on it
+        v1 = c.get("/datasets/geo-qa", params={"version": "1"}).text
+        assert "Items of v1" in v1 and 'data-item="de"' not in v1 and 'data-item="fr"' in v1
+        dev = c.get("/datasets/geo-qa", params={"split": "dev"}).text
+        assert re.findall(r'<tr data-item="([^"]+)"', dev) == ["es"]
+        assert c.get("/datasets/nope").status_code == 404
+        assert c.get("/datasets/geo-qa", params={"version": "x"}).status_code == 400
+
+        runs = c.get("/experiments").text
+        assert re.findall(r'<tr data-run="([^"]+)"', runs) == [cand, base]  # newest first
+        assert "exact</strong> 0.75 <span" in runs and "[0.25, 1]" in runs
+        assert re.findall(r'<tr data-run="', c.get("/experiments", params={"status": "running"}).text) == []
+        assert len(re.findall(r'<tr data-run="', c.get("/experiments", params={"label": "ci"}).text)) == 2
+        assert len(re.findall(r'<tr data-run="', c.get("/experiments", params={"name": "baseline"}).text)) == 1
+
+        run = c.get(f"/experiments/{cand}").text
+        assert 'data-metric="exact"' in run and 'data-metric="length"' in run and "Aggregates" in run
+        assert len(re.findall(r'<tr data-item="', run)) == 4 and "geo-qa v2" in run
+        assert c.get("/experiments/nope").status_code == 404
+
+        cmp = c.get("/experiments/compare", params={"baseline": base, "candidate": cand})
+        assert cmp.status_code == 200, cmp.text[:1000]
+        page = cmp.text
+        assert re.search(r'data-testid="diff-exact">\+0\.25', page)
+        assert "2 improved · 1 regressed · 1 unchanged" in page
+        lists = page[page.index("Items that changed"):]
+        regressed = lists[lists.index("Regressed"):lists.index("Improved")]
+        assert 'data-item="es"' in regressed and "Madrid" in regressed
+        improved = lists[lists.index("Improved"):]
+        assert 'data-item="it"' in improved and 'data-item="de"' in improved and "Berlin" in improved
+        # Picking two runs from the list: the older one is the baseline.
+        picked = c.get("/experiments/compare", params=[("run", cand), ("run", base)]).text
+        assert re.search(r'Baseline: <a href="/experiments/' + base, picked)
+        assert c.get("/experiments/compare", params={"run": base}).status_code == 400
+        assert "Choose two runs" in c.get("/experiments/compare").text
+        bad = c.get("/experiments/compare", params={"baseline": base, "candidate": "nope"})
+        assert bad.status_code == 404
+        for html in (run, page, picked, c.get("/datasets/geo-qa").text):
+            assert XSS_INPUT not in html and "<b>of</b>" not in html
+        assert "&lt;/script&gt;&lt;script&gt;alert(" in page

@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from fastapi import Request
 
 from podium.errors import Unauthorized
 from podium.server.state import AppState
+from podium.store.repos.projects import ApiKey
 
 __all__ = [
     "COOKIE",
+    "LOCAL_ACTOR",
+    "PROMPT_WRITE_ROLES",
     "NeedLogin",
     "UiError",
     "Viewer",
@@ -44,6 +48,10 @@ COOKIE = "podium_ui_key"
 READ_ROLES = ("admin", "member", "viewer")
 WRITE_ROLES = ("admin", "member", "ingest")
 ADMIN_ROLES = ("admin",)
+# podium.server.routes.prompts: creating versions and moving labels (protected labels: admin).
+PROMPT_WRITE_ROLES = ("admin", "member")
+#: Who the local-mode UI is, where an actor or a key is recorded (label history, gateway calls).
+LOCAL_ACTOR = "ui-local"
 
 
 class NeedLogin(Exception):
@@ -72,6 +80,21 @@ class Viewer:
     role: str
     public_key: str | None  # None in local mode
     local: bool
+    key: ApiKey | None = None  # the key this request authenticated with; None in local mode
+
+    @property
+    def actor(self) -> str:
+        """What label history and the gateway record as "who": the public key, or ``ui-local``."""
+        return self.public_key or LOCAL_ACTOR
+
+    def api_key(self) -> ApiKey:
+        """The key the gateway and the REST handlers see: the viewer's own (its limits and model
+        list apply), or in local mode an admin stand-in with no limits of its own (the project's
+        limits still apply)."""
+        if self.key is not None:
+            return self.key
+        return ApiKey(id=LOCAL_ACTOR, project_id=self.project_id, public_key=LOCAL_ACTOR, secret_hint="",
+                      role=self.role, note="web UI (local mode)", created_at=datetime.now(UTC), revoked_at=None)
 
     @property
     def can_read(self) -> bool:
@@ -84,6 +107,10 @@ class Viewer:
     @property
     def can_admin(self) -> bool:
         return self.role in ADMIN_ROLES
+
+    @property
+    def can_edit_prompts(self) -> bool:
+        return self.role in PROMPT_WRITE_ROLES
 
     def need(self, roles: tuple[str, ...], what: str) -> None:
         if self.role not in roles:
@@ -140,7 +167,7 @@ def resolve_viewer(request: Request) -> Viewer:
                 raise
             raise NeedLogin(_next_url(request), "your key was revoked or is no longer valid; log in again")
         project = st.store.projects.get_project(key.project_id)
-        return Viewer(key.project_id, project.name, key.role, key.public_key, local=False)
+        return Viewer(key.project_id, project.name, key.role, key.public_key, local=False, key=key)
     if local_mode(request):
         projects = st.store.projects.list_projects()
         if not projects:

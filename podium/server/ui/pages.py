@@ -149,8 +149,9 @@ def dashboard(request: Request) -> HTMLResponse:
     prompts = repo.by_prompt(v.project_id, b.start, b.end)
     users = repo.top_groups(v.project_id, "user_id", b.start, b.end)
     sessions = repo.top_groups(v.project_id, "session_id", b.start, b.end)
+    pv_calls = repo.prompt_series(v.project_id, b, [(p["prompt_name"], p["prompt_version"]) for p in prompts[:8]])
     chart = {**overview["series"], "bucket": bucket_s, "models": models["models"], "model_cost": models["cost"],
-             "model_calls": models["calls"]}
+             "model_calls": models["calls"], "prompt_versions": list(pv_calls), "prompt_calls": pv_calls}
     return page(
         request, "dashboard.html", nav="dashboard", range=rng, ranges=RANGES, totals=overview["totals"],
         chart=chart, models=models["rows"], prompts=prompts, top_users=users, top_sessions=sessions,
@@ -330,12 +331,17 @@ def trace_page(request: Request, trace_id: str) -> HTMLResponse:
     repo = _dash(request)
     roots_total = repo.count_roots(v.project_id, trace_id)
     selected = _get(request, "span")
-    detail = _span_ctx(request, v, trace, selected) if selected else {}
+    missing = None
+    try:
+        detail = _span_ctx(request, v, trace, selected) if selected else {}
+    except UiError:  # e.g. a gateway span still in the ingest queue: show the trace, say so
+        detail, missing, selected = {}, selected, None
     detail.pop("trace", None)
     path = tuple(repo.span_path(v.project_id, trace_id, selected)[:-1]) if selected else ()
     items = _tree_items(request, v, trace, parent_id=None, level=1, cursor=None, total=roots_total, open_path=path)
     return page(request, "trace.html", nav="traces", trace=trace, items=items, roots_total=roots_total,
-                scores=_scores(request, v, trace_id), detail=bool(detail), selected=selected, **detail)
+                scores=_scores(request, v, trace_id), detail=bool(detail), selected=selected,
+                missing_span=missing, **detail)
 
 
 @router.get("/traces/{trace_id}/children", response_class=HTMLResponse)
@@ -556,7 +562,9 @@ def settings_page(request: Request) -> HTMLResponse:
     v = resolve_viewer(request)
     request.state.viewer = v
     project = _st(request).store.projects.get_project(v.project_id)
-    return page(request, "settings.html", nav="settings", project=project, **_keys_ctx(request, v))
+    protected = _st(request).store.prompts.get_settings(v.project_id)["protected_labels"]
+    return page(request, "settings.html", nav="settings", project=project, protected=protected,
+                saved=request.query_params.get("saved"), **_keys_ctx(request, v))
 
 
 @router.post("/settings/keys", response_class=HTMLResponse)
@@ -575,7 +583,9 @@ async def create_key(request: Request) -> HTMLResponse:
     if _is_htmx(request):
         return fragment("_keys.html", status=400 if error else 201, viewer=v, **ctx)
     project = _st(request).store.projects.get_project(v.project_id)
-    return page(request, "settings.html", status=400 if error else 201, nav="settings", project=project, **ctx)
+    protected = _st(request).store.prompts.get_settings(v.project_id)["protected_labels"]
+    return page(request, "settings.html", status=400 if error else 201, nav="settings", project=project,
+                protected=protected, **ctx)
 
 
 @router.post("/settings/keys/{public_key}/revoke", response_class=HTMLResponse)

@@ -7,8 +7,10 @@ of input renders a few kilobytes of HTML and links to the raw value instead.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import re
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -16,13 +18,17 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 __all__ = [
     "chat_messages",
     "environment",
+    "highlight_template",
     "json_size",
     "json_tree",
+    "pretty_json",
+    "side_by_side",
+    "template_messages",
     "turn_text",
 ]
 
@@ -124,6 +130,11 @@ def fmt_bytes(n: int | None) -> str:
 def path_segment(v: Any) -> str:
     """Quote a value for use as one URL path segment (slashes included)."""
     return quote(str(v), safe="")
+
+
+def path_segments(v: Any) -> str:
+    """Quote a value for a URL path, keeping ``/`` (prompt names have folders)."""
+    return quote(str(v), safe="/")
 
 
 def query(params: list[tuple[str, str]] | dict[str, Any], **changes: Any) -> str:
@@ -321,6 +332,206 @@ def turn_text(value: Any, *, role: str) -> str | None:
     return text
 
 
+# --- prompt templates -------------------------------------------------------------------------------
+
+_MUSTACHE_VAR = re.compile(r"(?<!\\)\{\{\{?\s*[A-Za-z_][A-Za-z0-9_]*\s*\}?\}\}")
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+TEMPLATE_MAX_CHARS = 50_000
+
+
+def highlight_template(text: Any, fmt: str = "mustache", *, max_chars: int = TEMPLATE_MAX_CHARS) -> Markup:
+    """A template string, escaped, with its variables (``{{name}}``) or Jinja tags marked."""
+    s = str(text if text is not None else "")
+    cut = max(0, len(s) - max_chars)
+    esc = str(escape(s[:max_chars]))  # braces and names survive escaping unchanged
+    pattern = _JINJA_TAG if fmt == "jinja2" else _MUSTACHE_VAR
+    out = Markup(pattern.sub(lambda m: f'<mark class="var">{m.group(0)}</mark>', esc))
+    if cut:
+        out += Markup('<span class="j-more"> … %s more characters</span>') % f"{cut:,}"
+    return out
+
+
+def template_messages(template: Any, fmt: str = "mustache") -> list[dict[str, Any]]:
+    """A chat prompt's messages for display: role, name, highlighted text, placeholders, extras."""
+    out: list[dict[str, Any]] = []
+    if not isinstance(template, list):
+        return out
+    for m in template[:CHAT_MAX_MESSAGES]:
+        if not isinstance(m, dict):
+            out.append({"role": "note", "placeholder": None, "name": None, "html": highlight_template(m, fmt),
+                        "extra": None})
+            continue
+        if m.get("type") == "placeholder":
+            out.append({"role": "placeholder", "placeholder": str(m.get("name")), "name": None, "html": None,
+                        "extra": None})
+            continue
+        text, other = _text_of(m.get("content"))
+        extra = {k: v for k, v in m.items() if k not in ("role", "content", "name")}
+        if other:
+            extra["content"] = other
+        out.append({"role": str(m.get("role")), "placeholder": None,
+                    "name": m.get("name") if isinstance(m.get("name"), str) else None,
+                    "html": highlight_template(text, fmt), "extra": extra or None})
+    if len(template) > CHAT_MAX_MESSAGES:
+        out.append({"role": "note", "placeholder": None, "name": None, "extra": None,
+                    "html": Markup("… %s more messages") % (len(template) - CHAT_MAX_MESSAGES)})
+    return out
+
+
+def pretty_json(value: Any, *, max_chars: int = 200_000) -> str:
+    """Indented JSON, cut after ``max_chars`` characters (a version is at most 1 MB)."""
+    try:
+        s = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        s = str(value)
+    if len(s) > max_chars:
+        s = s[:max_chars] + f"\n… {len(s) - max_chars:,} more characters"
+    return s
+
+
+def brief(value: Any, n: int = 240) -> str:
+    """A value as one short line of text (JSON for structures), cut after ``n`` characters."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        s = value
+    else:
+        try:
+            s = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            s = str(value)
+    return s if len(s) <= n else s[:n] + f"… ({len(s) - n:,} more)"
+
+
+def fmt_num(v: Any, digits: int = 3) -> str:
+    """A metric value: ``0.75``, ``12.5``, ``1.2e-05``; ``—`` for none."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return f"{float(v):.{digits}g}"
+    return str(v)
+
+
+def fmt_signed(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    x = float(v)
+    return ("+" if x > 0 else "") + f"{x:.{digits}g}"
+
+
+def targets_text(targets: list[dict[str, Any]] | None) -> str:
+    """``v3`` or ``v3 90% · v4 10%`` for a label's targets."""
+    if not targets:
+        return "—"
+    if len(targets) == 1:
+        return f"v{targets[0]['version']}"
+    total = sum(float(t["weight"]) for t in targets) or 1.0
+    return " · ".join(f"v{t['version']} {float(t['weight']) / total * 100:.0f}%" for t in targets)
+
+
+def target_shares(targets: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Each target with its share of traffic in percent (weights are relative)."""
+    if not targets:
+        return []
+    total = sum(float(t["weight"]) for t in targets) or 1.0
+    return [{"version": t["version"], "weight": t["weight"], "pct": float(t["weight"]) / total * 100}
+            for t in targets]
+
+
+# --- side-by-side diff -----------------------------------------------------------------------------
+
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+DIFF_MAX_ROWS = 4000
+DIFF_INLINE_MAX = 2000
+
+
+def _inline(a: str, b: str) -> tuple[Markup, Markup]:
+    """Two changed lines with the differing characters marked (``<del>``/``<ins>``)."""
+    if len(a) > DIFF_INLINE_MAX or len(b) > DIFF_INLINE_MAX:
+        return Markup(escape(a)), Markup(escape(b))
+    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    left: list[Markup] = []
+    right: list[Markup] = []
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        if op == "equal":
+            left.append(Markup(escape(a[i1:i2])))
+            right.append(Markup(escape(b[j1:j2])))
+            continue
+        if i2 > i1:
+            left.append(Markup("<del>%s</del>") % a[i1:i2])
+        if j2 > j1:
+            right.append(Markup("<ins>%s</ins>") % b[j1:j2])
+    return Markup("").join(left), Markup("").join(right)
+
+
+def side_by_side(unified: str, *, max_rows: int = DIFF_MAX_ROWS) -> dict[str, Any]:
+    """Rows for a two-column view of a unified diff (what the registry's diff returns).
+
+    Each row: ``kind`` (``same``, ``change``, ``del``, ``add``, ``gap``), line numbers and
+    escaped text per side (changed pairs with the differing characters marked). A ``gap``
+    row stands for unchanged lines the diff leaves out. ``cut``: rows left out past ``max_rows``.
+    """
+    rows: list[dict[str, Any]] = []
+    left_no = right_no = 0
+    dels: list[tuple[int, str]] = []
+    adds: list[tuple[int, str]] = []
+    cut = 0
+
+    def push(row: dict[str, Any]) -> None:
+        nonlocal cut
+        if len(rows) >= max_rows:
+            cut += 1
+        else:
+            rows.append(row)
+
+    def flush() -> None:
+        for i in range(max(len(dels), len(adds))):
+            d = dels[i] if i < len(dels) else None
+            a = adds[i] if i < len(adds) else None
+            if d and a:
+                lt, rt = _inline(d[1], a[1])
+                push({"kind": "change", "ln": d[0], "left": lt, "rn": a[0], "right": rt})
+            elif d:
+                push({"kind": "del", "ln": d[0], "left": Markup(escape(d[1])), "rn": None, "right": None})
+            elif a:
+                push({"kind": "add", "ln": None, "left": None, "rn": a[0], "right": Markup(escape(a[1]))})
+        dels.clear()
+        adds.clear()
+
+    prev_end = 1
+    for line in unified.splitlines():
+        if line.startswith(("--- ", "+++ ")) and not rows and not dels and not adds and left_no == 0:
+            continue
+        m = _HUNK.match(line)
+        if m:
+            flush()
+            left_no, right_no = int(m.group(1)), int(m.group(3))
+            start = max(left_no, 1)
+            if start > prev_end:
+                push({"kind": "gap", "text": f"{start - prev_end:,} unchanged line{'s' if start - prev_end != 1 else ''}"})
+            continue
+        if line.startswith("\\"):
+            continue  # "\ No newline at end of file"
+        tag, text = line[:1], line[1:]
+        if tag == "-":
+            dels.append((left_no, text))
+            left_no += 1
+        elif tag == "+":
+            adds.append((right_no, text))
+            right_no += 1
+        else:
+            flush()
+            push({"kind": "same", "ln": left_no, "left": Markup(escape(text)), "rn": right_no,
+                  "right": Markup(escape(text))})
+            left_no += 1
+            right_no += 1
+        prev_end = left_no
+    flush()
+    return {"rows": rows, "cut": cut}
+
+
 # --- the environment ------------------------------------------------------------------------------
 
 
@@ -350,8 +561,16 @@ def environment() -> Environment:
         ago=fmt_ago,
         bytes=fmt_bytes,
         seg=path_segment,
+        pseg=path_segments,
         json_tree=json_tree,
         score_value=_score_value,
+        tmpl=highlight_template,
+        pretty_json=pretty_json,
+        targets=targets_text,
+        brief=brief,
+        metric=fmt_num,
+        signed=fmt_signed,
     )
-    env.globals.update(query=query, chat_messages=chat_messages, json_size=json_size, turn_text=turn_text)
+    env.globals.update(query=query, chat_messages=chat_messages, json_size=json_size, turn_text=turn_text,
+                       template_messages=template_messages, target_shares=target_shares)
     return env

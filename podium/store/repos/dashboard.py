@@ -60,6 +60,10 @@ def _f(v: Any) -> float:
     return float(v) if v is not None else 0.0
 
 
+def _pv_key(name: str, version: int | None) -> str:
+    return f"{name} v{version}" if version is not None else f"{name} (no version)"
+
+
 class DashboardRepo:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -214,10 +218,12 @@ class DashboardRepo:
 
     def by_prompt(self, project_id: str, start: datetime | None, end: datetime | None,
                   *, limit: int = 20) -> list[dict[str, Any]]:
-        """Spans that name a prompt version, grouped by (prompt, version)."""
+        """Spans that name a prompt version, grouped by (prompt, version): calls, errors,
+        tokens, cost, average and p50/p95 latency (nearest rank, as the prompt analytics)."""
         s = t.span.c
         tr = t.trace.c
         join = t.span.join(t.trace, (tr.project_id == s.project_id) & (tr.id == s.trace_id))
+        conds = [*self._range(project_id, start, end), s.project_id == project_id, s.prompt_name.is_not(None)]
         is_err = case((s.status == "error", 1), else_=0)
         q = (
             select(
@@ -230,18 +236,68 @@ class DashboardRepo:
                 func.avg(s.latency_ms).label("avg_latency_ms"),
             )
             .select_from(join)
-            .where(*self._range(project_id, start, end), s.project_id == project_id, s.prompt_name.is_not(None))
+            .where(*conds)
             .group_by(s.prompt_name, s.prompt_version)
             .order_by(func.count().desc(), s.prompt_name, s.prompt_version)
             .limit(limit)
         )
         with self._engine.connect() as conn:
             out = [dict(r._mapping) for r in conn.execute(q)]
+            pcts: dict[tuple[Any, Any], Any] = {}
+            if out:
+                part = (s.prompt_name, s.prompt_version)
+                ranked = (
+                    select(
+                        s.prompt_name.label("name"),
+                        s.prompt_version.label("version"),
+                        s.latency_ms.label("lat"),
+                        func.row_number().over(partition_by=part, order_by=s.latency_ms).label("rn"),
+                        func.count().over(partition_by=part).label("n"),
+                    )
+                    .select_from(join)
+                    .where(*conds, s.latency_ms.is_not(None),
+                           s.prompt_name.in_(sorted({r["prompt_name"] for r in out})))
+                    .subquery()
+                )
+                rk = ranked.c
+                pq = select(
+                    rk.name, rk.version,
+                    func.min(case((rk.rn >= rk.n * 0.5, rk.lat))).label("p50"),
+                    func.min(case((rk.rn >= rk.n * 0.95, rk.lat))).label("p95"),
+                ).group_by(rk.name, rk.version)
+                pcts = {(r.name, r.version): r for r in conn.execute(pq)}
         for r in out:
             r["cost"] = _f(r["cost"])
             r["avg_latency_ms"] = _f(r["avg_latency_ms"])
             r["errors"] = int(r["errors"] or 0)
             r["total_tokens"] = int(r["total_tokens"] or 0)
+            p = pcts.get((r["prompt_name"], r["prompt_version"]))
+            r["p50_latency_ms"] = _f(p.p50) if p is not None and p.p50 is not None else None
+            r["p95_latency_ms"] = _f(p.p95) if p is not None and p.p95 is not None else None
+        return out
+
+    def prompt_series(self, project_id: str, b: Bucketing, keys: list[tuple[str, int | None]]) -> dict[str, list[int]]:
+        """Calls per bucket for each (prompt, version) in ``keys``, keyed ``"name vN"``."""
+        s = t.span.c
+        tr = t.trace.c
+        out = {_pv_key(n, v): [0] * b.count for n, v in keys}
+        if not keys:
+            return out
+        join = t.span.join(t.trace, (tr.project_id == s.project_id) & (tr.id == s.trace_id))
+        bucket = self._bucket(tr.start_time, b)
+        q = (
+            select(bucket.label("b"), s.prompt_name, s.prompt_version, func.count().label("calls"))
+            .select_from(join)
+            .where(*self._range(project_id, b.start, b.end), s.project_id == project_id,
+                   s.prompt_name.in_(sorted({n for n, _ in keys})))
+            .group_by(bucket, s.prompt_name, s.prompt_version)
+        )
+        with self._engine.connect() as conn:
+            for r in conn.execute(q):
+                k = _pv_key(r.prompt_name, r.prompt_version)
+                idx = int(r.b)
+                if k in out and 0 <= idx < b.count:
+                    out[k][idx] = int(r.calls)
         return out
 
     def top_groups(self, project_id: str, by: str, start: datetime | None, end: datetime | None,
@@ -358,3 +414,25 @@ class DashboardRepo:
                 path.append(cur)
                 cur = row.parent_id
         return path[::-1]
+
+    # --- experiments ---------------------------------------------------------------------------------
+    def experiment_items(self, project_id: str, experiment_id: str, item_ids: list[str],
+                         *, max_ids: int = 500) -> dict[str, list[dict[str, Any]]]:
+        """The results of ``item_ids`` in one experiment (every repetition), for the compare
+        page's improved/regressed lists: ``{item_id: [row, ...]}``, repetitions in order."""
+        ei = t.experiment_item.c
+        ids = list(dict.fromkeys(item_ids))[:max_ids]
+        out: dict[str, list[dict[str, Any]]] = {}
+        if not ids:
+            return out
+        cols = [ei.item_id, ei.repetition, ei.input, ei.expected, ei.output, ei.error, ei.error_type, ei.trace_id,
+                ei.latency_ms, ei.cost, ei.scores, ei.passed]
+        with self._engine.connect() as conn:
+            for start in range(0, len(ids), 200):
+                q = (select(*cols)
+                     .where(ei.project_id == project_id, ei.experiment_id == experiment_id,
+                            ei.item_id.in_(ids[start:start + 200]))
+                     .order_by(ei.item_id, ei.repetition))
+                for r in conn.execute(q):
+                    out.setdefault(r.item_id, []).append(dict(r._mapping))
+        return out

@@ -195,17 +195,63 @@
   function fmtMoney(v) { return v == null ? "—" : "$" + (v >= 1 ? v.toFixed(2) : v.toPrecision(3)); }
   function fmtNum(v) { return v == null ? "—" : Math.round(v).toLocaleString("en-US"); }
 
-  function drawCharts() {
-    var el = document.getElementById("dash-data");
+  // A chart over categories (versions, runs): x is the index, the axis shows the labels.
+  function catChart(id, labels, series, fmt) {
+    var host = document.getElementById(id);
+    if (!host || !labels.length) return;
+    host.textContent = "";
+    var fg = cssVar("--fg"), grid = cssVar("--border"), muted = cssVar("--muted");
+    var xs = labels.map(function (_, i) { return i; });
+    var step = Math.max(1, Math.ceil(labels.length / 12));
+    var opts = {
+      width: Math.max(host.clientWidth, 260), height: 180,
+      scales: { x: { time: false, range: function () { return [-0.5, labels.length - 0.5]; } } },
+      series: [{ label: "Version", value: function (u, v) { return v == null ? "" : labels[v]; } }].concat(series.map(function (s) {
+        return Object.assign({ width: 2, value: function (u, v) { return fmt(v); } }, s);
+      })),
+      axes: [
+        { stroke: muted, grid: { show: false }, ticks: { stroke: grid },
+          splits: function () { return xs.filter(function (i) { return i % step === 0; }); },
+          values: function (u, vals) { return vals.map(function (v) { return labels[v] || ""; }); } },
+        { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 70,
+          values: function (u, vals) { return vals.map(fmt); } },
+      ],
+      legend: { live: true }, cursor: { drag: { x: false, y: false } },
+    };
+    var u = new uPlot(opts, [xs].concat(series.map(function (s) { return s.data; })), host);
+    u.root.style.color = fg;
+    charts.push(u);
+  }
+
+  function drawPromptCharts() {
+    var el = document.getElementById("prompt-data");
     if (!el) return;
+    var d = JSON.parse(el.textContent);
+    var c = [cssVar("--c1"), cssVar("--c2"), cssVar("--c3"), cssVar("--c4")];
+    var bars = uPlot.paths.bars({ size: [0.6, 48] });
+    catChart("chart-pv-calls", d.labels, [
+      { label: "Calls", stroke: c[0], fill: c[0] + "55", paths: bars, data: d.count },
+      { label: "Errors", stroke: c[1], fill: c[1] + "99", paths: bars, data: d.errors },
+    ], fmtNum);
+    catChart("chart-pv-latency", d.labels, [
+      { label: "p50", stroke: c[0], spanGaps: true, points: { show: true, size: 6 }, data: d.p50 },
+      { label: "p95", stroke: c[1], spanGaps: true, points: { show: true, size: 6 }, data: d.p95 },
+    ], fmtDur);
+  }
+
+  function drawCharts() {
     charts.forEach(function (c) { c.destroy(); });
     charts = [];
+    if (!document.querySelector(".plot")) return;
     if (!window.uPlot) {
       document.querySelectorAll(".plot").forEach(function (p) {
         p.textContent = "Charts need the uPlot file: run bash scripts/ui-assets.sh";
       });
       return;
     }
+    drawPromptCharts();
+    var el = document.getElementById("dash-data");
+    if (!el) return;
     var d = JSON.parse(el.textContent);
     var fg = cssVar("--fg"), grid = cssVar("--border"), muted = cssVar("--muted");
     var bars = uPlot.paths.bars({ size: [0.8, 40] });
@@ -250,6 +296,11 @@
       make("chart-models", d.models.map(function (m, i) {
         return { label: m, stroke: c[i % c.length], points: { show: false } };
       }), [d.t].concat(d.models.map(function (m) { return d.model_cost[m]; })), fmtMoney);
+    }
+    if (d.prompt_versions && d.prompt_versions.length) {
+      make("chart-prompts", d.prompt_versions.map(function (m, i) {
+        return { label: m, stroke: c[i % c.length], points: { show: false } };
+      }), [d.t].concat(d.prompt_versions.map(function (m) { return d.prompt_calls[m]; })), fmtNum);
     }
   }
 

@@ -1,0 +1,309 @@
+"""Reports of a suite run: JSON (everything), JUnit XML (CI test tabs) and a self-contained HTML
+page (inline CSS and SVG charts; no scripts, fonts, images or links to anything outside the file).
+
+``write_report(result, path)`` picks the format from the file name: ``.json``, ``.xml``
+(JUnit) or ``.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["render_html", "render_json", "render_junit", "write_report"]
+
+
+def _dumps(obj: Any) -> str:
+    def default(o: Any) -> Any:
+        if hasattr(o, "isoformat"):
+            return o.isoformat()
+        return str(o)
+
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=default, allow_nan=False)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def render_json(result: Mapping[str, Any]) -> str:
+    return _dumps(_clean(result)) + "\n"
+
+
+def _text(v: Any, n: int = 2000) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _case_name(item: Mapping[str, Any]) -> str:
+    meta = item.get("metadata") or {}
+    base = meta.get("description") or _text(item.get("input"), 80)
+    rep = f" #{item['repetition'] + 1}" if item.get("repetition") else ""
+    return f"{base} [{item['item_id']}]{rep}"
+
+
+def _failures(item: Mapping[str, Any]) -> list[str]:
+    out = []
+    for name, s in (item.get("scores") or {}).items():
+        if s.get("error"):
+            out.append(f"{name}: error: {s['error']}")
+        elif s.get("passed") is False:
+            out.append(f"{name}: failed" + (f": {s['explanation']}" if s.get("explanation") else ""))
+    return out
+
+
+def render_junit(result: Mapping[str, Any]) -> str:
+    """One ``<testsuite>`` per experiment (a test case per item and repetition, one per gate)."""
+    root = ET.Element("testsuites", name=f"podium eval: {result['suite']['name']}")
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for exp in result["experiments"]:
+        e = exp["experiment"]
+        items = exp["items"]
+        suite = ET.SubElement(root, "testsuite", name=exp["variant"]["name"], timestamp=str(e.get("created_at", "")))
+        props = ET.SubElement(suite, "properties")
+        for k, v in (("experiment_id", e.get("id")), ("run_group", result.get("run_group")),
+                     ("dataset", f"{result['dataset']['name']}@{result['dataset']['version']}"),
+                     ("prompt", exp["variant"]["prompt"]), ("provider", exp["variant"]["provider"])):
+            ET.SubElement(props, "property", name=k, value=str(v))
+        n = fails = errs = 0
+        total_time = 0.0
+        for it in items:
+            n += 1
+            secs = (it.get("latency_ms") or 0.0) / 1000.0
+            total_time += secs
+            case = ET.SubElement(suite, "testcase", classname=exp["variant"]["name"], name=_case_name(it),
+                                 time=f"{secs:.3f}")
+            if it.get("error_type") in ("task_error", "timeout", "rate_limited", "upstream_error", "cancelled"):
+                errs += 1
+                el = ET.SubElement(case, "error", message=_text(it.get("error") or "", 500), type=it["error_type"])
+                el.text = it.get("error") or ""
+            elif it.get("passed") is False:
+                fails += 1
+                reasons = _failures(it) or [it.get("error") or "the weighted score is under the test's threshold"]
+                el = ET.SubElement(case, "failure", message=_text(reasons[0], 500),
+                                   type=it.get("error_type") or "assertion")
+                el.text = "\n".join(reasons)
+            out = ET.SubElement(case, "system-out")
+            out.text = _text(it.get("output"), 10_000) if it.get("output") is not None else ""
+        for g in exp["gates"]:
+            n += 1
+            case = ET.SubElement(suite, "testcase", classname=f"{exp['variant']['name']} gates", name=g["gate"],
+                                 time="0")
+            if g["status"] == "failed":
+                fails += 1
+                el = ET.SubElement(case, "failure", message=_text(g["detail"], 500), type="gate")
+                el.text = g["detail"]
+            elif g["status"] == "skipped":
+                ET.SubElement(case, "skipped", message=_text(g["detail"], 500))
+        suite.set("tests", str(n))
+        suite.set("failures", str(fails))
+        suite.set("errors", str(errs))
+        suite.set("time", f"{total_time:.3f}")
+        totals["tests"] += n
+        totals["failures"] += fails
+        totals["errors"] += errs
+    for k, v in totals.items():
+        root.set(k, str(v))
+    root.set("time", f"{result.get('duration_s', 0.0):.3f}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# --- HTML ---------------------------------------------------------------------------------------------------
+
+_CSS = """
+:root{--fg:#1d232a;--muted:#5d6975;--bg:#fff;--card:#f6f8fa;--line:#d8dee4;--ok:#1a7f37;--bad:#cf222e;
+--skip:#9a6700;--bar:#0969da;--ci:#1d232a}
+@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9aa7b2;--bg:#0d1117;--card:#161b22;--line:#30363d;
+--ok:#3fb950;--bad:#f85149;--skip:#d29922;--bar:#4493f8;--ci:#e6edf3}}
+*{box-sizing:border-box}body{margin:0;padding:24px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;
+color:var(--fg);background:var(--bg)}h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}
+h3{font-size:15px;margin:18px 0 6px}.muted{color:var(--muted)}.card{background:var(--card);border:1px solid var(--line);
+border-radius:8px;padding:12px 16px;margin:10px 0}.badge{display:inline-block;padding:1px 8px;border-radius:10px;
+font-weight:600;font-size:12px;color:#fff}.pass{background:var(--ok)}.fail{background:var(--bad)}
+.skip{background:var(--skip)}table{border-collapse:collapse;width:100%;margin:6px 0}th,td{border-bottom:1px solid
+var(--line);padding:5px 8px;text-align:left;vertical-align:top}th{font-weight:600;color:var(--muted)}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}pre{margin:0;white-space:pre-wrap;word-break:break-word;
+font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}.ok{color:var(--ok)}.bad{color:var(--bad)}
+details summary{cursor:pointer}svg text{fill:var(--fg);font:12px system-ui,sans-serif}
+"""
+
+
+def _e(v: Any) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int | float):
+        return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    return _e(v)
+
+
+def _badge(status: str) -> str:
+    cls = {"passed": "pass", "failed": "fail", "skipped": "skip"}.get(status, "skip")
+    return f'<span class="badge {cls}">{_e(status.upper())}</span>'
+
+
+def _chart(rows: Sequence[tuple[str, float | None, float | None, float | None]], width: int = 640) -> str:
+    """Horizontal bars (0..1) with 95% CI whiskers, as inline SVG."""
+    rows = [r for r in rows if r[1] is not None and 0.0 <= float(r[1]) <= 1.0]
+    if not rows:
+        return ""
+    label_w, bar_w, row_h = 180, width - 180 - 60, 24
+    h = row_h * len(rows) + 24
+    parts = [f'<svg role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}">']
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = label_w + t * bar_w
+        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{h - 18}" stroke="currentColor" '
+                     f'stroke-opacity="0.15"/><text x="{x:.1f}" y="{h - 4}" text-anchor="middle">{t:g}</text>')
+    for i, (name, mean, lo, hi) in enumerate(rows):
+        y = i * row_h + 4
+        m = float(mean)  # type: ignore[arg-type]
+        parts.append(f'<text x="{label_w - 8}" y="{y + 14}" text-anchor="end">{_e(name[:28])}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{m * bar_w:.1f}" height="{row_h - 8}" rx="3" '
+                     f'fill="var(--bar)"><title>{_e(name)}: {m:.3f}</title></rect>')
+        if lo is not None and hi is not None:
+            x1, x2 = label_w + max(0.0, lo) * bar_w, label_w + min(1.0, hi) * bar_w
+            yc = y + row_h / 2 - 1
+            parts.append(f'<line x1="{x1:.1f}" y1="{yc:.1f}" x2="{x2:.1f}" y2="{yc:.1f}" stroke="var(--ci)" '
+                         f'stroke-width="1.5"/><line x1="{x1:.1f}" y1="{yc - 5:.1f}" x2="{x1:.1f}" y2="{yc + 5:.1f}" '
+                         f'stroke="var(--ci)"/><line x1="{x2:.1f}" y1="{yc - 5:.1f}" x2="{x2:.1f}" y2="{yc + 5:.1f}" '
+                         f'stroke="var(--ci)"/>')
+        parts.append(f'<text x="{width - 52}" y="{y + 14}">{m:.3f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _metric_rows(summary: Mapping[str, Any]) -> list[tuple[str, float | None, float | None, float | None]]:
+    rows = []
+    for key in ("pass_rate", "score"):
+        s = summary.get(key) or {}
+        rows.append((key, s.get("mean"), s.get("low"), s.get("high")))
+    for name, s in (summary.get("scorers") or {}).items():
+        rows.append((name, s.get("mean"), s.get("low"), s.get("high")))
+    return rows
+
+
+def render_html(result: Mapping[str, Any]) -> str:
+    suite = result["suite"]
+    status = "passed" if result["passed"] else "failed"
+    out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{_e(suite['name'])}: {_e(status)}</title><style>{_CSS}</style></head><body>",
+           f"<h1>{_e(suite['name'])} {_badge(status)}</h1>",
+           f'<div class="muted">run {_e(result.get("run_group"))} · dataset {_e(result["dataset"]["name"])} '
+           f'v{_e(result["dataset"]["version"])} · {_e(result.get("started_at", ""))} · '
+           f'{float(result.get("duration_s") or 0):.1f} s · {len(result["experiments"])} experiment(s)</div>']
+    if len(result["experiments"]) > 1:
+        out.append("<h2>Variants</h2><table><tr><th>experiment</th><th>gates</th><th class=num>pass rate</th>"
+                   "<th class=num>score</th><th class=num>errors</th></tr>")
+        for exp in result["experiments"]:
+            s = exp["experiment"].get("summary") or {}
+            out.append(f"<tr><td>{_e(exp['variant']['name'])}</td><td>{_badge('passed' if exp['passed'] else 'failed')}"
+                       f"</td><td class=num>{_fmt((s.get('pass_rate') or {}).get('mean'))}</td>"
+                       f"<td class=num>{_fmt((s.get('score') or {}).get('mean'))}</td>"
+                       f"<td class=num>{_fmt(s.get('errors'))}</td></tr>")
+        out.append("</table>")
+    for exp in result["experiments"]:
+        e = exp["experiment"]
+        s = e.get("summary") or {}
+        out.append(f"<h2>{_e(exp['variant']['name'])} {_badge('passed' if exp['passed'] else 'failed')}</h2>")
+        out.append(f'<div class="muted">experiment {_e(e.get("id"))} · prompt {_e(exp["variant"]["prompt"])} · '
+                   f'provider {_e(exp["variant"]["provider"])} · {s.get("items", 0)} items · '
+                   f'{s.get("repetitions", 1)} repetition(s) · {s.get("errors", 0)} task errors</div>')
+        prompt = exp["variant"].get("prompt_text")
+        if prompt is not None:
+            out.append(f'<details><summary>prompt</summary><pre>{_e(_text(prompt, 20_000))}</pre></details>')
+        out.append("<h3>Gates</h3><table><tr><th>gate</th><th>status</th><th>detail</th></tr>")
+        for g in exp["gates"]:
+            out.append(f"<tr><td>{_e(g['gate'])}</td><td>{_badge(g['status'])}</td><td>{_e(g['detail'])}</td></tr>")
+        out.append("</table>")
+        out.append("<h3>Scores (mean, 95% CI)</h3>")
+        out.append(f'<div class="card">{_chart(_metric_rows(s))}</div>')
+        out.append("<table><tr><th>metric</th><th class=num>mean</th><th class=num>95% CI</th><th class=num>n</th>"
+                   "<th class=num>pass rate</th><th class=num>errors</th></tr>")
+        for name, m in (s.get("scorers") or {}).items():
+            ci = f"{_fmt(m.get('low'))} – {_fmt(m.get('high'))}" if m.get("low") is not None else "–"
+            out.append(f"<tr><td>{_e(name)}</td><td class=num>{_fmt(m.get('mean'))}</td><td class=num>{ci}</td>"
+                       f"<td class=num>{_fmt(m.get('n'))}</td><td class=num>{_fmt(m.get('pass_rate'))}</td>"
+                       f"<td class=num>{_fmt(m.get('errors'))}</td></tr>")
+        lat = s.get("latency_ms") or {}
+        out.append(f"</table><div class=muted>latency p50 {_fmt(lat.get('p50'), 0)} ms · p95 {_fmt(lat.get('p95'), 0)}"
+                   f" ms · tokens {_fmt((s.get('tokens') or {}).get('total_tokens'))} · cost "
+                   f"{_fmt(s.get('cost'), 6)} USD</div>")
+        for g in exp["gates"]:
+            cmp = g.get("comparison")
+            if not cmp:
+                continue
+            out.append(f"<h3>Against the baseline ({_e(g.get('baseline'))})</h3><table><tr><th>metric</th>"
+                       "<th class=num>baseline</th><th class=num>this run</th><th class=num>difference (95% CI)</th>"
+                       "<th class=num>improved / regressed / same items</th><th>verdict</th></tr>")
+            for name, m in cmp["metrics"].items():
+                verdict = "regressed" if m.get("regressed") else "improved" if m.get("improved") else "no significant change"
+                cls = "bad" if m.get("regressed") else "ok" if m.get("improved") else ""
+                diff = (f"{m['diff']:+.3f} ({m['low']:+.3f} to {m['high']:+.3f})" if m.get("diff") is not None
+                        else "–")
+                c = m.get("items") or {}
+                out.append(f"<tr><td>{_e(name)}</td><td class=num>{_fmt(m.get('baseline_mean'))}</td><td class=num>"
+                           f"{_fmt(m.get('candidate_mean'))}</td><td class=num>{diff}</td><td class=num>"
+                           f"{c.get('improved', 0)} / {c.get('regressed', 0)} / {c.get('unchanged', 0)}</td>"
+                           f'<td class="{cls}">{verdict}</td></tr>')
+            out.append("</table>")
+        out.append("<h3>Items</h3><table><tr><th>test</th><th>output</th><th>checks</th><th>result</th></tr>")
+        for it in exp["items"]:
+            checks = []
+            for name, sc in (it.get("scores") or {}).items():
+                if sc.get("error"):
+                    checks.append(f'<div class="bad">✗ {_e(name)}: {_e(sc["error"])}</div>')
+                else:
+                    mark = "✓" if sc.get("passed") else ("✗" if sc.get("passed") is False else "·")
+                    cls = "ok" if sc.get("passed") else ("bad" if sc.get("passed") is False else "muted")
+                    val = _fmt(sc.get("value")) if not isinstance(sc.get("value"), str) else _e(_text(sc["value"], 60))
+                    why = f" – {_e(_text(sc['explanation'], 300))}" if sc.get("explanation") else ""
+                    checks.append(f'<div class="{cls}">{mark} {_e(name)} = {val}{why}</div>')
+            if it.get("error") and not it.get("scores"):
+                checks.append(f'<div class="bad">{_e(it["error"])}</div>')
+            res = "passed" if it.get("passed") else ("failed" if it.get("passed") is False else "skipped")
+            desc = (it.get("metadata") or {}).get("description")
+            rep = f" #{it['repetition'] + 1}" if it.get("repetition") else ""
+            name = f"{_e(desc)} <span class=muted>{_e(it['item_id'])}{rep}</span>" if desc else \
+                f"<span class=muted>{_e(it['item_id'])}{rep}</span>"
+            out.append(f"<tr><td>{name}<pre>{_e(_text(it.get('input'), 400))}</pre></td>"
+                       f"<td><pre>{_e(_text(it.get('output'), 2000)) if it.get('output') is not None else '–'}</pre></td>"
+                       f"<td>{''.join(checks)}</td><td>{_badge(res)}</td></tr>")
+        out.append("</table>")
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def write_report(result: Mapping[str, Any], path: str | Path) -> str:
+    """Write ``result`` to ``path`` as JSON, JUnit XML or HTML (by suffix); returns the format."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        text, fmt = render_json(result), "json"
+    elif suffix == ".xml":
+        text, fmt = render_junit(result), "junit"
+    elif suffix in (".html", ".htm"):
+        text, fmt = render_html(result), "html"
+    else:
+        raise ValueError(f"{p.name}: name the report .json, .xml (JUnit) or .html")
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")
+    return fmt
