@@ -39,6 +39,7 @@ request extensions.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import importlib.util
 import logging
@@ -47,6 +48,7 @@ import random
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +103,28 @@ def default_model_path() -> Path:
         "(or `make setup`), or set PODIUM_LOCAL_MODEL_PATH to a GGUF file."
     )
 
+
+
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()
+_ATEXIT = threading.Lock()
+
+
+def _close_at_exit(llm: Any) -> None:
+    """Free models still open when the interpreter exits, while llama_cpp's module globals
+    exist (its ``__del__`` during interpreter teardown raises ``'NoneType' object is not callable``)."""
+    with _ATEXIT:
+        if not _OPEN and not getattr(_close_at_exit, "registered", False):
+            atexit.register(_close_all)
+            _close_at_exit.registered = True  # type: ignore[attr-defined]
+        _OPEN.add(llm)
+
+
+def _close_all() -> None:
+    for llm in list(_OPEN):
+        try:
+            llm.close()
+        except Exception:
+            pass
 
 
 class FairLock:
@@ -517,6 +541,7 @@ class LocalChatModel:
             "loaded local model %s in %.2fs (threads=%d, n_ctx=%d%s)",
             path.name, time.perf_counter() - t0, self.n_threads, self.n_ctx, ", logits_all" if logits_all else "",
         )
+        _close_at_exit(llm)
         return _Loaded(llm=llm, vocab=vocab, n_vocab=llm.n_vocab(), eog=frozenset(eog), formatter=formatter)
 
     # --- tokens ------------------------------------------------------------------------------
