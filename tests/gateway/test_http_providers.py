@@ -36,16 +36,9 @@ from tests.gateway.fake_vendors import (
 
 # --- fixtures ----------------------------------------------------------------------------------
 
-try:
-    import aiohttp  # noqa: F401
-
-    HAVE_AIOHTTP = True
-except ImportError:
-    HAVE_AIOHTTP = False
-
 BACKENDS = [
     "httpx",
-    pytest.param("aiohttp", marks=pytest.mark.skipif(not HAVE_AIOHTTP, reason="aiohttp is not installed")),
+    "aiohttp",  # in the server extra: both backends always run
 ]
 
 
