@@ -193,3 +193,22 @@ def server(store: Any, project: ProjectKeys) -> Iterator[LiveServer]:
     th = ServerThread(app).start()
     yield LiveServer(th.url, store, project, app, th)
     th.stop()
+
+
+# --- a fake model upstream (a real HTTP server speaking OpenAI's protocol) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def upstream_server() -> Iterator[Any]:
+    from tests.gateway.fake_upstream import FakeUpstream
+
+    up = FakeUpstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture
+def upstream(upstream_server: Any) -> Any:
+    """The module's fake upstream, with its scripts and records reset for this test."""
+    upstream_server.reset()
+    return upstream_server

@@ -7,7 +7,7 @@ from __future__ import annotations
 import _thread
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,26 +20,6 @@ from podium.evals.runner import Interrupted, MemoryRecorder, RunConfig, Runner, 
 from podium.evals.tasks import HttpTask, PromptTask, RateLimited, TaskOutput, TransientError
 from tests.conftest import LiveServer
 from tests.gateway.fake_upstream import Fail, FakeUpstream, Hang, Reply
-
-
-@pytest.fixture(autouse=True)
-def clean_sdk() -> Iterator[None]:
-    podium.shutdown(timeout=2)
-    yield
-    podium.shutdown(timeout=2)
-
-
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[FakeUpstream]:
-    up = FakeUpstream().start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture
-def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
-    upstream_server.reset()
-    return upstream_server
 
 
 def connect(server: LiveServer) -> podium.Podium:

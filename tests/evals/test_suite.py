@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,19 +179,6 @@ def test_html_report_is_self_contained(tmp_path: Path) -> None:
 
 
 # --- the CLI against a live server ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[FakeUpstream]:
-    up = FakeUpstream().start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture
-def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
-    upstream_server.reset()
-    return upstream_server
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 
 import podium
-from tests.gateway.fake_upstream import FakeUpstream
 
 
 @pytest.fixture(autouse=True)
@@ -18,14 +17,3 @@ def clean_sdk() -> Iterator[None]:
     podium.shutdown(timeout=2)
 
 
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[FakeUpstream]:
-    up = FakeUpstream().start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture
-def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
-    upstream_server.reset()
-    return upstream_server
