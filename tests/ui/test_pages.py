@@ -686,3 +686,145 @@ def test_dataset_and_experiment_pages(seeded: LiveServer) -> None:
         for html in (run, page, picked, c.get("/datasets/geo-qa").text):
             assert XSS_INPUT not in html and "<b>of</b>" not in html
         assert "&lt;/script&gt;&lt;script&gt;alert(" in page
+
+
+# --- creating prompts and versions -------------------------------------------------------------------
+
+MSGS = '[{"role": "user", "content": "{{question}}"}]'
+
+
+def test_create_text_and_chat_prompts(prompts: LiveServer) -> None:
+    with ui(prompts) as c, prompts.client() as api:
+        assert 'href="/prompts/new"' in c.get("/prompts").text
+        form = c.get("/prompts/new")
+        assert form.status_code == 200
+        for needle in ('<label for="np-name">', '<label for="np-template">', '<label for="np-config">',
+                       '<label for="np-tags">', '<label for="np-labels">', '<label for="np-commit">'):
+            assert needle in form.text
+        r = c.post("/prompts/new", data={"name": "ui/summary", "type": "text", "template": "Summarise {{text}}",
+                                         "config": '{"model": "local", "temperature": 0.1}', "tags": "ui, docs",
+                                         "commit_message": "first cut", "labels": "production"},
+                   follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/prompts/ui/summary/versions/1?created=1"
+        page = c.get(r.headers["location"]).text
+        assert "Saved: ui/summary v1" in page and "first cut" in page
+        got = api.get("/api/v1/prompts/ui/summary").json()
+        assert got["type"] == "text" and got["tags"] == ["ui", "docs"] and got["labels"]["production"]["version"] == 1
+        v1 = api.get("/api/v1/prompts/ui/summary/versions/1").json()
+        assert v1["prompt"] == "Summarise {{text}}" and v1["config"] == {"model": "local", "temperature": 0.1}
+        assert v1["variables"] == ["text"] and v1["created_by"] == "ui-local"
+        # A chat prompt: a JSON list of messages.
+        msgs = '[{"role": "system", "content": "Be brief"}, {"role": "user", "content": "{{question}}"}]'
+        r = c.post("/prompts/new", data={"name": "ui/chat", "type": "chat", "template": msgs}, follow_redirects=False)
+        assert r.status_code == 303, r.text[:2000]
+        assert 'class="msg role-system"' in c.get(r.headers["location"]).text
+        v1 = api.get("/api/v1/prompts/ui/chat/versions/1").json()
+        assert v1["type"] == "chat" and v1["prompt"][1] == {"role": "user", "content": "{{question}}"}
+        # An existing name is not silently versioned: the API's conflict message.
+        r = c.post("/prompts/new", data={"name": "ui/chat", "type": "chat", "template": msgs})
+        assert r.status_code == 409 and "ui/chat" in r.text
+        assert api.get("/api/v1/prompts/ui/chat").json()["latest_version"] == 1
+        # Cross-site posts are refused.
+        r = c.post("/prompts/new", data={"name": "ui/evil", "template": "x"}, headers={"Origin": "https://evil.example"})
+        assert r.status_code == 403
+        assert api.get("/api/v1/prompts/ui/evil").status_code == 404
+
+
+def test_new_version_prefilled_and_saved(prompts: LiveServer) -> None:
+    with ui(prompts) as c, prompts.client() as api:
+        assert 'href="/prompts/qa-prompt/versions/new"' in c.get("/prompts/qa-prompt").text
+        form = c.get("/prompts/qa-prompt/versions/new")
+        assert form.status_code == 200 and "v4" in form.text
+        latest = api.get("/api/v1/prompts/qa-prompt/versions/3").json()
+        template = re.search(r'<textarea id="np-template"[^>]*>(.*?)</textarea>', form.text, re.S)
+        config = re.search(r'<textarea id="np-config"[^>]*>(.*?)</textarea>', form.text, re.S)
+        assert template and config
+        import html as _html
+        import json
+
+        assert json.loads(_html.unescape(template.group(1))) == latest["prompt"]
+        assert json.loads(_html.unescape(config.group(1))) == latest["config"]
+        assert 'name="base_version" value="3"' in form.text
+        new_config = dict(latest["config"], temperature=0.9)
+        r = c.post("/prompts/qa-prompt/versions/new", data={
+            "type": "chat", "template": _html.unescape(template.group(1)), "config": json.dumps(new_config),
+            "commit_message": "warmer", "base_version": "3"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/prompts/qa-prompt/versions/4?created=1"
+        assert "v4" in c.get(r.headers["location"]).text
+        assert "v4" in c.get("/prompts/qa-prompt").text
+        got = api.get("/api/v1/prompts/qa-prompt").json()
+        assert got["latest_version"] == 4
+        v4 = api.get("/api/v1/prompts/qa-prompt/versions/4").json()
+        assert v4["prompt"] == latest["prompt"] and v4["config"]["temperature"] == 0.9 and v4["commit_message"] == "warmer"
+        # A stale form (based on v3) is refused with the API's message, the input kept.
+        r = c.post("/prompts/qa-prompt/versions/new", data={"type": "chat", "template": MSGS, "base_version": "3",
+                                                            "commit_message": "stale"})
+        assert r.status_code == 409 and "based on version 3" in r.text and 'value="stale"' in r.text
+        assert c.get("/prompts/nope/versions/new").status_code == 404
+
+
+def test_bad_templates_show_the_error_and_keep_the_input(prompts: LiveServer) -> None:
+    with ui(prompts) as c, prompts.client() as api:
+        r = c.post("/prompts/new", data={"name": "ui/bad", "type": "text", "template": "Hello {{name",
+                                         "commit_message": "keep me"})
+        assert r.status_code == 400 and "line 1, column 7" in r.text and "never closed" in r.text
+        assert "Hello {{name</textarea>" in r.text and 'value="keep me"' in r.text and 'value="ui/bad"' in r.text
+        r = c.post("/prompts/new", data={"name": "ui/bad", "type": "chat", "template": '[{"role": "user",\n "content": }]'})
+        assert r.status_code == 400 and "not valid JSON at line 2, column 13" in r.text
+        assert "&#34;content&#34;: }]</textarea>" in r.text
+        r = c.post("/prompts/new", data={"name": "ui/bad", "type": "chat", "template": '{"role": "user"}'})
+        assert r.status_code == 400 and "JSON list of messages" in r.text
+        r = c.post("/prompts/new", data={"name": "ui/bad", "type": "chat", "template": '[{"content": "x"}]'})
+        assert r.status_code == 400 and "needs a role" in r.text
+        r = c.post("/prompts/new", data={"name": "ui/bad", "template": "x", "config": "{bad"})
+        assert r.status_code == 400 and "config is not valid JSON at line 1, column 2" in r.text
+        r = c.post("/prompts/new", data={"name": "ui/bad", "template": "x", "config": "[1]"})
+        assert r.status_code == 400 and "config must be an object" in r.text
+        r = c.post("/prompts/new", data={"name": "a/versions", "template": "x"})
+        assert r.status_code == 400 and "reserved" in r.text
+        assert api.get("/api/v1/prompts/ui/bad").status_code == 404
+
+
+def test_creating_needs_a_member_or_admin_key(prompts: LiveServer) -> None:
+    store, pid = prompts.store, prompts.keys.project_id
+    member = store.projects.create_key(pid, role="member").secret_key
+    viewer = store.projects.create_key(pid, role="viewer").secret_key
+    th = _remote_server(store)
+    try:
+        with httpx.Client(base_url=th.url, timeout=30, headers={"accept": "text/html"}) as c:
+            c.post("/login", data={"secret_key": viewer})
+            assert "New prompt" not in c.get("/prompts").text
+            assert "New version" not in c.get("/prompts/qa-prompt").text
+            for path in ("/prompts/new", "/prompts/qa-prompt/versions/new"):
+                assert c.get(path).status_code == 403
+                r = c.post(path, data={"name": "ui/viewer", "template": "x"})
+                assert r.status_code == 403 and "a key with role &#39;viewer&#39; cannot change prompts" in r.text
+            c.cookies.clear()
+            c.post("/login", data={"secret_key": member})
+            r = c.post("/prompts/new", data={"name": "ui/member", "template": "x"}, follow_redirects=False)
+            assert r.status_code == 303
+            # A member cannot point the protected production label at it: the API's message.
+            r = c.post("/prompts/qa-prompt/versions/new", data={"type": "chat", "template": MSGS,
+                                                                "labels": "production"})
+            assert r.status_code == 403 and "protected" in r.text
+        with prompts.client() as api:
+            assert api.get("/api/v1/prompts/ui/viewer").status_code == 404
+            assert api.get("/api/v1/prompts/ui/member/versions/1").json()["created_by"] is not None
+            assert api.get("/api/v1/prompts/qa-prompt").json()["latest_version"] == 3
+    finally:
+        th.stop()
+
+
+def test_created_content_is_escaped(prompts: LiveServer) -> None:
+    with ui(prompts) as c:
+        r = c.post("/prompts/new", data={"name": "ui/xss", "template": XSS_TEMPLATE, "commit_message": XSS_COMMIT,
+                                         "tags": XSS_TAG, "config": '{"<k>": "<v onclick=alert(3)>"}'},
+                   follow_redirects=False)
+        assert r.status_code == 303, r.text[:2000]
+        pages = [c.get(r.headers["location"]).text, c.get("/prompts/ui/xss/versions/new").text,
+                 c.post("/prompts/new", data={"name": XSS_NAME, "template": XSS_TEMPLATE + " {{",
+                                              "commit_message": XSS_COMMIT}).text]
+    for html in pages:
+        for bad in (XSS_TAG, XSS_COMMIT, XSS_NAME, "<script>alert('xss-template')", "<v onclick"):
+            assert bad not in html
+    assert "&lt;/pre&gt;&lt;script&gt;alert(" in pages[1]

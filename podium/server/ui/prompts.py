@@ -1,7 +1,7 @@
 """The prompt registry's pages: the list, a prompt (labels, versions with analytics, recent
 label moves), a version (template as chat bubbles, config as JSON), a side-by-side diff,
 moving and rolling back labels (each with a confirmation page), label history and the
-playground.
+playground, and the forms that create a prompt or a new version.
 
 Every read goes through the same repository as ``/api/v1/prompts``; every write through the
 same :class:`PromptRegistry` methods, with the viewer's role and key as the actor, so the
@@ -11,7 +11,8 @@ through the gateway with the viewer's key, limits and model allow-list, and is t
 
 Prompt names contain ``/`` (folders); as in the API, the words after a name
 (``versions``, ``labels``, ``history``, ``diff``) are reserved in names, so
-``/prompts/{name:path}/...`` routes are declared before the plain ``/prompts/{name:path}``.
+``/prompts/{name:path}/...`` routes are declared before the plain ``/prompts/{name:path}``
+(and ``/prompts/new`` before both: a prompt named ``new`` is reached through the API).
 """
 
 from __future__ import annotations
@@ -119,6 +120,135 @@ async def save_protected_labels(request: Request) -> Response:
     return RedirectResponse("/settings?saved=prompts#prompt-settings", status_code=303)
 
 
+# --- creating prompts and versions --------------------------------------------------------------------
+
+
+def _json_field(raw: str, label: str, errors: list[str]) -> Any:
+    """Parse a JSON form field; a mistake becomes a message with its line and column."""
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        pos = f" at line {e.lineno}, column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        errors.append(f"{label} is not valid JSON{pos}: {getattr(e, 'msg', str(e))}")
+        return None
+
+
+def _split_list(raw: str) -> list[str]:
+    return [x.strip() for x in raw.replace("\n", ",").split(",") if x.strip()]
+
+
+def _create_body(form: dict[str, str], *, new: bool) -> tuple[dict[str, Any], list[str]]:
+    """The registry's create body (the same one ``POST /api/v1/prompts`` takes) from the form."""
+    errors: list[str] = []
+    type_ = form.get("type", "text")
+    if type_ not in ("text", "chat"):
+        errors.append(f"type must be text or chat, got {type_!r}")
+    raw = form.get("template", "")
+    template: Any = raw
+    if type_ == "chat":
+        template = _json_field(raw, "the chat template", errors)
+        if template is not None and not isinstance(template, list):
+            errors.append('the chat template must be a JSON list of messages such as '
+                          '[{"role": "system", "content": "You are helpful"}, {"role": "user", "content": "{{question}}"}]')
+    body: dict[str, Any] = {"prompt": template, "type": type_,
+                            "template_format": form.get("template_format", "").strip() or "mustache"}
+    if new:
+        body["name"] = form.get("name", "").strip()
+    config_raw = form.get("config", "").strip()
+    if config_raw:
+        config = _json_field(config_raw, "config", errors)
+        if config is not None:
+            body["config"] = config  # the registry says what is wrong with a non-object
+    tags = _split_list(form.get("tags", ""))
+    if tags or not new:  # a new version sends its tags field (emptied: the prompt's tags are removed)
+        body["tags"] = tags
+    labels = _split_list(form.get("labels", ""))
+    if labels:
+        body["labels"] = labels
+    commit = form.get("commit_message", "").strip()
+    if commit:
+        body["commit_message"] = commit
+    base = form.get("base_version", "").strip()
+    if new:
+        body["base_version"] = 0  # a new prompt: an existing name answers 409, nothing is versioned by mistake
+    elif base.isdigit() and len(base) < 10:
+        body["base_version"] = int(base)  # the version the form was filled from: a stale form answers 409
+    return body, errors
+
+
+def _editor(request: Request, *, status: int = 200, **ctx: Any) -> HTMLResponse:
+    ctx.setdefault("error", None)
+    ctx.setdefault("prompt", None)
+    return page(request, "prompt_new.html", status=status, nav="prompts", **ctx)
+
+
+@router.get("/prompts/new", response_class=HTMLResponse)
+def new_prompt_form(request: Request) -> HTMLResponse:
+    _viewer(request, PROMPT_WRITE_ROLES, "change prompts")
+    form = {"type": _get(request, "type") or "text", "base_version": "0", "template_format": "mustache"}
+    return _editor(request, form=form)
+
+
+@router.post("/prompts/new", response_class=HTMLResponse)
+async def new_prompt(request: Request) -> Response:
+    """Create a prompt through the same registry call as ``POST /api/v1/prompts``."""
+    check_origin(request)
+    v = _viewer(request, PROMPT_WRITE_ROLES, "change prompts")
+    form = await _form(request)
+    return await _save_version(request, v, form, name=None)
+
+
+async def _save_version(request: Request, v: Viewer, form: dict[str, str], *, name: str | None) -> Response:
+    body, errors = _create_body(form, new=name is None)
+    status = 400
+    if not errors:
+        try:
+            ver = await run_in_threadpool(_reg(request).create_version, v.project_id, body, role=v.role,
+                                          actor=v.actor, name=name)
+        except PodiumError as e:
+            errors.append(e.message)
+            status = e.status_code
+        else:
+            return RedirectResponse(f"{prompt_path(ver['name'])}/versions/{ver['version']}?created=1",
+                                    status_code=303)
+    prompt = None
+    if name is not None:
+        prompt = await run_in_threadpool(_repo(request).get_prompt, v.project_id, name)
+    return _editor(request, status=status, form=form, prompt=prompt, error="; ".join(errors))
+
+
+@router.get("/prompts/{name:path}/versions/new", response_class=HTMLResponse)
+def new_version_form(request: Request, name: str) -> HTMLResponse:
+    """A new version, pre-filled with the latest one's template, config, tags and format."""
+    v = _viewer(request, PROMPT_WRITE_ROLES, "change prompts")
+    repo = _repo(request)
+    try:
+        prompt = repo.get_prompt(v.project_id, name)
+    except NotFound as e:
+        raise UiError(404, "Prompt not found", e.message)
+    ver = repo.get_version(v.project_id, name, prompt["latest_version"])
+    template = ver["prompt"]
+    form = {
+        "type": ver["type"],
+        "template": template if isinstance(template, str) else json.dumps(template, indent=2, ensure_ascii=False),
+        "config": json.dumps(ver["config"], indent=2, ensure_ascii=False) if ver.get("config") else "",
+        "tags": ", ".join(prompt["tags"]),
+        "template_format": ver.get("template_format") or "mustache",
+        "base_version": str(prompt["latest_version"]),
+    }
+    return _editor(request, form=form, prompt=prompt)
+
+
+@router.post("/prompts/{name:path}/versions/new", response_class=HTMLResponse)
+async def new_version(request: Request, name: str) -> Response:
+    """A new version, through the same registry call as ``POST /api/v1/prompts/{name}/versions``."""
+    check_origin(request)
+    v = _viewer(request, PROMPT_WRITE_ROLES, "change prompts")
+    form = await _form(request)
+    form.pop("name", None)
+    return await _save_version(request, v, form, name=name)
+
+
 # --- versions ----------------------------------------------------------------------------------------
 
 
@@ -217,7 +347,8 @@ def version_page(request: Request, name: str, version: str) -> HTMLResponse:
     return page(request, "prompt_version.html", nav="prompts", ver=ver, prompt=prompt,
                 stats=stats[0] if stats else None, config_json=pretty_json(ver.get("config") or {}),
                 labels_sorted=_labels_sorted(prompt["labels"]),
-                label_names=[lb for lb in prompt["labels"] if lb != "latest"])
+                label_names=[lb for lb in prompt["labels"] if lb != "latest"],
+                created=_get(request, "created") is not None)
 
 
 # --- diff --------------------------------------------------------------------------------------------
