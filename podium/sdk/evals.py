@@ -33,42 +33,16 @@ import httpx
 
 from podium.core.datasets import Dataset, DatasetItem, items_from_records, parse_dataset_file
 from podium.errors import (
-    BadRequest,
     ConfigurationError,
-    Conflict,
-    Forbidden,
     NotFound,
-    PayloadTooLarge,
-    PodiumError,
     ServiceUnavailable,
-    Unauthorized,
-    ValidationFailed,
 )
+from podium.sdk.responses import error_from_response
 
 __all__ = ["EvalClient", "create_dataset", "evaluate", "get_dataset"]
 
-_ERRORS: dict[int, type[PodiumError]] = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: PayloadTooLarge,
-}
 _UPLOAD_CHUNK = 2000
 
-
-def _error(r: httpx.Response) -> PodiumError:
-    code = None
-    try:
-        err = r.json()["error"]
-        message, details, code = str(err["message"]), list(err.get("details") or []), err.get("code")
-    except Exception:
-        message, details = f"HTTP {r.status_code}: {r.text[:200]}", []
-    cls = _ERRORS.get(r.status_code)
-    if cls is None:
-        cls = ServiceUnavailable if r.status_code >= 500 or r.status_code == 429 else BadRequest
-    if cls is BadRequest and code == "validation_error":
-        cls = ValidationFailed
-    e = cls(message, details=details)
-    if code:
-        e.code = code
-    return e
 
 
 def _items(items: Any) -> list[DatasetItem]:
@@ -123,7 +97,7 @@ class EvalClient:
                 if r.status_code < 400:
                     return r.json() if r.content else None
                 if r.status_code not in (429, 500, 502, 503, 504) or attempt >= n:
-                    raise _error(r)
+                    raise error_from_response(r)
             attempt += 1
             time.sleep(min(4.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
 

@@ -45,19 +45,15 @@ from podium.core.prompts import (
     parse_prompt_uri,
 )
 from podium.errors import (
-    BadRequest,
     ConfigurationError,
-    Conflict,
-    Forbidden,
     NotFound,
-    PayloadTooLarge,
     PodiumError,
     ServiceUnavailable,
-    Unauthorized,
     ValidationFailed,
 )
 from podium.sdk.client import get_client
 from podium.sdk.context import CURRENT_ATTRIBUTES
+from podium.sdk.responses import error_from_response
 
 __all__ = ["DEFAULT_TTL", "PromptClient", "create_prompt", "get_prompt"]
 
@@ -67,9 +63,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_TTL = 60.0
 #: After a failed fetch, wait this long before asking the server again (background or cold).
 RETRY_INTERVAL = 5.0
-_ERRORS: dict[int, type[PodiumError]] = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: PayloadTooLarge,
-}
 
 
 @dataclass(slots=True)
@@ -289,7 +282,7 @@ class PromptClient:
                 if r.status_code < 400:
                     return r.json() if r.content else None
                 if r.status_code not in (429, 500, 502, 503, 504) or attempt >= retries:
-                    raise _error(r)
+                    raise error_from_response(r)
             attempt += 1
             time.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
@@ -376,21 +369,6 @@ def _after_fork(client: PromptClient | None) -> None:
     if client is not None:
         client._after_fork()
 
-
-def _error(r: httpx.Response) -> PodiumError:
-    """The server's error as the matching :mod:`podium.errors` class."""
-    code = None
-    try:
-        err = r.json()["error"]
-        message, details, code = str(err["message"]), list(err.get("details") or []), err.get("code")
-    except Exception:
-        message, details = f"HTTP {r.status_code}: {r.text[:200]}", []
-    cls = _ERRORS.get(r.status_code)
-    if cls is None:
-        cls = ServiceUnavailable if r.status_code >= 500 or r.status_code == 429 else BadRequest
-    if cls is BadRequest and code == "validation_error":
-        cls = ValidationFailed
-    return cls(message, details=details)
 
 
 def _reason(e: BaseException) -> str:

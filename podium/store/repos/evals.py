@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import difflib
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from podium.core.datasets import DatasetItem, content_hash
 from podium.errors import Conflict, NotFound
 from podium.store import tables as t
+from podium.store.repos._tx import locked_write
 from podium.store.repos.traces import Page, _bad_cursor, decode_cursor, encode_cursor
 
 __all__ = ["EvalRepo", "ExperimentFilter"]
@@ -35,7 +34,6 @@ __all__ = ["EvalRepo", "ExperimentFilter"]
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
-_RETRIES = 50
 _CHUNK = 500
 
 
@@ -79,23 +77,7 @@ class EvalRepo:
 
     # --- plumbing ------------------------------------------------------------------------------
     def _write(self, fn: Callable[[Connection], R]) -> R:
-        for attempt in range(_RETRIES):
-            try:
-                with self._engine.connect() as conn:
-                    if conn.dialect.name == "sqlite":
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    try:
-                        result = fn(conn)
-                    except BaseException:
-                        conn.rollback()
-                        raise
-                    conn.commit()
-                    return result
-            except (IntegrityError, OperationalError) as e:
-                if attempt == _RETRIES - 1:
-                    raise Conflict("the dataset is being changed by several writers at once; retry") from e
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise AssertionError("unreachable")  # pragma: no cover
+        return locked_write(self._engine, fn, what="the dataset")
 
     def _no_dataset(self, conn: Connection, project_id: str, name: str) -> NotFound:
         d = t.dataset.c

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -36,17 +34,16 @@ from sqlalchemy import (
     union,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
 
 from podium.errors import Conflict, NotFound
 from podium.store import tables as t
+from podium.store.repos._tx import locked_write
 from podium.store.repos.traces import Page, _bad_cursor, decode_cursor, encode_cursor
 
 __all__ = ["PromptRepo"]
 
 logger = logging.getLogger(__name__)
 
-_RETRIES = 50
 _LATEST = "latest"
 R = TypeVar("R")
 
@@ -76,27 +73,7 @@ class PromptRepo:
 
     # --- plumbing -------------------------------------------------------------------------------
     def _write(self, fn: Callable[[Connection], R]) -> R:
-        """Run ``fn`` in a transaction, retrying when a concurrent writer took the same number."""
-        for attempt in range(_RETRIES):
-            try:
-                with self._engine.connect() as conn:
-                    if conn.dialect.name == "sqlite":
-                        # Take the write lock before reading, so what the transaction reads (the
-                        # latest version, a label's current target) is what it writes over.
-                        conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    try:
-                        result = fn(conn)
-                    except BaseException:
-                        conn.rollback()
-                        raise
-                    conn.commit()
-                    return result
-            except (IntegrityError, OperationalError) as e:
-                if attempt == _RETRIES - 1:
-                    raise Conflict("the prompt is being changed by many writers at once; retry in a moment") from e
-                logger.debug("prompt write conflict (attempt %d): %s", attempt + 1, e.__class__.__name__)
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise AssertionError("unreachable")  # pragma: no cover
+        return locked_write(self._engine, fn, what="the prompt")
 
     def _lock_prompt(self, conn: Connection, project_id: str, name: str) -> Any:
         p = t.prompt.c
