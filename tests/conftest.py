@@ -21,6 +21,8 @@ import httpx
 import pytest
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported anywhere
+# The CI case: no TTY, 80 columns. CLI output must not depend on the terminal (paths never wrapped).
+os.environ["COLUMNS"] = "80"
 
 PG_URL = os.environ.get("PODIUM_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 

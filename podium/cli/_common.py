@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 
 __all__ = ["api_call", "api_client", "console", "err_console", "open_store", "print_json", "server_extra_missing"]
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a line longer than the terminal is left for the terminal to wrap, never broken
+# by rich, so paths, ids, keys and URLs stay copyable (and tests pass at COLUMNS=80 or no TTY).
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def server_extra_missing(exc: ImportError) -> typer.Exit:

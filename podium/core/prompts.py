@@ -228,7 +228,10 @@ def _jinja_env() -> Any:
         raise ValidationFailed(
             "template_format 'jinja2' needs the jinja2 package: pip install jinja2 (or use 'mustache')"
         ) from e
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    # Nunjucks' (promptfoo's) name for Jinja2's tojson, so suites written for promptfoo render
+    env.filters["dump"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent, default=str)
+    return env
 
 
 @dataclass(frozen=True, slots=True)

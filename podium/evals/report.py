@@ -1,13 +1,16 @@
-"""Reports of a suite run: JSON (everything), JUnit XML (CI test tabs) and a self-contained HTML
-page (inline CSS and SVG charts; no scripts, fonts, images or links to anything outside the file).
+"""Reports of a suite run: JSON (everything), YAML (the same), JUnit XML (CI test tabs), CSV (a row
+per item, as promptfoo's ``outputPath: output.csv``) and a self-contained HTML page (inline CSS
+and SVG charts; no scripts, fonts, images or links to anything outside the file).
 
-``write_report(result, path)`` picks the format from the file name: ``.json``, ``.xml``
-(JUnit) or ``.html``.
+``write_report(result, path)`` picks the format from the file name: ``.json``, ``.yaml``/``.yml``,
+``.xml`` (JUnit), ``.csv`` or ``.html``.
 """
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -15,7 +18,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_html", "render_json", "render_junit", "write_report"]
+__all__ = ["REPORT_SUFFIXES", "render_csv", "render_html", "render_json", "render_junit", "write_report"]
+
+REPORT_SUFFIXES = (".json", ".yaml", ".yml", ".xml", ".csv", ".html", ".htm")
 
 
 def _dumps(obj: Any) -> str:
@@ -61,6 +66,34 @@ def _failures(item: Mapping[str, Any]) -> list[str]:
         elif s.get("passed") is False:
             out.append(f"{name}: failed" + (f": {s['explanation']}" if s.get("explanation") else ""))
     return out
+
+
+def render_csv(result: Mapping[str, Any]) -> str:
+    """A row per (variant, item, repetition): prompt, provider, description, vars, output, verdict, reasons."""
+    names: list[str] = []
+    for exp in result["experiments"]:
+        for it in exp["items"]:
+            inp = it.get("input")
+            for k in (inp if isinstance(inp, Mapping) else {}):
+                if k not in names:
+                    names.append(str(k))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["prompt", "provider", "description", *names, "output", "pass", "score", "latency_ms", "reason"])
+    for exp in result["experiments"]:
+        for it in exp["items"]:
+            inp = it.get("input") if isinstance(it.get("input"), Mapping) else {}
+            verdict = "ERROR" if it.get("error") and it.get("passed") is None else (
+                "PASS" if it.get("passed") else "FAIL")
+            out = it.get("output")
+            w.writerow([exp["variant"]["prompt"], exp["variant"]["provider"],
+                        (it.get("metadata") or {}).get("description", ""),
+                        *[_text(inp.get(k), 10_000) if k in inp else "" for k in names],
+                        "" if out is None else _text(out, 100_000), verdict,
+                        "" if it.get("weighted_score") is None else round(it["weighted_score"], 4),
+                        "" if it.get("latency_ms") is None else round(it["latency_ms"], 1),
+                        "; ".join(_failures(it)) or (it.get("error") or "")])
+    return buf.getvalue()
 
 
 def render_junit(result: Mapping[str, Any]) -> str:
@@ -292,17 +325,23 @@ def render_html(result: Mapping[str, Any]) -> str:
 
 
 def write_report(result: Mapping[str, Any], path: str | Path) -> str:
-    """Write ``result`` to ``path`` as JSON, JUnit XML or HTML (by suffix); returns the format."""
+    """Write ``result`` to ``path`` as JSON, YAML, JUnit XML, CSV or HTML (by suffix); returns the format."""
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".json":
         text, fmt = render_json(result), "json"
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        text, fmt = yaml.safe_dump(json.loads(render_json(result)), sort_keys=False, allow_unicode=True), "yaml"
+    elif suffix == ".csv":
+        text, fmt = render_csv(result), "csv"
     elif suffix == ".xml":
         text, fmt = render_junit(result), "junit"
     elif suffix in (".html", ".htm"):
         text, fmt = render_html(result), "html"
     else:
-        raise ValueError(f"{p.name}: name the report .json, .xml (JUnit) or .html")
+        raise ValueError(f"{p.name}: name the report .json, .yaml, .xml (JUnit), .csv or .html")
     if p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(text, encoding="utf-8")

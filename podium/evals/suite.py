@@ -36,20 +36,29 @@
       - {metric: rouge-l, min: 0.5, stat: low}  # mean (default), low or high end of the 95% CI
       - no_regression: {label: main, tolerance: 0.0}   # or {run: EXPERIMENT_OR_RUN_ID}
 
+promptfoo's own configs run as they are (docs/evals.md has the compatibility table):
+``openai:chat:MODEL`` / ``openai:MODEL`` providers (a gateway model, or a server of your own with
+``config.apiBaseUrl``), ``javascript`` and inline ``python`` assertions, ``assertionTemplates`` with
+``$ref``, Nunjucks templates (``{{ name | upper }}``), ``transform`` (provider, test, assertion),
+``---``-separated prompt files, ``outputPath`` and ``env``.
+
 Loading checks everything before anything runs and raises :class:`SuiteError` (exit code 2)
-with the file and line: malformed YAML, unknown keys, unknown assertion types (listing the
-known ones), bad parameters, prompt variables a test does not set.
+with the file and line: malformed YAML, unknown keys (none is ignored), unknown assertion types
+(listing the known ones), bad parameters, prompt variables a test does not set; running checks
+that every gateway model exists before the first call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,14 +69,17 @@ from podium.core.datasets import DatasetItem, items_from_records
 from podium.core.prompts import Prompt
 from podium.errors import ConfigurationError, PodiumError
 from podium.evals import analysis
+from podium.evals.code import CodeError, CodeRuntimeError
 from podium.evals.scorers import Scorer, ScorerConfigError, scorer_from_assertion, scorer_specs, scorer_types
 from podium.evals.tasks import HttpTask, PromptTask, TaskContext, TaskError, TaskOutput, item_variables
+from podium.evals.transform import Transform, TransformedScorer
 
 __all__ = [
     "Gate",
     "Suite",
     "SuiteError",
     "Variant",
+    "check_models",
     "evaluate_gates",
     "load_suite",
     "parse_suite",
@@ -75,10 +87,23 @@ __all__ = [
 
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TOP_KEYS = {"description", "name", "prompts", "providers", "defaultTest", "tests", "dataset", "options", "gates",
-             "scorers", "evaluateOptions", "sharing", "outputPath", "env"}
+             "scorers", "evaluateOptions", "sharing", "outputPath", "env", "assertionTemplates"}
 _TEST_KEYS = {"description", "vars", "assert", "expected", "threshold", "metadata", "options", "id", "split"}
+_DEFAULT_TEST_KEYS = {"vars", "assert", "options", "threshold", "metadata"}
+_TEST_OPTION_KEYS = {"transform", "provider", "threshold"}
 _OPTION_KEYS = {"repeat", "maxConcurrency", "timeout", "maxRetries", "rpm", "cache"}
 _GATE_STATS = ("mean", "low", "high")
+_REPORT_SUFFIXES = (".json", ".xml", ".html", ".htm", ".csv", ".yaml", ".yml")
+# Nunjucks/Jinja syntax beyond {{var}}: a filter, a statement or a comment
+_NUNJUCKS = re.compile(r"\{\{[^{}]*\|[^{}]*\}\}|\{%|\{#|\{\{[^{}]*[.\[(][^{}]*\}\}")
+_PROMPT_SEPARATOR = re.compile(r"\n-{3,}\n")
+# promptfoo provider ids that name a chat model: openai:chat:MODEL, openai:MODEL (and Podium's own prefixes)
+_CHAT_PREFIXES = ("podium:", "gateway:", "openai:chat:", "openai:")
+_NOT_CHAT = ("completion", "embedding", "embeddings", "assistant", "realtime", "image", "transcription", "moderation")
+_CONNECTION_KEYS = {"apiKey", "apiKeyEnvar", "apiBaseUrl", "apiHost"}
+_PROVIDER_KEYS = {"gateway": {"id", "label", "type", "model", "config", "transform"},
+                  "http": {"id", "label", "type", "url", "method", "headers", "body", "output", "transform", "config"},
+                  "python": {"id", "label", "type", "function", "transform", "config"}}
 
 
 class SuiteError(ConfigurationError):
@@ -180,6 +205,7 @@ class PromptSpec:
     label: str
     prompt: Any  # template string, chat messages, or "prompts:/..." reference
     line: int | None = None
+    template_format: str = "mustache"  # "jinja2" for Nunjucks-style templates
 
 
 @dataclass
@@ -190,6 +216,9 @@ class ProviderSpec:
     config: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
     line: int | None = None
+    transform: str | None = None
+    endpoint: str | None = None  # an OpenAI-compatible base URL called directly (promptfoo's apiBaseUrl)
+    secret: str | None = field(default=None, repr=False)  # its key: used, never stored
 
 
 @dataclass
@@ -198,6 +227,8 @@ class TestCase:
     asserts: list[tuple[dict[str, Any], int | None]]
     threshold: float | None
     line: int | None
+    transform: str | None = None
+    judge: str | None = None
 
 
 @dataclass
@@ -249,6 +280,8 @@ class Suite:
     default_judge: str | None = None
     base_dir: Path = field(default_factory=Path.cwd)
     default_asserts: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
+    output_paths: list[Path] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def variants(self) -> list[Variant]:
@@ -270,7 +303,9 @@ class Suite:
         templated with its vars)."""
         case = next((c for c in self.tests if c.item.id == item.id), None)
         asserts = [*self.default_asserts, *(case.asserts if case else [])]
-        return [_build_assert(a, item, self.path, line, self.base_dir, self.default_judge) for a, line in asserts]
+        judge = (case.judge if case else None) or self.default_judge
+        transform = case.transform if case else None
+        return [_build_assert(a, item, self.path, line, self.base_dir, judge, transform) for a, line in asserts]
 
     def pass_thresholds(self) -> dict[str, float]:
         return {c.item.id: c.threshold for c in self.tests if c.threshold is not None}
@@ -305,8 +340,17 @@ def parse_suite(text: str, *, path: str | None = None, base_dir: Path | None = N
 
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
-        raise err(f"unknown key {unknown[0]!r}; a suite has: {', '.join(sorted(_TOP_KEYS - {'sharing', 'outputPath', 'env', 'evaluateOptions'}))}",
+        raise err(f"unknown key {unknown[0]!r} (Podium ignores no key); a suite has: {', '.join(sorted(_TOP_KEYS))}",
                   data, unknown[0])
+    if data.get("sharing") not in (None, False):
+        raise err("`sharing` uploads results to promptfoo's cloud, which Podium never does: results are on your "
+                  "Podium server; remove it or set it to false", data, "sharing")
+    templates = data.get("assertionTemplates") or {}
+    if not isinstance(templates, dict) or not all(isinstance(v, dict) for v in templates.values()):
+        raise err("`assertionTemplates` maps names to assertions ({type, value, ...}), used as "
+                  "$ref: '#/assertionTemplates/NAME'", data, "assertionTemplates")
+    env = _env(data, err)
+    output_paths = _output_paths(data, base, err)
     name = data.get("name") or data.get("description") or Path(path).stem
     if not isinstance(name, str) or not name.strip():
         raise err("`description` must be a string", data, "description")
@@ -328,25 +372,28 @@ def parse_suite(text: str, *, path: str | None = None, base_dir: Path | None = N
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
             raise err(f"options.{k} must be a number > 0", data.get("options"), k)
     prompts = _prompts(data, path, base, err)
-    providers = _providers(data, err)
+    providers = _providers(data, path, err)
     default = data.get("defaultTest") or {}
     if not isinstance(default, dict):
         raise err("`defaultTest` must be a mapping (vars, assert, options)", data, "defaultTest")
-    dopts = default.get("options") or {}
-    default_judge = dopts.get("provider") if isinstance(dopts, dict) else None
-    if isinstance(default_judge, dict):
-        default_judge = default_judge.get("id")
+    bad = sorted(set(default) - _DEFAULT_TEST_KEYS)
+    if bad:
+        raise err(f"unknown defaultTest key {bad[0]!r}; defaultTest has: {', '.join(sorted(_DEFAULT_TEST_KEYS))}",
+                  default, bad[0])
+    dopts = _test_options(default, path, _line(data, "defaultTest"))
+    default_judge = dopts.get("provider")
     dataset = data.get("dataset")
     if dataset is not None and not isinstance(dataset, str):
         raise err("`dataset` is a server dataset name, NAME or NAME@VERSION", data, "dataset")
-    tests = _tests(data, default, path, base, err)
-    defaults = _assert_list(default.get("assert"), path, _line(default, "assert"))
-    defaults += _assert_list(data.get("scorers"), path, _line(data, "scorers"))
+    tests = _tests(data, default, path, base, err, templates)
+    defaults = _assert_list(default.get("assert"), path, _line(default, "assert"), templates)
+    defaults += _assert_list(data.get("scorers"), path, _line(data, "scorers"), templates)
     if not tests and dataset is None:
         raise err("the suite has no tests: add `tests:` (or `dataset:` to use a server dataset)", data)
     suite = Suite(name=name, path=path, description=data.get("description"), prompts=prompts, providers=providers,
                   tests=tests, dataset=dataset, options=options, gates=_gates(data, err),
-                  default_judge=default_judge, base_dir=base, default_asserts=defaults)
+                  default_judge=default_judge, base_dir=base, default_asserts=defaults,
+                  output_paths=output_paths, env=env)
     # Build every assertion once now: unknown types and bad parameters fail before anything runs.
     for t in tests:
         suite.scorers_for(t.item)
@@ -355,8 +402,79 @@ def parse_suite(text: str, *, path: str | None = None, base_dir: Path | None = N
         probe = DatasetItem(id="probe", input={})
         for a, line in defaults:
             if "{{" not in str(a.get("value", "")):
-                _build_assert(a, probe, path, line, base, default_judge)
+                _build_assert(a, probe, path, line, base, default_judge, dopts.get("transform"))
+    for pr in providers:
+        if pr.transform:
+            _transform(pr.transform, base, path, pr.line)
     return suite
+
+
+def _env(data: dict[str, Any], err: Callable[..., SuiteError]) -> dict[str, str]:
+    env = data.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(v, str | int | float | bool) for v in env.values()):
+        raise err("`env` maps environment variable names to values (set while the suite runs)", data, "env")
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _output_paths(data: dict[str, Any], base: Path, err: Callable[..., SuiteError]) -> list[Path]:
+    raw = data.get("outputPath")
+    if raw is None:
+        return []
+    paths = [raw] if isinstance(raw, str) else raw
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        raise err("`outputPath` is a file name or a list of them (results.json, .csv, .yaml, .html, .xml)", data,
+                  "outputPath")
+    out = []
+    for p in paths:
+        fp = Path(p)
+        if fp.suffix.lower() not in _REPORT_SUFFIXES:
+            raise err(f"outputPath {p!r}: name it .json, .csv, .yaml, .html or .xml (JUnit)", data, "outputPath")
+        out.append(fp if fp.is_absolute() else (base / fp).resolve())
+    return out
+
+
+def _test_options(t: Mapping[str, Any], path: str, line: int | None) -> dict[str, Any]:
+    """A test's (or defaultTest's) ``options``: transform, provider (the judge), threshold."""
+    opts = t.get("options") or {}
+    where = _line(t, "options") or line
+    if not isinstance(opts, dict):
+        raise SuiteError("a test's `options` is a mapping (transform, provider, threshold)", path=path, line=where)
+    bad = sorted(set(opts) - _TEST_OPTION_KEYS)
+    if bad:
+        raise SuiteError(f"unknown test option {bad[0]!r}; Podium supports: {', '.join(sorted(_TEST_OPTION_KEYS))}",
+                         path=path, line=_line(opts, bad[0]) or where)
+    out = dict(opts)
+    judge = out.get("provider")
+    if isinstance(judge, dict):
+        judge = judge.get("id")
+    if judge is not None:
+        out["provider"] = _chat_model(str(judge), path, where)
+    if out.get("transform") is not None and not isinstance(out["transform"], str):
+        raise SuiteError("`options.transform` is JavaScript (an expression or file://x.js) or file://x.py",
+                         path=path, line=where)
+    return out
+
+
+def _transform(source: str, base: Path, path: str | None, line: int | None) -> Transform:
+    try:
+        return Transform(source, base=base)
+    except CodeError as e:
+        raise SuiteError(e.message, path=path, line=line) from None
+
+
+def _chat_model(pid: str, path: str | None, line: int | None) -> str:
+    """The gateway model a provider id names: ``openai:chat:M``, ``openai:M``, ``podium:M`` or ``M``."""
+    for prefix in _CHAT_PREFIXES:
+        if pid.startswith(prefix):
+            rest = pid[len(prefix):]
+            kind = rest.split(":", 1)[0]
+            if prefix == "openai:" and kind in _NOT_CHAT:
+                raise SuiteError(f"provider {pid!r}: Podium evaluates chat models; use openai:chat:MODEL",
+                                 path=path, line=line)
+            if not rest:
+                raise SuiteError(f"provider {pid!r} names no model (openai:chat:MODEL)", path=path, line=line)
+            return rest
+    return pid
 
 
 def _prompts(data: dict[str, Any], path: str, base: Path, err: Callable[..., SuiteError]) -> list[PromptSpec]:
@@ -391,30 +509,50 @@ def _prompts(data: dict[str, Any], path: str, base: Path, err: Callable[..., Sui
             body = json.loads(text) if fp.suffix == ".json" else text
             if not isinstance(p, dict):
                 label = fp.stem
-        if isinstance(body, str) and body.startswith("prompts:/"):
-            if not isinstance(p, dict):
-                label = body[len("prompts:/"):]
-        elif isinstance(body, str):
-            try:
-                Prompt(name="prompt", prompt=body)
-            except PodiumError as e:
-                raise SuiteError(str(e), path=path, line=line) from None
-        elif isinstance(body, list):
-            try:
-                Prompt(name="prompt", prompt=[dict(m) for m in body], type="chat")
-            except (PodiumError, TypeError, ValueError) as e:
-                raise SuiteError(f"invalid chat prompt: {e}", path=path, line=line) from None
-        else:
-            raise SuiteError("a prompt is a template string, a list of chat messages, file://PATH or "
-                             "prompts:/NAME@LABEL", path=path, line=line)
-        out.append(PromptSpec(label, body, line))
+            if isinstance(body, str) and _PROMPT_SEPARATOR.search(body):
+                # promptfoo: prompts in one text file are separated by a line of dashes
+                parts = [x.strip("\n") for x in _PROMPT_SEPARATOR.split(body) if x.strip()]
+                for n, part in enumerate(parts, 1):
+                    out.append(_prompt_spec(f"{label}-{n}", part, path, line))
+                continue
+        if isinstance(body, str) and body.startswith("prompts:/") and not isinstance(p, dict):
+            label = body[len("prompts:/"):]
+        out.append(_prompt_spec(label, body, path, line))
     labels = [p.label for p in out]
     if len(set(labels)) != len(labels):
         raise err("two prompts have the same id; give each an `id`", data, "prompts")
     return out
 
 
-def _providers(data: dict[str, Any], err: Callable[..., SuiteError]) -> list[ProviderSpec]:
+def _template_format(body: Any) -> str:
+    texts = [body] if isinstance(body, str) else [str(m.get("content", "")) for m in body if isinstance(m, dict)]
+    return "jinja2" if any(_NUNJUCKS.search(t) for t in texts) else "mustache"
+
+
+def _prompt_spec(label: str, body: Any, path: str, line: int | None) -> PromptSpec:
+    """One prompt, checked now; Nunjucks-style templates render with Jinja2."""
+    fmt = "mustache"
+    if isinstance(body, str) and body.startswith("prompts:/"):
+        pass  # a registry version, fetched when the suite runs
+    elif isinstance(body, str):
+        fmt = _template_format(body)
+        try:
+            Prompt(name="prompt", prompt=body, template_format=fmt)
+        except PodiumError as e:
+            raise SuiteError(str(e), path=path, line=line) from None
+    elif isinstance(body, list):
+        try:
+            fmt = _template_format(body)
+            Prompt(name="prompt", prompt=[dict(m) for m in body], type="chat", template_format=fmt)
+        except (PodiumError, TypeError, ValueError, AttributeError) as e:
+            raise SuiteError(f"invalid chat prompt: {e}", path=path, line=line) from None
+    else:
+        raise SuiteError("a prompt is a template string, a list of chat messages, file://PATH or "
+                         "prompts:/NAME@LABEL", path=path, line=line)
+    return PromptSpec(label, body, line, fmt)
+
+
+def _providers(data: dict[str, Any], path: str, err: Callable[..., SuiteError]) -> list[ProviderSpec]:
     raw = data.get("providers")
     if raw is None:
         raw = LList(["local"])
@@ -426,36 +564,67 @@ def _providers(data: dict[str, Any], err: Callable[..., SuiteError]) -> list[Pro
     for i, p in enumerate(raw):
         line = _line(raw, i)
         if isinstance(p, str):
-            model = p.split(":", 1)[1] if p.startswith(("podium:", "gateway:")) else p
-            out.append(ProviderSpec(id=p, type="gateway", model=model, line=line))
+            out.append(ProviderSpec(id=p, type="gateway", model=_chat_model(p, path, line), line=line))
             continue
         if not isinstance(p, dict):
             raise err("a provider is a gateway model alias or a mapping with `id`", raw, i)
         kind = p.get("type") or ("http" if p.get("url") else "python" if p.get("function") else "gateway")
         if kind not in ("gateway", "http", "python"):
             raise err(f"unknown provider type {kind!r}: use gateway, http or python", raw, i)
+        bad = sorted(set(p) - _PROVIDER_KEYS[kind])
+        if bad:
+            raise SuiteError(f"unknown key {bad[0]!r} for a {kind} provider; it has: "
+                             f"{', '.join(sorted(_PROVIDER_KEYS[kind]))}", path=path, line=_line(p, bad[0]) or line)
         pid = str(p.get("id") or p.get("label") or p.get("model") or kind)
         cfg = p.get("config") or {}
         if not isinstance(cfg, dict):
             raise err("provider `config` must be a mapping (temperature, max_tokens, ...)", raw, i)
+        transform = p.get("transform")
+        if transform is not None and not isinstance(transform, str):
+            raise SuiteError("a provider's `transform` is JavaScript (an expression or file://x.js) or file://x.py",
+                             path=path, line=_line(p, "transform") or line)
+        label = str(p.get("label") or pid)
         if kind == "gateway":
-            model = p.get("model") or pid
-            out.append(ProviderSpec(id=pid, type=kind, model=str(model), config=dict(cfg), raw=dict(p), line=line))
+            model = str(p.get("model") or _chat_model(str(p.get("id") or pid), path, line))
+            params = {k: v for k, v in cfg.items() if k not in _CONNECTION_KEYS}
+            endpoint, secret = _connection(cfg, path, _line(p, "config") or line)
+            out.append(ProviderSpec(id=label, type=kind, model=model, config=params, raw=dict(p), line=line,
+                                    transform=transform, endpoint=endpoint, secret=secret))
         elif kind == "http":
             if not isinstance(p.get("url"), str):
                 raise err("an http provider needs `url`", raw, i)
-            out.append(ProviderSpec(id=pid, type=kind, config=dict(cfg), raw=dict(p), line=line))
+            out.append(ProviderSpec(id=label, type=kind, config=dict(cfg), raw=dict(p), line=line, transform=transform))
         else:
             if not isinstance(p.get("function"), str) or ":" not in p["function"]:
                 raise err("a python provider needs `function: file.py:name` (or module:name)", raw, i)
-            out.append(ProviderSpec(id=pid, type=kind, raw=dict(p), line=line))
+            out.append(ProviderSpec(id=label, type=kind, raw=dict(p), line=line, transform=transform))
     ids = [p.id for p in out]
     if len(set(ids)) != len(ids):
-        raise err("two providers have the same id; give each an `id`", data, "providers")
+        raise err("two providers have the same id; give each an `id` or `label`", data, "providers")
     return out
 
 
-def _assert_list(v: Any, path: str, line: int | None) -> list[tuple[dict[str, Any], int | None]]:
+def _connection(cfg: Mapping[str, Any], path: str, line: int | None) -> tuple[str | None, str | None]:
+    """promptfoo's connection settings: call an OpenAI-compatible server directly (never stored)."""
+    base = cfg.get("apiBaseUrl")
+    if base is None and cfg.get("apiHost"):
+        base = f"https://{cfg['apiHost']}/v1"
+    key = cfg.get("apiKey")
+    if cfg.get("apiKeyEnvar"):
+        key = os.environ.get(str(cfg["apiKeyEnvar"]))
+        if key is None:
+            raise SuiteError(f"config.apiKeyEnvar: the environment has no {cfg['apiKeyEnvar']}", path=path, line=line)
+    if base is None and key is not None:
+        raise SuiteError("config.apiKey without apiBaseUrl: Podium calls the model through its gateway with your "
+                         "Podium key, so put the provider's key in the gateway's config (gateway.yaml) and remove "
+                         "apiKey here, or set apiBaseUrl to call that server directly", path=path, line=line)
+    if base is not None and not (isinstance(base, str) and base.startswith(("http://", "https://"))):
+        raise SuiteError("config.apiBaseUrl must be an http(s) URL such as https://api.example.com/v1", path=path, line=line)
+    return base, (str(key) if key is not None else None)
+
+
+def _assert_list(v: Any, path: str, line: int | None,
+                 templates: Mapping[str, Any] | None = None) -> list[tuple[dict[str, Any], int | None]]:
     if v is None:
         return []
     if not isinstance(v, list):
@@ -464,6 +633,14 @@ def _assert_list(v: Any, path: str, line: int | None) -> list[tuple[dict[str, An
     out = []
     for i, a in enumerate(v):
         ln = _line(v, i)
+        if isinstance(a, dict) and "$ref" in a:
+            ref = a["$ref"]
+            prefix = "#/assertionTemplates/"
+            name = ref[len(prefix):] if isinstance(ref, str) and ref.startswith(prefix) else None
+            if name is None or name not in (templates or {}):
+                known = ", ".join(prefix + k for k in sorted(templates or {})) or "(none: add assertionTemplates)"
+                raise SuiteError(f"$ref {ref!r} names no assertion template; known: {known}", path=path, line=ln)
+            a = {**(templates or {})[name], **{k: x for k, x in a.items() if k != "$ref"}}
         if not isinstance(a, dict) or not isinstance(a.get("type"), str):
             raise SuiteError("an assertion is a mapping with a `type` (for example {type: icontains, value: Paris})",
                              path=path, line=ln)
@@ -524,7 +701,7 @@ def _file_tests(ref: str, base: Path, path: str, line: int | None) -> list[dict[
 
 
 def _tests(data: dict[str, Any], default: dict[str, Any], path: str, base: Path,
-           err: Callable[..., SuiteError]) -> list[TestCase]:
+           err: Callable[..., SuiteError], templates: Mapping[str, Any] | None = None) -> list[TestCase]:
     raw = data.get("tests")
     if raw is None:
         return []
@@ -537,7 +714,8 @@ def _tests(data: dict[str, Any], default: dict[str, Any], path: str, base: Path,
     dvars = default.get("vars") or {}
     if not isinstance(dvars, dict):
         raise err("`defaultTest.vars` must be a mapping", default, "vars")
-    dthreshold = (default.get("options") or {}).get("threshold") if isinstance(default.get("options"), dict) else None
+    dopts = _test_options(default, path, _line(data, "defaultTest"))
+    dthreshold = default.get("threshold", dopts.get("threshold"))
     expanded: list[tuple[Any, int | None]] = []
     for i, t in enumerate(raw):
         if isinstance(t, str) and t.startswith("file://"):
@@ -569,18 +747,20 @@ def _tests(data: dict[str, Any], default: dict[str, Any], path: str, base: Path,
             rec["expected"] = _plain(t["expected"])
         if t.get("split") is not None:
             rec["split"] = t["split"]
-        threshold = t.get("threshold", dthreshold)
+        topts = {**dopts, **_test_options(t, path, line)}
+        threshold = t.get("threshold", topts.get("threshold", dthreshold))
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)):
             raise SuiteError("`threshold` must be a number (the weighted score a test needs to pass)", path=path,
                              line=_line(t, "threshold") or line)
         records.append(rec)
-        asserts = _assert_list(t.get("assert"), path, _line(t, "assert") or line)
-        cases.append((asserts, threshold, _line(t) or line))
+        asserts = _assert_list(t.get("assert"), path, _line(t, "assert") or line, templates)
+        cases.append((asserts, threshold, _line(t) or line, topts.get("transform"), topts.get("provider")))
     try:
         items = items_from_records(records, where="tests", extra_to=None)
     except PodiumError as e:
         raise SuiteError(e.message, path=path, line=_line(data, "tests")) from None
-    return [TestCase(item, list(a), th, ln) for item, (a, th, ln) in zip(items, cases, strict=True)]
+    return [TestCase(item, list(a), th, ln, tr, judge)
+            for item, (a, th, ln, tr, judge) in zip(items, cases, strict=True)]
 
 
 def _plain(v: Any) -> Any:
@@ -645,6 +825,11 @@ def _gates(data: dict[str, Any], err: Callable[..., SuiteError]) -> list[Gate]:
 
 
 def _render(value: Any, variables: Mapping[str, Any], *, path: str | None, line: int | None) -> Any:
+    if isinstance(value, str) and _NUNJUCKS.search(value):
+        try:
+            return Prompt(name="assert", prompt=value, template_format="jinja2").compile(**variables)
+        except PodiumError as e:
+            raise SuiteError(f"the assertion's template: {e}", path=path, line=line) from None
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
             k = m.group(1)
@@ -665,11 +850,20 @@ def _judge_types() -> set[str]:
 
 
 def _build_assert(a: Mapping[str, Any], item: DatasetItem, path: str | None, line: int | None, base: Path,
-                  default_judge: str | None) -> Scorer:
+                  default_judge: str | None, test_transform: str | None = None) -> Scorer:
     variables = item_variables(item)
-    spec = {k: (_render(v, variables, path=path, line=line) if k == "value" else v) for k, v in a.items()}
-    t = str(spec.get("type", ""))
+    t = str(a.get("type", ""))
     bare = t[4:] if t.startswith("not-") else t
+    code = bare in ("javascript", "python")  # code is not a template: {{ }} may be JavaScript's own braces
+    spec = {k: (_render(v, variables, path=path, line=line) if k == "value" and not code else v)
+            for k, v in a.items() if k != "transform"}
+    own_transform = a.get("transform")
+    if own_transform is not None and not isinstance(own_transform, str):
+        raise SuiteError("an assertion's `transform` is JavaScript (an expression or file://x.js) or file://x.py",
+                         path=path, line=line)
+    if code and isinstance(spec.get("value"), str) and spec["value"].startswith("file://"):
+        rel = spec["value"][len("file://"):]
+        spec["value"] = "file://" + str(base / rel) if not Path(rel).is_absolute() else spec["value"]
     if bare == "python" and isinstance(spec.get("value"), str) and ".py:" in spec["value"]:
         file, _, fn = spec["value"].rpartition(":")
         if not Path(file).is_absolute():
@@ -677,11 +871,15 @@ def _build_assert(a: Mapping[str, Any], item: DatasetItem, path: str | None, lin
     if default_judge and bare in _judge_types() and "provider" not in spec:
         spec["provider"] = default_judge
     try:
-        return scorer_from_assertion(spec)
+        scorer = scorer_from_assertion(spec)
     except ScorerConfigError as e:
         raise SuiteError(e.message, path=path, line=line) from None
     except PodiumError as e:
         raise SuiteError(e.message, path=path, line=line) from None
+    sources = [x for x in (test_transform, own_transform) if x]
+    if not sources:
+        return scorer
+    return TransformedScorer(scorer, [_transform(x, base, path, line) for x in sources])
 
 
 def _check_vars(suite: Suite, case: TestCase, path: str) -> None:
@@ -689,7 +887,8 @@ def _check_vars(suite: Suite, case: TestCase, path: str) -> None:
     for p in suite.prompts:
         if isinstance(p.prompt, str) and p.prompt.startswith("prompts:/"):
             continue
-        pr = Prompt(name="prompt", prompt=p.prompt, type="chat" if isinstance(p.prompt, list) else "text")
+        pr = Prompt(name="prompt", prompt=p.prompt, type="chat" if isinstance(p.prompt, list) else "text",
+                    template_format=p.template_format)
         missing = [v for v in pr.variables if v not in variables]
         if missing:
             raise SuiteError(f"prompt {p.label!r} uses {', '.join('{{' + m + '}}' for m in missing)}, which this "
@@ -753,15 +952,42 @@ def build_task(variant: Variant, suite: Suite, *, base_url: str, api_key: str | 
                 raise SuiteError(f"prompt {p.prompt} uses {{{{{missing[0]}}}}}, which some tests do not set",
                                  path=suite.path, line=p.line)
         else:
-            prompt = Prompt(name=p.label, prompt=p.prompt, type="chat" if isinstance(p.prompt, list) else "text")
+            prompt = Prompt(name=p.label, prompt=p.prompt, type="chat" if isinstance(p.prompt, list) else "text",
+                            template_format=p.template_format)
     except SuiteError:
         raise
     except PodiumError as e:
         raise SuiteError(f"prompt {p.label!r}: {e.message}", path=suite.path, line=p.line) from None
+    task: Any
     if pr.type == "gateway":
-        return PromptTask(prompt, model=pr.model, base_url=base_url, api_key=api_key, params=pr.config,
-                          name=variant.prompt.label, cache=bool(suite.options.get("cache", False)))
-    return PromptedTask(prompt, pr, suite.base_dir)
+        task = PromptTask(prompt, model=pr.model, base_url=base_url, api_key=pr.secret if pr.endpoint else api_key,
+                          params=pr.config, name=variant.prompt.label, cache=bool(suite.options.get("cache", False)),
+                          endpoint=pr.endpoint)
+    else:
+        task = PromptedTask(prompt, pr, suite.base_dir)
+    if pr.transform:
+        return TransformedTask(task, _transform(pr.transform, suite.base_dir, suite.path, pr.line), prompt)
+    return task
+
+
+class TransformedTask:
+    """A task whose output goes through the provider's ``transform`` (what the experiment stores)."""
+
+    def __init__(self, task: Any, transform: Transform, prompt: Prompt) -> None:
+        self.task = task
+        self.transform = transform
+        self.prompt = prompt
+        self.name = task.name
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.task.describe(), "transform": self.transform.source}
+
+    def run(self, item: DatasetItem, ctx: TaskContext) -> TaskOutput:
+        res = self.task.run(item, ctx)
+        try:
+            return replace(res, output=self.transform(res.output, item_variables(item), self.prompt.prompt))
+        except CodeRuntimeError as e:
+            raise TaskError(f"the provider's transform failed: {e}") from e
 
 
 # --- gates -------------------------------------------------------------------------------------------------
@@ -854,7 +1080,64 @@ def run_suite(
 ) -> dict[str, Any]:
     """Run every variant of ``suite`` against a server (through ``sdk``, a configured
     :class:`podium.Podium`), evaluate the gates, and label the experiments with ``labels``
-    when every gate passed. Returns the suite result that reports are written from."""
+    when every gate passed. Returns the suite result that reports are written from.
+
+    Raises :class:`SuiteError` before the first call when a provider names a model the
+    gateway does not serve. The suite's ``env`` is set while it runs."""
+    with _environment(suite.env):
+        check_models(suite, base_url=base_url, api_key=api_key)
+        return _run_suite(suite, sdk, base_url=base_url, api_key=api_key, labels=labels, resume=resume,
+                          repeat=repeat, progress=progress)
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check_models(suite: Suite, *, base_url: str, api_key: str | None) -> None:
+    """Every gateway provider's model (and judge model) must be one the gateway serves."""
+    import httpx
+
+    wanted = [(p.model, p.id, p.line) for p in suite.providers if p.type == "gateway" and not p.endpoint]
+    judges = {c.judge for c in suite.tests if c.judge} | ({suite.default_judge} if suite.default_judge else set())
+    wanted += [(j, f"judge {j}", None) for j in sorted(judges)]
+    if not wanted:
+        return
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        r = httpx.get(f"{base_url.rstrip('/')}/v1/models", headers=headers, timeout=30)
+        r.raise_for_status()
+        served = {m["id"] for m in r.json()["data"]}
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+        raise SuiteError(f"cannot list the gateway's models at {base_url}/v1/models: {e}", path=suite.path) from None
+    for model, who, line in wanted:
+        if model not in served:
+            raise SuiteError(f"provider {who!r}: the gateway has no model {model!r}; it serves: "
+                             f"{', '.join(sorted(served)) or '(none)'} (declare more in gateway.yaml)",
+                             path=suite.path, line=line)
+
+
+def _run_suite(
+    suite: Suite,
+    sdk: Any,
+    *,
+    base_url: str,
+    api_key: str | None,
+    labels: Sequence[str],
+    resume: str | None,
+    repeat: int | None,
+    progress: bool | None,
+) -> dict[str, Any]:
     from podium.evals.judges import use_registry_prompts
     from podium.evals.runner import HttpRecorder, RunConfig, Runner
 
@@ -863,7 +1146,7 @@ def run_suite(
     group = resume or new_run_group()
     if suite.dataset:
         ref_name, _, ver = suite.dataset.partition("@")
-        ds = ec.get_dataset(ref_name, version=int(ver) if ver.isdigit() else None)
+        ds = ec.get_dataset(ref_name, version=int(ver) if ver.isascii() and ver.isdigit() else None)
         items, ds_name, ds_version = list(ds.items), ds.name, ds.version
     else:
         items = [c.item for c in suite.tests]

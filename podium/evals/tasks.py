@@ -273,8 +273,12 @@ class PromptTask:
         name: str | None = None,
         label: str | None = None,
         cache: bool = False,
+        endpoint: str | None = None,
     ) -> None:
         self.prompt = _as_prompt(prompt, prompt_client)
+        # an OpenAI-compatible server called directly instead of the gateway (promptfoo's apiBaseUrl);
+        # its key is ``api_key`` and is never described (stored)
+        self.endpoint = endpoint.rstrip("/") + "/chat/completions" if endpoint else None
         self.cache = cache
         self.model = model or self.prompt.config.get("model") or "local"
         self.params = dict(params or {})
@@ -291,6 +295,8 @@ class PromptTask:
             d["prompt"] = self.prompt.prompt
         if self.label:
             d["label"] = self.label
+        if self.endpoint:
+            d["endpoint"] = self.endpoint
         return d
 
     def messages(self, item: DatasetItem) -> dict[str, Any]:
@@ -305,15 +311,17 @@ class PromptTask:
             body = self.messages(item)
         except ValidationFailed as e:
             raise TaskError(str(e)) from e
-        podium: dict[str, Any] = {"metadata": {"experiment_id": ctx.experiment_id, "item_id": item.id}}
-        if not self.cache:
-            podium["cache"] = False
-        if ctx.trace_id:
-            podium.update(trace_id=ctx.trace_id, parent_id=ctx.span_id)
-        body["podium"] = podium
+        if self.endpoint is None:  # Podium's extension of the request: only the gateway reads it
+            podium: dict[str, Any] = {"metadata": {"experiment_id": ctx.experiment_id, "item_id": item.id}}
+            if not self.cache:
+                podium["cache"] = False
+            if ctx.trace_id:
+                podium.update(trace_id=ctx.trace_id, parent_id=ctx.span_id)
+            body["podium"] = podium
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        r = _post(f"{self.base_url}/v1/chat/completions", json_body=body, headers=headers, timeout=ctx.timeout,
-                  what=f"the gateway (model {self.model!r})")
+        url = self.endpoint or f"{self.base_url}/v1/chat/completions"
+        what = f"{self.endpoint} (model {self.model!r})" if self.endpoint else f"the gateway (model {self.model!r})"
+        r = _post(url, json_body=body, headers=headers, timeout=ctx.timeout, what=what)
         try:
             data = r.json()
             text = data["choices"][0]["message"].get("content") or ""

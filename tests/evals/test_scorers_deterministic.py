@@ -164,8 +164,11 @@ def test_custom_python_callable_module_and_file(tmp_path: Path, monkeypatch: pyt
         get_scorer("python", value="no_such_module_xyz:f")
     with pytest.raises(ScorerConfigError, match="has no attribute"):
         get_scorer("python", value="mychecks:nope")
-    with pytest.raises(ScorerConfigError, match="'module:function'"):
-        get_scorer("python", value="mychecks")
+    # not a module:function reference: promptfoo's inline form, an expression over `output`
+    inline = get_scorer("python", value="mychecks")(output="x")
+    assert inline.passed is False and "NameError" in (inline.explanation or "")
+    with pytest.raises(ScorerConfigError, match="invalid Python"):
+        get_scorer("python", value="len(output) >")
     with pytest.raises(ScorerConfigError, match="not an item field"):
         get_scorer("python", value="os.path:join")
 

@@ -131,8 +131,9 @@ def print_summary(exp: dict[str, Any], title: str | None = None) -> None:
 @eval_app.command("run")
 def eval_run(
     suite_path: Path = typer.Argument(..., help="The suite YAML (prompts, providers, tests, gates)."),
-    output: list[Path] = typer.Option([], "--output", "-o", help="Write a report: results.json, junit.xml or "
-                                                                 "report.html (repeat for several)."),
+    output: list[Path] = typer.Option([], "--output", "-o", help="Write a report: results.json, results.yaml, "
+                                                                 "junit.xml, results.csv or report.html (repeat "
+                                                                 "for several; adds to the suite's outputPath)."),
     label: list[str] = typer.Option([], help="Label the experiments when every gate passes (e.g. main: the "
                                              "baseline later runs compare with)."),
     prompt: list[str] = typer.Option([], help="Replace the suite's prompts (text, or a file path); handy to "
@@ -146,14 +147,14 @@ def eval_run(
 ) -> None:
     """Run an evaluation suite; exit 0 when every gate passes, 1 when one fails, 2 on a configuration error."""
     try:
-        from podium.evals.report import write_report
+        from podium.evals.report import REPORT_SUFFIXES, write_report
         from podium.evals.runner import Interrupted
         from podium.evals.suite import PromptSpec, SuiteError, load_suite, run_suite
     except ImportError as e:
         raise _fail(f"evaluation needs the eval extra ({e.name} is missing): pip install 'podium[eval,server]'")
     for out in output:
-        if out.suffix.lower() not in (".json", ".xml", ".html", ".htm"):
-            raise _fail(f"--output {out}: name the report .json, .xml (JUnit) or .html")
+        if out.suffix.lower() not in REPORT_SUFFIXES:
+            raise _fail(f"--output {out}: name the report .json, .yaml, .xml (JUnit), .csv or .html")
     try:
         suite = load_suite(suite_path)
     except SuiteError as e:
@@ -206,7 +207,7 @@ def eval_run(
         raise _fail(e.message)
     except PodiumError as e:
         raise _fail(f"{e.code}: {e.message}")
-    for out in output:
+    for out in [*output, *suite.output_paths]:
         fmt = write_report(result, out)
         err_console.print(f"wrote {fmt} report {out}")
     if as_json:

@@ -70,6 +70,7 @@ from podium.evals.scorers.lexical import (
     TokenF1,
 )
 from podium.evals.scorers.perplexity import Perplexity
+from podium.evals.scorers.script import JavaScript, PythonSnippet
 from podium.evals.scorers.semantic import Similar
 from podium.evals.scorers.templates import BUILTIN_TEMPLATES, JudgeTemplate
 
@@ -98,6 +99,7 @@ __all__ = [
     "IContainsAll",
     "IContainsAny",
     "IsJson",
+    "JavaScript",
     "JsonSchema",
     "JudgeError",
     "JudgeModel",
@@ -109,6 +111,7 @@ __all__ = [
     "MissingDependency",
     "MissingField",
     "Perplexity",
+    "PythonSnippet",
     "Regex",
     "Rouge1",
     "Rouge2",
@@ -143,7 +146,7 @@ _BUILTINS: list[tuple[str, type | object]] = [
     ("lexical", Bleu), ("lexical", Chrf), ("lexical", Rouge1), ("lexical", Rouge2), ("lexical", RougeL),
     ("lexical", RougeLsum), ("lexical", TokenF1), ("lexical", ExactMatch), ("lexical", EditDistance),
     ("lexical", Levenshtein),
-    ("semantic", Similar), ("model", Perplexity),
+    ("semantic", Similar), ("model", Perplexity), ("custom", JavaScript),
     ("judge", LlmRubric), ("judge", GEval), ("judge", Factuality), ("judge", AnswerRelevance),
     ("judge", ContextFaithfulness), ("judge", Coherence), ("judge", Fluency),
 ]

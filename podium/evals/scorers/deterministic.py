@@ -28,6 +28,7 @@ from podium.evals.scorers.base import (
     require,
     text_of,
 )
+from podium.evals.scorers.script import PythonSnippet
 
 __all__ = [
     "Contains",
@@ -535,6 +536,9 @@ def load_callable(ref: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
+_CALLABLE_REF = re.compile(r"^[\w./\\~-]+:[A-Za-z_][\w.]*$")
+
+
 def python_scorer(
     value: Any,
     *,
@@ -543,12 +547,16 @@ def python_scorer(
     name: str | None = None,
     weight: float = 1.0,
     invert: bool = False,
-) -> FunctionScorer:
-    """A custom Python scorer: ``value`` is a callable or ``"module:function"`` / ``"file.py:function"``.
+) -> Scorer:
+    """A custom Python scorer: ``value`` is a callable or ``"module:function"`` / ``"file.py:function"``;
+    any other string is promptfoo's inline form (see :mod:`podium.evals.scorers.script`).
 
     The function declares its fields by parameter name and returns a Score, bool, number,
     string or mapping (see :mod:`podium.evals.scorers.base`).
     """
+    if isinstance(value, str) and not _CALLABLE_REF.match(value.strip()):
+        # promptfoo's inline form: an expression, a function body, or file://x.py[:name]
+        return PythonSnippet(value, threshold=threshold, name=name, weight=weight, invert=invert)
     fn = value if callable(value) else load_callable(value)
     if direction not in ("higher", "lower"):
         raise ScorerConfigError(f"python: `direction` must be 'higher' or 'lower', got {direction!r}")
