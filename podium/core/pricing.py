@@ -78,6 +78,9 @@ class ModelPrice:
     ``tiers``: ``((above_input_tokens, ModelPrice), ...)``, the price that applies when the
     whole prompt is larger than the threshold (long-context pricing), highest threshold wins.
     ``model``: the table entry this price came from (set by lookups; not part of equality).
+    ``context_window`` / ``max_output``: the model's context window and largest answer in
+    tokens, where known (prices.json ``context`` and ``max_output``); the gateway uses them
+    to bound what a budget reserves for a request without ``max_tokens``. Not part of equality.
     """
 
     input_per_million: Decimal
@@ -86,6 +89,8 @@ class ModelPrice:
     cache_write_per_million: Decimal | None = None
     tiers: tuple[tuple[int, ModelPrice], ...] = ()
     model: str | None = field(default=None, compare=False)
+    context_window: int | None = field(default=None, compare=False)
+    max_output: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -103,6 +108,10 @@ class ModelPrice:
                 raise ValueError("tier price must be a ModelPrice")
             tiers.append((threshold, price))
         s(self, "tiers", tuple(sorted(tiers, key=lambda t: t[0])))
+        for name in ("context_window", "max_output"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a whole number of tokens >= 1, got {v!r}")
 
     @classmethod
     def zero(cls, model: str | None = None) -> ModelPrice:
@@ -137,6 +146,8 @@ class ModelPrice:
             cache_write_per_million=pick("cache_write", "cache_write_per_million"),
             tiers=tuple(tiers),
             model=model,
+            context_window=pick("context", "context_window"),
+            max_output=pick("max_output"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +159,29 @@ class ModelPrice:
             out["cache_write"] = str(self.cache_write_per_million)
         if self.tiers:
             out["tiers"] = [{"above_input_tokens": n, **p.to_dict()} for n, p in self.tiers]
+        if self.context_window is not None:
+            out["context"] = self.context_window
+        if self.max_output is not None:
+            out["max_output"] = self.max_output
         return out
+
+    def output_bound(self, prompt_tokens: int, cap: int) -> int:
+        """The most output tokens a request of ``prompt_tokens`` can get when it sets no
+        ``max_tokens``: ``cap``, lowered to the model's ``max_output`` and to its context
+        window minus the prompt where those are known (at least 1)."""
+        n = cap
+        if self.max_output is not None:
+            n = min(n, self.max_output)
+        if self.context_window is not None:
+            n = min(n, self.context_window - prompt_tokens)
+        return max(1, n)
+
+    def max_cost(self, input_tokens: int, output_tokens: int) -> float:
+        """USD for this many tokens with no cache discount: an upper bound of what they can
+        cost (cache reads are never dearer than input; cache writes are priced as input here)."""
+        p = self.for_prompt(input_tokens)
+        rate_in = max(p.input_per_million, p.cache_write_per_million or _ZERO)
+        return float((input_tokens * rate_in + output_tokens * p.output_per_million) / _MILLION)
 
     def for_prompt(self, prompt_tokens: int) -> ModelPrice:
         """The price that applies to a prompt of this many tokens (long-context tiers)."""

@@ -9,7 +9,10 @@ what an earlier write stored (a span's end may arrive after its start).
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -18,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 __all__ = [
     "ID_PATTERN",
+    "MAX_JSON_DEPTH",
     "CostIn",
     "IngestItem",
     "ScoreDataType",
@@ -27,10 +31,74 @@ __all__ = [
     "SpanStatus",
     "TraceIn",
     "UsageIn",
+    "format_path",
+    "json_problem",
     "utc",
 ]
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+
+#: The deepest nesting of JSON objects/arrays the server accepts, in a request body and in
+#: every stored JSON value (``{"a": [1]}`` is 2 levels). One limit for both, well under what
+#: the response serializer can write back (pydantic stops at 254), so whatever is accepted
+#: can be read back through every endpoint.
+MAX_JSON_DEPTH = 128
+
+NON_FINITE_MESSAGE = (
+    "is not a finite number (NaN, Infinity and numbers outside the double range such as 1e999 "
+    "are not JSON); send a finite number, null or a string"
+)
+
+
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> tuple[list[str | int], str] | None:
+    """The first thing in a parsed JSON value that the store cannot keep the same on every
+    database, as ``(path, message)``: a non-finite float, or nesting deeper than ``max_depth``.
+    Iterative (no recursion limit) and stops at the first problem."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ([], NON_FINITE_MESSAGE)
+    if not isinstance(value, dict | list):
+        return None
+    if max_depth < 1:
+        return [], f"nests deeper than {max_depth} levels of objects/arrays; flatten it"
+    keys: list[str | int] = []
+    stack: list[Iterator[tuple[Any, Any]]] = [iter(value.items()) if isinstance(value, dict) else enumerate(value)]
+    while stack:
+        for k, v in stack[-1]:
+            if isinstance(v, float):
+                if not math.isfinite(v):
+                    return [*keys, k], NON_FINITE_MESSAGE
+            elif isinstance(v, dict | list):
+                if len(stack) >= max_depth:
+                    return [*keys, k], (
+                        f"nests deeper than {max_depth} levels of objects/arrays (MAX_JSON_DEPTH); "
+                        "flatten it or send the deep part as a JSON string"
+                    )
+                keys.append(k)
+                stack.append(iter(v.items()) if isinstance(v, dict) else enumerate(v))
+                break
+        else:
+            stack.pop()
+            if keys:
+                keys.pop()
+    return None
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+
+
+def format_path(path: list[str | int], *, head: int = 8) -> str:
+    """``["batch", 0, "body", "input"]`` -> ``batch[0].body.input`` (long paths shortened)."""
+    out = ""
+    for i, p in enumerate(path):
+        if i == head and len(path) > head + 2:
+            return out + f"...({len(path)} levels)"
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif _PLAIN_KEY.match(p):
+            out += ("." if out else "") + p
+        else:
+            out += "[" + json.dumps(p[:64], ensure_ascii=False) + "]"
+    return out
 
 
 def _check_id(v: str) -> str:
@@ -88,6 +156,18 @@ class ScoreDataType(StrEnum):
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
 
+    @model_validator(mode="after")
+    def _check_json_values(self) -> Any:
+        # JSON-valued fields (input, output, metadata, attributes, ...) must be servable:
+        # finite numbers only, at most MAX_JSON_DEPTH levels (see json_problem).
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, dict | list):
+                problem = json_problem(value)
+                if problem is not None:
+                    raise ValueError(f"{format_path([name, *problem[0]])}: {problem[1]}")
+        return self
+
 
 MAX_TOKENS = 2**53  # fits BIGINT and a double exactly
 
@@ -141,6 +221,8 @@ class SpanIn(_TraceHints):
     prompt_version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     trace_name: Name | None = None  # sets the trace's name (else the root span's name is used)
     trace_metadata: dict[str, Any] | None = None
+    trace_input: Any = None  # explicit trace input/output (win over the root span's)
+    trace_output: Any = None
 
     @model_validator(mode="after")
     def _check_times(self) -> SpanIn:

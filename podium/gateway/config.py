@@ -16,7 +16,11 @@ A YAML or TOML file (``PODIUM_GATEWAY_CONFIG``, default ``$PODIUM_HOME/gateway.y
         fallbacks: [local]
 
 ``api_key`` is ``env:NAME`` (read from the environment when the config is loaded) or, for
-aliases declared through the API, a secret stored encrypted. The built-in aliases ``local``
+aliases declared through the API, a secret stored encrypted. Aliases declared through the API
+may use ``env:NAME`` only for names the operator lists in ``PODIUM_GATEWAY_ENV_ALLOWLIST``
+(never ``PODIUM_*``): otherwise any project admin could send the server's environment, the
+database URL and the encryption key included, to an ``api_base`` of their choosing. Their
+``headers`` values are stored encrypted too, and the API returns header names only. The built-in aliases ``local``
 (SmolLM2-135M-Instruct) and ``local-embed`` (MiniLM-L6-v2) always exist unless the file
 declares its own alias of that name.
 """
@@ -40,7 +44,9 @@ __all__ = [
     "GatewayConfig",
     "ModelAlias",
     "RouterSpec",
+    "check_api_alias",
     "load_config",
+    "seal_api_alias",
 ]
 
 PROVIDERS = ("openai", "anthropic", "gemini", "local")
@@ -117,10 +123,21 @@ LOCAL_ALIASES = (
 
 
 def resolve_alias(spec: AliasSpec, router: RouterSpec, source: str,
-                  secret: Any = None) -> ModelAlias:
-    """Turn a spec into deployments. ``secret(value) -> str`` decrypts API-stored secrets."""
+                  secret: Any = None, *, env_allowed: frozenset[str] = frozenset()) -> ModelAlias:
+    """Turn a spec into deployments. ``secret(value) -> str`` decrypts API-stored secrets
+    (``api_key`` and header values). An alias from the API (``source="api"``) may read only
+    the environment variables in ``env_allowed``; any other ``env:`` reference raises
+    ConfigurationError (a row stored before the allow-list existed must not leak)."""
     deps = []
     for i, d in enumerate(spec.deployments):
+        if source == "api":
+            bad = _forbidden_env(d.api_key, env_allowed)
+            if bad is not None:
+                raise ConfigurationError(
+                    f"deployment {i} reads env:{bad}, which PODIUM_GATEWAY_ENV_ALLOWLIST does not list; "
+                    "declare the alias again with a literal api_key (stored encrypted), or ask the operator to "
+                    "allow that variable or declare the alias in the gateway config file"
+                )
         deps.append(
             Deployment(
                 alias=spec.name,
@@ -131,11 +148,29 @@ def resolve_alias(spec: AliasSpec, router: RouterSpec, source: str,
                 weight=d.weight,
                 timeout=d.timeout or router.timeout,
                 max_retries=router.retries if d.max_retries is None else d.max_retries,
-                headers=dict(d.headers),
+                headers={k: _open(v, secret) for k, v in d.headers.items()},
                 index=i,
             )
         )
     return ModelAlias(spec.name, spec.mode, deps, list(spec.fallbacks), source, spec.description)
+
+
+def _open(value: str, secret: Any) -> str:
+    """A stored value in clear: ``enc:`` values are decrypted, plain ones (stored before
+    headers were encrypted) pass as they are."""
+    if value.startswith("enc:") and secret is not None:
+        return str(secret(value))
+    return value
+
+
+def _forbidden_env(value: str | None, allowed: frozenset[str]) -> str | None:
+    """The variable name when ``value`` is an ``env:`` reference an API alias may not use."""
+    if value is None or not value.startswith("env:"):
+        return None
+    name = value[4:]
+    if name in allowed and not name.upper().startswith("PODIUM_"):
+        return None
+    return name
 
 
 def _api_key(alias: str, value: str | None, secret: Any) -> str | None:
@@ -148,9 +183,42 @@ def _api_key(alias: str, value: str | None, secret: Any) -> str | None:
             # Not fatal: the deployment answers 401-like errors, and other aliases keep working.
             return None
         return got
-    if value.startswith("enc:") and secret is not None:
-        return str(secret(value))
-    return value
+    return _open(value, secret)
+
+
+def check_api_alias(spec: AliasSpec, env_allowed: frozenset[str]) -> None:
+    """Refuse ``env:`` credentials in an alias declared through the API unless the operator
+    allowed that variable; the error names the field and says how to fix it."""
+    details = []
+    for i, d in enumerate(spec.deployments):
+        name = _forbidden_env(d.api_key, env_allowed)
+        if name is not None:
+            details.append({"field": f"deployments.{i}.api_key",
+                            "message": f"env:{name} is not in PODIUM_GATEWAY_ENV_ALLOWLIST"})
+    if details:
+        first = details[0]["field"]
+        allowed = ", ".join(sorted(env_allowed)) or "none"
+        raise ValidationFailed(
+            f"invalid model alias: {first}: aliases declared through the API may not read the server's "
+            f"environment (allowed variables: {allowed}); send the provider key itself as api_key (it is stored "
+            "encrypted and never returned), or ask the operator to declare the alias in the gateway config file "
+            "or to add the variable to PODIUM_GATEWAY_ENV_ALLOWLIST",
+            details=details,
+        )
+
+
+def seal_api_alias(spec: AliasSpec, encrypt: Any) -> dict[str, Any]:
+    """The stored form of an API-declared alias: every secret-bearing value (a literal
+    ``api_key``, every header value) encrypted with ``encrypt(str) -> "enc:..."``;
+    allowed ``env:NAME`` references stay as they are."""
+    stored = spec.model_dump(exclude={"name"}, exclude_none=True)
+    for d in stored["deployments"]:
+        k = d.get("api_key")
+        if k and not k.startswith("env:"):
+            d["api_key"] = encrypt(k)
+        if d.get("headers"):
+            d["headers"] = {name: encrypt(v) for name, v in d["headers"].items()}
+    return stored
 
 
 class GatewayConfig:

@@ -27,6 +27,8 @@ What is counted, per scope
     the daily budget resets at 00:00 UTC, the monthly one at 00:00 UTC on the 1st, the
     total one never. So many concurrent requests overspend by at most what their actual
     costs exceed their estimates (zero when estimates are upper bounds).
+    :meth:`Limiter.extend` raises a ticket's reservation mid-request (a fallback to a
+    dearer deployment) with the same check, so a request never spends more than it holds.
 
 Backends
 --------
@@ -196,6 +198,8 @@ class Limiter(Protocol):
     async def acquire(self, scopes: Sequence[Scope], *, est_tokens: int, est_cost: float) -> Ticket: ...
 
     async def release(self, ticket: Ticket, *, tokens: int, cost: float) -> None: ...
+
+    async def extend(self, ticket: Ticket, *, est_cost: float) -> None: ...
 
     async def usage(self, scope_kind: str, scope_id: str) -> dict[str, Any]: ...
 
@@ -483,6 +487,37 @@ class MemoryLimiter:
     async def release(self, ticket: Ticket, *, tokens: int, cost: float) -> None:
         self.release_nowait(ticket, tokens=tokens, cost=cost)
 
+    async def extend(self, ticket: Ticket, *, est_cost: float) -> None:
+        self.extend_nowait(ticket, est_cost=est_cost)
+
+    def extend_nowait(self, ticket: Ticket, *, est_cost: float) -> None:
+        """Synchronous :meth:`extend`: raise the ticket's cost reservation to ``est_cost``.
+
+        Every budget of every scope must still hold ``spent + reserved by others + est_cost``;
+        otherwise nothing changes and the budget's TooManyRequests is raised. A lower
+        ``est_cost`` than the ticket holds, or a released ticket, changes nothing."""
+        extra = est_cost - ticket.est_cost
+        if extra <= 0 or ticket.released:
+            return
+        now = self._clock()
+        w = math.floor(now / self.window)
+        with self._lock:
+            if ticket.released:
+                return
+            if now >= self._day_end or now < self._day_start:
+                self._roll_periods(now)
+            for sc, st in zip(ticket.scopes, ticket._states, strict=True):
+                self._normalise(st, w)
+                lim = sc.limits
+                others = max(0.0, st.reserved - ticket.est_cost)
+                for which, spent in (("budget_daily", st.ds), ("budget_monthly", st.ms), ("budget_total", st.ts)):
+                    b = getattr(lim, which)
+                    if b is not None and (spent >= b - _EPS or spent + others + est_cost > b + _EPS):
+                        raise _budget_error(sc, which, b, spent, others, est_cost, now)
+            for st in ticket._states:
+                st.reserved += extra
+            ticket.est_cost = est_cost
+
     def release_nowait(self, ticket: Ticket, *, tokens: int, cost: float) -> None:
         """Synchronous :meth:`release`."""
         now = self._clock()
@@ -701,6 +736,58 @@ end
 return 1
 """
 
+# KEYS as for acquire. ARGV[1]: "tid new_est lease_s offset"; ARGV[1 + i]: "bd bm bt" of scope i ('-' = none).
+# Raises the lease's estimate to new_est when every budget still holds it (a lease that expired is taken
+# again). Returns {1} or {0, scope_index, limit, spent, reserved_by_others, now}.
+_LUA_EXTEND = _LUA_PERIODS + """
+local hd = words(ARGV[1])
+local tid, new_s = hd[1], hd[2]
+local new = tonumber(new_s)
+local now = clock(hd[4])
+local day, month = periods(now)
+local now_ms = math.floor(now * 1000)
+local lease_ms = math.floor(tonumber(hd[3]) * 1000)
+local EPS = 1e-9
+local n = #KEYS / 3
+local own = {}
+for i = 1, n do
+  local h, tk = KEYS[3 * i - 2], KEYS[3 * i]
+  local l = words(ARGV[1 + i])
+  local bd, bm, bt = tonumber(l[1]), tonumber(l[2]), tonumber(l[3])
+  local v = redis.call('HMGET', h, 'res', 'dk', 'ds', 'mk', 'ms', 'ts')
+  local res = tonumber(v[1]) or 0
+  local ds, ms = 0, 0
+  if tonumber(v[2]) == day then ds = tonumber(v[3]) or 0 end
+  if tonumber(v[4]) == month then ms = tonumber(v[5]) or 0 end
+  local ts = tonumber(v[6]) or 0
+  local mine = redis.call('HGET', tk, tid)
+  own[i] = mine and tonumber(mine) or false
+  local others = math.max(0, res - (own[i] or 0))
+  if bd and ((ds >= bd - EPS) or (ds + others + new > bd + EPS)) then
+    return {0, i, 'budget_daily', tostring(ds), tostring(others), tostring(now)}
+  end
+  if bm and ((ms >= bm - EPS) or (ms + others + new > bm + EPS)) then
+    return {0, i, 'budget_monthly', tostring(ms), tostring(others), tostring(now)}
+  end
+  if bt and ((ts >= bt - EPS) or (ts + others + new > bt + EPS)) then
+    return {0, i, 'budget_total', tostring(ts), tostring(others), tostring(now)}
+  end
+end
+for i = 1, n do
+  local h, inf, tk = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  if own[i] then
+    redis.call('HINCRBYFLOAT', h, 'res', tostring(new - own[i]))
+  else
+    redis.call('HINCRBYFLOAT', h, 'res', new_s)
+    redis.call('ZADD', inf, now_ms + lease_ms, tid)
+    redis.call('PEXPIRE', inf, lease_ms + 60000)
+    redis.call('PEXPIRE', tk, lease_ms + 60000)
+  end
+  redis.call('HSET', tk, tid, new_s)
+end
+return {1}
+"""
+
 # KEYS: hash, leases. ARGV: offset. Read-only.
 _LUA_USAGE = _LUA_PERIODS + """
 local now = clock(ARGV[1])
@@ -772,6 +859,7 @@ class RedisLimiter:
         )
         self._acquire = self._redis.register_script(_LUA_ACQUIRE)
         self._release = self._redis.register_script(_LUA_RELEASE)
+        self._extend = self._redis.register_script(_LUA_EXTEND)
         self._usage = self._redis.register_script(_LUA_USAGE)
         self._add_spend = self._redis.register_script(_LUA_ADD_SPEND)
         self._tag = os.urandom(5).hex()
@@ -843,6 +931,28 @@ class RedisLimiter:
             log("could not settle a gateway request with the rate limiter at %s (%s: %s); its spend ($%s) is "
                 "not counted, its concurrency slot frees when its lease ends (%d failures so far)",
                 self._safe_url(), type(exc).__name__, exc, cost, self._release_failures)
+
+    async def extend(self, ticket: Ticket, *, est_cost: float) -> None:
+        """Raise the ticket's cost reservation to ``est_cost`` (see :meth:`MemoryLimiter.extend_nowait`).
+        Fails closed (503) when Redis cannot be reached."""
+        from redis.exceptions import RedisError
+
+        if est_cost <= ticket.est_cost or ticket.released:
+            return
+        args = [f"{ticket.id} {float(est_cost)!r} {self.lease!r} {self.clock_offset!r}"]
+        for sc in ticket.scopes:
+            lim = sc.limits
+            args.append(f"{_arg(lim.budget_daily)} {_arg(lim.budget_monthly)} {_arg(lim.budget_total)}")
+        try:
+            r = await self._extend(keys=self._keys(ticket.scopes), args=args)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+        if r[0] != 1:
+            sc = ticket.scopes[int(r[1]) - 1]
+            which = r[2]
+            raise _budget_error(sc, which, getattr(sc.limits, which), float(r[3]), float(r[4]), float(est_cost),
+                                float(r[5]))
+        ticket.est_cost = float(est_cost)
 
     async def usage(self, scope_kind: str, scope_id: str) -> dict[str, Any]:
         from redis.exceptions import RedisError

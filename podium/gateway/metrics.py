@@ -1,8 +1,18 @@
-"""Prometheus metrics of the gateway (one registry per app, served at ``GET /metrics``)."""
+"""Prometheus metrics of the gateway (one registry per app, served at ``GET /metrics``).
+
+Requests and errors carry the HTTP status the caller saw; errors also carry a ``reason``
+(the error code: ``validation_error``, ``unauthorized``, ``not_found``, ``rate_limited``...),
+including requests refused before any model was resolved (``model=""``). Metrics are never
+labelled by API key unless ``key_labels`` (``PODIUM_METRICS_KEY_LABELS``) is on: the
+exposition would otherwise name every key, and grow with them.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from podium.errors import PodiumError
+from podium.gateway import wire
 
 __all__ = ["GatewayMetrics"]
 
@@ -10,15 +20,19 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 
 class GatewayMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, key_labels: bool = False) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.key_labels = key_labels
         r = self.registry
+        by_key = ["key"] if key_labels else []
         self.requests = Counter(
-            "podium_gateway_requests", "Gateway requests by model alias, deployment, key and outcome",
-            ["model", "deployment", "key", "status"], registry=r,
+            "podium_gateway_requests", "Gateway requests by model alias, deployment, HTTP status (ok: 200)"
+            + (" and key" if key_labels else ""),
+            ["model", "deployment", *by_key, "status"], registry=r,
         )
         self.errors = Counter(
-            "podium_gateway_errors", "Gateway errors by model alias and error type", ["model", "type"], registry=r
+            "podium_gateway_errors", "Gateway errors by model alias, HTTP status and reason (the error code)",
+            ["model", "status", "reason"], registry=r,
         )
         self.latency = Histogram(
             "podium_gateway_request_duration_seconds", "Time from request to last byte, by model alias",
@@ -33,7 +47,8 @@ class GatewayMetrics:
             registry=r,
         )
         self.spend = Counter(
-            "podium_gateway_spend_usd", "Spend in USD by model alias and key", ["model", "key"], registry=r
+            "podium_gateway_spend_usd", "Spend in USD by model alias" + (" and key" if key_labels else ""),
+            ["model", *by_key], registry=r,
         )
         self.cache = Counter(
             "podium_gateway_cache", "Response cache lookups by model alias and result (hit/miss)",
@@ -54,6 +69,29 @@ class GatewayMetrics:
             "podium_gateway_log_dropped", "Generation spans not logged because the ingest queue was full",
             registry=r,
         )
+
+    # --- what the service and the endpoints call -------------------------------------------------
+    def count_request(self, model: str, deployment: str, key: str, status: str) -> None:
+        """One finished request; ``key`` (a public key) is used only with ``key_labels``."""
+        if self.key_labels:
+            self.requests.labels(model, deployment, key, status).inc()
+        else:
+            self.requests.labels(model, deployment, status).inc()
+
+    def count_error(self, model: str, error: PodiumError) -> None:
+        self.errors.labels(model, str(wire.http_status(error)), error.code).inc()
+
+    def count_spend(self, model: str, key: str, cost: float) -> None:
+        if self.key_labels:
+            self.spend.labels(model, key).inc(cost)
+        else:
+            self.spend.labels(model).inc(cost)
+
+    def refused(self, error: PodiumError) -> None:
+        """A request refused before a model was resolved (bad body, bad key, unknown model,
+        too large): counted with ``model=""`` so names a caller makes up add no series."""
+        self.count_request("", "none", "", str(wire.http_status(error)))
+        self.count_error("", error)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

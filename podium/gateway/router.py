@@ -14,6 +14,10 @@ answer than none).
 
 Streams fail over the same way until their first chunk arrives; after that a failure is
 the caller's to see (the route sends an SSE error event, never a truncated 200).
+
+``before(deployment)``, when given, is awaited before the first try of each deployment;
+the gateway uses it to top up the request's budget reservation when a fallback is dearer
+than what was reserved. Whatever it raises ends the request (no further deployments).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ logger = logging.getLogger("podium.gateway")
 
 _SKIP_STATUSES = frozenset({401, 403, 404})
 _T = TypeVar("_T")
+Before = Callable[[Deployment], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -140,17 +145,19 @@ class Router:
         return base * (0.5 + self._rng() / 2)
 
     # --- calls ---------------------------------------------------------------------------------
-    async def call(self, chain: list[ModelAlias], op: str, body: dict[str, Any], routed: Routed) -> dict[str, Any]:
+    async def call(self, chain: list[ModelAlias], op: str, body: dict[str, Any], routed: Routed, *,
+                   before: Before | None = None) -> dict[str, Any]:
         """Run ``provider.<op>(deployment, body)`` along the chain until one answers."""
 
         async def attempt(dep: Deployment, req: dict[str, Any]) -> dict[str, Any]:
             out: dict[str, Any] = await getattr(self.providers[dep.provider], op)(dep, req)
             return out
 
-        return await self._run(chain, body, routed, attempt)
+        return await self._run(chain, body, routed, attempt, before)
 
     async def stream(
-        self, chain: list[ModelAlias], op: str, body: dict[str, Any], routed: Routed
+        self, chain: list[ModelAlias], op: str, body: dict[str, Any], routed: Routed, *,
+        before: Before | None = None,
     ) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
         """Open a stream along the chain; returns its first chunk and the rest of it."""
 
@@ -166,13 +173,16 @@ class Router:
                 raise
             return first, it
 
-        return await self._run(chain, body, routed, attempt)
+        return await self._run(chain, body, routed, attempt, before)
 
     async def _run(self, chain: list[ModelAlias], body: dict[str, Any], routed: Routed,
-                   attempt: Callable[[Deployment, dict[str, Any]], Awaitable[_T]]) -> _T:
+                   attempt: Callable[[Deployment, dict[str, Any]], Awaitable[_T]],
+                   before: Before | None = None) -> _T:
         routed._first_alias = chain[0].name
         last: UpstreamError | None = None
         for dep in self.plan(chain):
+            if before is not None:
+                await before(dep)
             req = {**body, "model": dep.model}
             for n in range(dep.max_retries + 1):
                 t0 = time.perf_counter()

@@ -196,7 +196,7 @@ class PromptRegistry:
         return diff_versions(self._side(project_id, name, a), self._side(project_id, name, b))
 
     def _side(self, project_id: str, name: str, ref: str) -> dict[str, Any]:
-        if ref.isdigit():
+        if _is_version_number(ref):
             return self._store.get_version(project_id, name, int(ref))
         label = check_label(ref, allow_latest=True)
         info = self._store.get_label(project_id, name, label)
@@ -221,13 +221,18 @@ class PromptRegistry:
         return self._store.set_tags(project_id, name, checked)
 
 
+def _is_version_number(s: str) -> bool:
+    """ASCII digits only ("³".isdigit() is true but int("³") fails) and small enough for the database."""
+    return s.isascii() and s.isdigit() and len(s) < 10
+
+
 def _version_arg(version: int | str) -> int | str:
     if isinstance(version, int) and not isinstance(version, bool):
         return version
     if isinstance(version, str):
         if version == LATEST:
             return LATEST
-        if version.isdigit() and len(version) < 10:
+        if _is_version_number(version):
             return int(version)
     raise ValidationFailed(f"a version is a positive number or 'latest'; got {version!r}",
                            details=[{"field": "version", "message": "not a version number"}])

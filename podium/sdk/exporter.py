@@ -435,8 +435,11 @@ class BatchExporter:
             if attempt >= self._max_retries or self._closing.is_set():
                 self._give_up(len(items), f"gave up after {attempt + 1} attempts, last: {reason}")
                 return
-            delay = retry_after
-            if delay is None:
+            if retry_after is not None:
+                # Up to 20% later than asked: clients refused in the same burst do not all come back
+                # in the same instant (the server's Retry-After is whole seconds).
+                delay = retry_after * (1.0 + random.random() / 5)
+            else:
                 delay = min(BACKOFF_MAX, self._retry_backoff * 2**attempt) * (0.5 + random.random() / 2)
             attempt += 1
             logger.debug("Podium: %s; retry %d in %.2fs", reason, attempt, delay)

@@ -1,12 +1,16 @@
-"""API-key authentication: HTTP Basic ``public:secret`` or ``Authorization: Bearer sk-...``."""
+"""API-key authentication: HTTP Basic ``public:secret`` or ``Authorization: Bearer sk-...``;
+and who counts as "this machine" (loopback peer, loopback Host, not forwarded by a proxy)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import logging
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
@@ -14,27 +18,65 @@ from podium.errors import Forbidden, Unauthorized
 from podium.store import Store
 from podium.store.repos.projects import ApiKey, hash_secret
 
-__all__ = ["Authenticator", "CurrentKey", "require_admin", "require_read", "require_write"]
+__all__ = [
+    "Authenticator",
+    "CurrentKey",
+    "forwarded_by_proxy",
+    "is_loopback_host",
+    "loopback_request",
+    "require_admin",
+    "require_read",
+    "require_write",
+]
+
+logger = logging.getLogger("podium.server")
 
 _HINT = (
     "send `Authorization: Bearer sk-...` or HTTP Basic `public_key:secret_key`; "
-    "`make up` prints the default project's keys (also in $PODIUM_HOME/default-keys.env)"
+    "`podium up` prints the default project's keys (kept in $PODIUM_HOME/default-keys.env); "
+    "`podium keys create --role member` makes another"
 )
 
 
 class Authenticator:
-    """Resolves keys with a short in-process cache (revocations here drop the entry at once;
-    other processes see a revocation within ``ttl`` seconds)."""
+    """Resolves keys with a short in-process cache.
 
-    def __init__(self, store: Store, ttl: float = 5.0) -> None:
+    A revocation made in this process drops the cache at once. One made elsewhere (another
+    server, or ``podium keys revoke``, which writes the database directly) is seen within
+    ``revocation_poll`` seconds: at most that often, a cache hit first reads a cheap
+    revocation marker (the count and latest time of revoked keys) and clears the cache when
+    it moved. Other key changes made elsewhere (role, limits) show within ``ttl`` seconds."""
+
+    def __init__(self, store: Store, ttl: float = 5.0, revocation_poll: float = 0.5) -> None:
         self._store = store
         self._ttl = ttl
+        self._poll = revocation_poll
         self._cache: dict[str, tuple[ApiKey, float]] = {}
         self._lock = threading.Lock()
+        self._marker: Any = None
+        self._marker_checked = float("-inf")
 
     def invalidate(self) -> None:
         with self._lock:
             self._cache.clear()
+
+    def _check_revocations(self, now: float) -> None:
+        """Clear the cache when a key was revoked anywhere since the last look (one small
+        query per ``revocation_poll`` seconds per process, whatever the traffic)."""
+        with self._lock:
+            if now - self._marker_checked < self._poll:
+                return
+            self._marker_checked = now  # one caller looks; the others use the cache meanwhile
+        try:
+            marker = self._store.projects.revocation_marker()
+        except Exception:  # the store is down: keys resolve (or fail) as before, look again later
+            logger.warning("could not read the key revocation marker", exc_info=True)
+            return
+        with self._lock:
+            if marker != self._marker:
+                if self._marker is not None:
+                    self._cache.clear()
+                self._marker = marker
 
     def authenticate(self, authorization: str | None) -> ApiKey:
         if not authorization:
@@ -56,6 +98,7 @@ class Authenticator:
             raise Unauthorized(f"empty secret key: {_HINT}")
         cache_key = hash_secret(secret) + "|" + (public or "")
         now = time.monotonic()
+        self._check_revocations(now)
         with self._lock:
             hit = self._cache.get(cache_key)
         if hit is not None and hit[1] > now:
@@ -68,6 +111,74 @@ class Authenticator:
                 self._cache.clear()
             self._cache[cache_key] = (key, now + self._ttl)
         return key
+
+
+# --- "this machine": local mode and the default /metrics ----------------------------------
+
+#: Headers a reverse proxy adds; a request carrying any of them came through one.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "via",
+                 "x-forwarded-server", "true-client-ip", "cf-connecting-ip")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for localhost and loopback IPs (127.0.0.0/8, ::1), with or without brackets."""
+    if not host:
+        return False
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def forwarded_by_proxy(scope: Any) -> bool:
+    """Whether a reverse proxy forwarded this request: it carries a forwarding header, or it
+    speaks HTTP/1.0 (nginx's default ``proxy_http_version``; browsers use 1.1 or later)."""
+    if scope.get("http_version") == "1.0":
+        return True
+    return any(k.decode("latin-1").lower() in PROXY_HEADERS for k, _ in scope.get("headers") or ())
+
+
+def loopback_request(scope: Any, bind_host: str, *, trust_proxy: bool = False) -> bool:
+    """A request from this very machine to a server bound to loopback: the bind address, the
+    peer address (not only the Host header, which any client or proxy may set) and the Host
+    header are all loopback, and no reverse proxy forwarded it (unless ``trust_proxy``)."""
+    if not is_loopback_host(bind_host):
+        return False
+    client = scope.get("client")
+    if not client or not is_loopback_host(str(client[0])):
+        return False
+    host = None
+    for k, v in scope.get("headers") or ():
+        if k.lower() == b"host":
+            host = urlsplit("//" + v.decode("latin-1")).hostname
+            break
+    if not is_loopback_host(host):
+        return False
+    if not forwarded_by_proxy(scope):
+        return True
+    # Forwarded: local only if trusted, and only for a client the proxy says is loopback too.
+    return trust_proxy and all(is_loopback_host(c) for c in _forwarded_for(scope))
+
+
+def _forwarded_for(scope: Any) -> list[str]:
+    """The client addresses a proxy names (the nearest hop of each header); none when it names none."""
+    out: list[str] = []
+    for k, v in scope.get("headers") or ():
+        name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+        if name in ("x-forwarded-for", "x-real-ip", "true-client-ip", "cf-connecting-ip"):
+            out.append(value.split(",")[-1].strip())
+        elif name == "forwarded":
+            fors = [p.strip()[4:] for el in value.split(",") for p in el.split(";")
+                    if p.strip().lower().startswith("for=")]
+            if fors:
+                host = fors[-1].strip('"')
+                # for="[::1]:443" / for=127.0.0.1:80 -> the address alone
+                out.append(host[1:host.index("]")] if host.startswith("[") and "]" in host
+                           else host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
+    return out
 
 
 def _current_key(request: Request) -> ApiKey:

@@ -4,29 +4,60 @@ Requests validate their items, then ``await Ingester.submit(batch)``: the batch 
 bounded queue; one writer thread per process drains it, merging waiting batches into
 one transaction of up to ``write_batch`` items, and resolves each request's future only
 after COMMIT. So an acknowledged item is stored, and on SQLite there is exactly one
-writer. When the queue holds ``max_items`` the request gets 429 with Retry-After rather
-than a silent drop. If a merged transaction fails, each batch is retried alone so one
-bad request cannot fail its neighbours.
+writer. If a merged transaction fails, each batch is retried alone so one bad request
+cannot fail its neighbours.
+
+Overload is answered early, with 429 and Retry-After rather than a silent drop or a
+long wait, when any of three bounds is hit (docs/ingestion.md, "Back-pressure"):
+
+- bytes: every ingest request reserves its body size (``reserve``) before the body is
+  read, and releases it once its items are written and answered, so the memory held by
+  requests in flight is bounded (``max_bytes``); a request that does not fit is refused
+  before its body is parsed;
+- items: rows waiting for the writer (spans + trace-hint rows + scores, ``max_items``);
+- time: the estimated wait (rows waiting / measured write rate, ``max_wait`` seconds),
+  so an accepted request is answered well within a client's timeout.
+
+After a burst has drained, the writer hands freed heap back to the OS (glibc
+``malloc_trim``; Linux only) so RSS falls back instead of staying at its peak.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
+import math
+import sys
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+from fastapi import Depends, Request
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from podium.errors import ServiceUnavailable, TooManyRequests
 from podium.store.repos.ingest import IngestBatch, IngestRepo
 
-__all__ = ["Ingester"]
+if TYPE_CHECKING:
+    from podium.config import Settings
+
+__all__ = ["IngestRoom", "Ingester", "ingest_room"]
 
 logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+#: Compressed bodies reserve this many times their wire size (capped at the request limit):
+#: what they will hold once inflated is not known before they are read.
+COMPRESSED_FACTOR = 8
+#: Hand freed heap back to the OS once this many request bytes have been released since the
+#: last trim and nothing is in flight.
+TRIM_AFTER_BYTES = 16 * MiB
+TRIM_DELAY = 0.5  # seconds of quiet (nothing in flight) before the trim
+RETRY_AFTER_MAX = 60
 
 
 @dataclass
@@ -35,6 +66,9 @@ class _Entry:
     loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[list[Rejected]] | None  # None: fire-and-forget (submit_nowait)
     size: int
+    spans: int
+    traces: int
+    scores: int
 
 
 #: An item the database refused: (("span", trace_id, id) | ("trace", id) | ("score", id), message).
@@ -44,21 +78,69 @@ Rejected = tuple[tuple[str, ...], str]
 _UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, TimeoutError)
 
 
+def _load_malloc_trim() -> Callable[[], int] | None:
+    """glibc's ``malloc_trim(0)``: return free heap pages (all arenas) to the OS. None where
+    there is none (macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return lambda: int(fn(0))
+
+
+_malloc_trim = _load_malloc_trim()
+
+
 class Ingester:
-    def __init__(self, repo: IngestRepo, *, max_items: int = 200_000, write_batch: int = 5000) -> None:
+    def __init__(
+        self,
+        repo: IngestRepo,
+        *,
+        max_items: int = 25_000,
+        max_bytes: int = 64 * MiB,
+        max_wait: float = 5.0,
+        write_batch: int = 5000,
+    ) -> None:
         self._repo = repo
         self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._max_wait = max_wait
         self._write_batch = write_batch
         self._queue: deque[_Entry] = deque()
         self._cond = threading.Condition()
-        self._pending = 0
+        self._pending = 0  # rows waiting for (or in) the writer: spans + trace hints + scores
+        self._pending_spans = 0
+        self._pending_traces = 0
+        self._pending_scores = 0
+        self._bytes = 0  # request bytes reserved by requests in flight
+        self._released = 0  # bytes released since the last malloc_trim
+        self._trim_due = False
+        self._trim_at = 0.0
         self._thread: threading.Thread | None = None
         self._stopping = False
         # Counters, exposed at /api/v1/health and in logs.
         self.written = 0
-        self.rejected_busy = 0
+        self.rejected_busy = 0  # rows refused with 429 (after parsing)
+        self.rejected_requests = 0  # requests refused with 429 (before or after parsing)
         self.write_errors = 0
-        self._rate = 20_000.0  # items/s estimate for Retry-After
+        self.trims = 0
+        #: Called by the writer after each transaction with (rows, seconds): podium.server.metrics.
+        self.observe_write: Callable[[int, float], None] | None = None
+        self._rate = 10_000.0  # rows/s the writer commits when busy (moving average)
+
+    @classmethod
+    def from_settings(cls, repo: IngestRepo, settings: Settings) -> Ingester:
+        return cls(
+            repo,
+            max_items=settings.ingest_queue_max_items,
+            max_bytes=settings.ingest_queue_max_bytes,
+            max_wait=settings.ingest_queue_max_wait,
+            write_batch=settings.ingest_write_batch,
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -81,7 +163,74 @@ class Ingester:
     def pending(self) -> int:
         return self._pending
 
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def stats(self) -> dict[str, Any]:
+        """What /api/v1/health shows under ``ingest``."""
+        with self._cond:
+            return {
+                "pending": self._pending,
+                "pending_spans": self._pending_spans,
+                "pending_trace_rows": self._pending_traces,
+                "pending_scores": self._pending_scores,
+                "queued_bytes": self._bytes,
+                "max_items": self._max_items,
+                "max_bytes": self._max_bytes,
+                "max_wait_s": self._max_wait,
+                "write_rate": round(self._rate),
+                "estimated_wait_s": round(self._pending / max(self._rate, 1.0), 2),
+                "written": self.written,
+                "rejected_busy": self.rejected_busy,
+                "rejected_requests": self.rejected_requests,
+                "write_errors": self.write_errors,
+                "memory_trims": self.trims,
+            }
+
     # --- producer side -----------------------------------------------------------------------
+    def reserve(self, nbytes: int) -> None:
+        """Admit a request of ``nbytes`` before its body is read, or raise 429 (503 when
+        stopping). Pair every successful call with ``release(nbytes)``."""
+        with self._cond:
+            if self._stopping or self._thread is None:
+                raise ServiceUnavailable("the server is shutting down; retry against a running server")
+            if self._bytes > 0 and self._bytes + nbytes > self._max_bytes:
+                self.rejected_requests += 1
+                raise self._busy(
+                    f"ingestion is busy ({self._bytes // 1024} KiB of requests in flight, limit "
+                    f"{self._max_bytes // 1024} KiB: PODIUM_INGEST_QUEUE_MAX_BYTES)"
+                )
+            if self._pending >= self._max_items:
+                self.rejected_requests += 1
+                raise self._busy(f"ingestion queue is full ({self._pending} items waiting to be written)")
+            wait = self._pending / max(self._rate, 1.0)
+            if self._pending > 0 and wait > self._max_wait:
+                self.rejected_requests += 1
+                raise self._busy(
+                    f"ingestion is behind ({self._pending} items waiting, about {wait:.1f} s of work)"
+                )
+            self._bytes += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._cond:
+            self._bytes = max(0, self._bytes - nbytes)
+            self._released += nbytes
+            if self._released >= TRIM_AFTER_BYTES and _malloc_trim is not None:
+                self._trim_due = True
+                self._released = 0
+            if self._trim_due and self._bytes == 0:
+                # Trim a little later, once the finished requests' objects are gone too.
+                self._trim_at = time.monotonic() + TRIM_DELAY
+                self._cond.notify()
+
+    def _busy(self, what: str) -> TooManyRequests:
+        """429 with a Retry-After of about the time the writer needs for what is queued."""
+        retry = min(RETRY_AFTER_MAX, max(1, math.ceil(self._pending / max(self._rate, 1.0))))
+        return TooManyRequests(
+            f"{what}; retry after {retry} s. Nothing from this request was stored.", retry_after=retry
+        )
+
     async def submit(self, batch: IngestBatch) -> list[Rejected]:
         """Queue ``batch`` and return once it is committed, with the items the database refused
         (normally none: validation catches bad data first)."""
@@ -93,17 +242,14 @@ class Ingester:
         with self._cond:
             if self._stopping or self._thread is None:
                 raise ServiceUnavailable("the server is shutting down; retry against a running server")
-            if self._pending + size > self._max_items and self._pending > 0:
+            if self._pending > 0 and (
+                self._pending + size > self._max_items
+                or (self._pending + size) / max(self._rate, 1.0) > self._max_wait
+            ):
                 self.rejected_busy += size
-                retry = max(1.0, round(self._pending / max(self._rate, 1.0), 1))
-                raise TooManyRequests(
-                    f"ingestion queue is full ({self._pending} items waiting to be written); "
-                    f"retry after {retry:g} s. Nothing from this request was stored.",
-                    retry_after=retry,
-                )
-            self._pending += size
-            self._queue.append(_Entry(batch, loop, fut, size))
-            self._cond.notify()
+                self.rejected_requests += 1
+                raise self._busy(f"ingestion queue is full ({self._pending} items waiting to be written)")
+            self._enqueue(_entry(batch, loop, fut))
         return await fut
 
     def submit_nowait(self, batch: IngestBatch) -> bool:
@@ -118,18 +264,31 @@ class Ingester:
             ):
                 self.rejected_busy += size
                 return False
-            self._pending += size
-            self._queue.append(_Entry(batch, None, None, size))
-            self._cond.notify()
+            self._enqueue(_entry(batch, None, None))
         return True
+
+    def _enqueue(self, e: _Entry) -> None:  # holding self._cond
+        self._pending += e.size
+        self._pending_spans += e.spans
+        self._pending_traces += e.traces
+        self._pending_scores += e.scores
+        self._queue.append(e)
+        self._cond.notify()
 
     # --- writer thread -----------------------------------------------------------------------
     def _take(self) -> list[_Entry] | None:
+        """The next entries to write; [] when idle and memory should be trimmed; None to stop."""
         with self._cond:
             while not self._queue:
                 if self._stopping:
                     return None
-                self._cond.wait(0.5)
+                wait = 0.5
+                if self._trim_due and self._bytes == 0:
+                    wait = self._trim_at - time.monotonic()
+                    if wait <= 0:
+                        self._trim_due = False
+                        return []
+                self._cond.wait(min(wait, 0.5))
             taken: list[_Entry] = []
             n = 0
             while self._queue and (not taken or n + self._queue[0].size <= self._write_batch):
@@ -138,13 +297,25 @@ class Ingester:
                 n += e.size
             return taken
 
+    def _trim(self) -> None:
+        if _malloc_trim is None:
+            return
+        t0 = time.perf_counter()
+        _malloc_trim()
+        self.trims += 1
+        logger.debug("malloc_trim after a burst took %.1f ms", (time.perf_counter() - t0) * 1000)
+
     def _run(self) -> None:
         while True:
             entries = self._take()
             if entries is None:
                 return
+            if not entries:
+                self._trim()
+                continue
             t0 = time.perf_counter()
             n = sum(e.size for e in entries)
+            busy = n >= 200 or bool(self._queue)  # a backlog: the rate measured is the writer's capacity
             try:
                 if len(entries) == 1:
                     self._repo.write(entries[0].batch)
@@ -171,10 +342,18 @@ class Ingester:
                         except Exception as exc2:
                             self._retry_alone(e, exc2)
             dt = time.perf_counter() - t0
-            if dt > 0:
+            if self.observe_write is not None:
+                try:  # metrics must never stop the writer
+                    self.observe_write(n, dt)
+                except Exception:
+                    logger.warning("the ingest write observer failed", exc_info=True)
+            if dt > 0 and busy:
                 self._rate = 0.8 * self._rate + 0.2 * (n / dt)
             with self._cond:
                 self._pending -= n
+                self._pending_spans -= sum(e.spans for e in entries)
+                self._pending_traces -= sum(e.traces for e in entries)
+                self._pending_scores -= sum(e.scores for e in entries)
             logger.debug("wrote %d items in %d requests in %.1f ms", n, len(entries), dt * 1000)
 
     def _retry_alone(self, e: _Entry, exc: Exception) -> None:
@@ -210,6 +389,13 @@ class Ingester:
                 "retry it (writes are idempotent)"
             ),
         )
+
+
+def _entry(
+    batch: IngestBatch, loop: asyncio.AbstractEventLoop | None, fut: asyncio.Future[list[Rejected]] | None
+) -> _Entry:
+    spans, traces, scores = len(batch.spans), len(batch.traces), len(batch.scores)
+    return _Entry(batch, loop, fut, spans + traces + scores, spans, traces, scores)
 
 
 def _units(batch: IngestBatch) -> list[tuple[tuple[str, ...], IngestBatch]]:
@@ -263,3 +449,58 @@ def _resolve(e: _Entry, result: list[Rejected] | Exception) -> None:
         e.loop.call_soon_threadsafe(done)
     except RuntimeError:  # loop closed: the client went away
         pass
+
+
+# --- request admission (a FastAPI dependency of the ingest routes) -------------------------------
+
+
+def request_bytes(request: Request, limit: int) -> int:
+    """The bytes an ingest request is counted for while in flight: its Content-Length,
+    ``COMPRESSED_FACTOR`` times that when compressed, or the request limit when unknown
+    (chunked); never more than the limit."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return limit
+    n = int(declared)
+    if (request.headers.get("content-encoding") or "identity").strip().lower() not in ("", "identity"):
+        n *= COMPRESSED_FACTOR
+    return min(n, limit)
+
+
+async def _discard_body(request: Request, limit: int, seconds: float = 1.0) -> None:
+    """Read and drop a refused request's body (bounded), so the client reads the 429 instead
+    of a connection reset while it is still sending."""
+
+    async def drain() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return
+
+    try:
+        await asyncio.wait_for(drain(), seconds)
+    except Exception:  # timeout or a client gone: the error response is all that is left
+        pass
+
+
+async def ingest_room(request: Request) -> AsyncIterator[None]:
+    """Reserve the request's bytes before its body is read; 429 (body discarded unread)
+    when ingestion is over a bound; released after the response's items are written."""
+    st = request.app.state.podium
+    limit: int = st.settings.max_request_bytes
+    nbytes = request_bytes(request, limit)
+    ingester: Ingester = st.ingester
+    try:
+        ingester.reserve(nbytes)
+    except TooManyRequests:
+        await _discard_body(request, limit)
+        raise
+    try:
+        yield
+    finally:
+        ingester.release(nbytes)
+
+
+#: Add ``_room: IngestRoom`` to an ingest route's parameters (after the auth dependency).
+IngestRoom = Annotated[None, Depends(ingest_room)]

@@ -37,8 +37,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from pydantic import ValidationError
 
 from podium.core.conventions import span_from_otel
-from podium.core.records import SpanIn
-from podium.errors import BadRequest, UnsupportedMediaType
+from podium.core.records import MAX_JSON_DEPTH, SpanIn, format_path
+from podium.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = ["JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "decode_traces", "encode_response"]
 
@@ -60,20 +60,24 @@ _Pending = tuple[str, Callable[[], dict[str, Any]]]
 # --- entry points ------------------------------------------------------------------------------
 
 
-def decode_traces(body: bytes, *, content_type: str) -> tuple[list[dict[str, Any]], list[str]]:
+def decode_traces(
+    body: bytes, *, content_type: str, max_spans: int | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Decode an OTLP/HTTP trace export body.
 
     Returns ``(spans, errors)``: ``SpanIn``-shaped dicts (each already validated by
     ``SpanIn``) and one message per span that could not be converted. ``content_type``
     may carry parameters (``application/json; charset=utf-8``). Raises
-    :class:`UnsupportedMediaType` for other content types and :class:`BadRequest` for a
-    body that is not an OTLP request.
+    :class:`UnsupportedMediaType` for other content types, :class:`BadRequest` for a
+    body that is not an OTLP request (or OTLP/JSON nested deeper than ``MAX_JSON_DEPTH``)
+    and :class:`PayloadTooLarge` for more than ``max_spans`` spans (counted before any
+    conversion). CPU-bound: callers on an event loop run it in a worker thread.
     """
     media = content_type.split(";", 1)[0].strip().lower()
     if media in PROTOBUF_CONTENT_TYPES:
-        pending = _protobuf_spans(body)
+        pending = _protobuf_spans(body, max_spans)
     elif media in JSON_CONTENT_TYPES:
-        pending = _json_spans(body)
+        pending = _json_spans(body, max_spans)
     else:
         raise UnsupportedMediaType(
             f"Content-Type {media or '(none)'!r} is not an OTLP trace encoding; "
@@ -89,6 +93,8 @@ def decode_traces(body: bytes, *, content_type: str) -> tuple[list[dict[str, Any
             errors.append(f"{where}: {_describe(e)}")
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
             errors.append(f"{where}: {e}")
+        except RecursionError:  # an attribute holding deeply nested JSON text
+            errors.append(f"{where}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it")
         else:
             spans.append(span)
     return spans, errors
@@ -117,11 +123,26 @@ def _sniff(body: bytes) -> str:
     if body[:2] == b"\x1f\x8b":
         return "; the body looks gzip-compressed: send it with Content-Encoding: gzip"
     if head in (b"{", b"["):
+        # A protobuf export starts with 0x0a (a newline to lstrip) and a length that may be 91 or 123
+        # ('[' or '{'): call it JSON only when it parses as JSON.
+        try:
+            jsonlib.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return ""
         return "; the body looks like JSON: send it with Content-Type application/json"
     return ""
 
 
-def _protobuf_spans(body: bytes) -> list[_Pending]:
+def _check_count(count: int, max_spans: int | None) -> None:
+    if max_spans is not None and count > max_spans:
+        raise PayloadTooLarge(
+            f"OTLP request has {count} spans, over the limit of {max_spans} spans per request "
+            "(PODIUM_MAX_BATCH_ITEMS); export smaller batches (e.g. BatchSpanProcessor max_export_batch_size)",
+            details=[{"field": "resourceSpans", "message": f"{count} spans > {max_spans}"}],
+        )
+
+
+def _protobuf_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
     hint = _sniff(body)
     if hint:  # JSON can parse as (unknown) protobuf groups; refuse it up front
         raise BadRequest(f"body is not a valid OTLP ExportTraceServiceRequest protobuf{hint}")
@@ -130,6 +151,7 @@ def _protobuf_spans(body: bytes) -> list[_Pending]:
         request.ParseFromString(body)
     except (DecodeError, ValueError, RuntimeError) as e:
         raise BadRequest(f"body is not a valid OTLP ExportTraceServiceRequest protobuf: {e}; {_HOW_TO_SEND}")
+    _check_count(sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans), max_spans)
     pending: list[_Pending] = []
     for r, rs in enumerate(request.resource_spans):
         resource = _pb_attributes(rs.resource.attributes)
@@ -235,7 +257,7 @@ def _json_object(v: Any, where: str) -> dict[str, Any]:
     return v
 
 
-def _json_spans(body: bytes) -> list[_Pending]:
+def _json_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
     if body[:2] == b"\x1f\x8b":
         raise BadRequest(f"body is not valid OTLP/JSON{_sniff(body)}")
     try:
@@ -244,6 +266,9 @@ def _json_spans(body: bytes) -> list[_Pending]:
         raise BadRequest(
             f'body is not valid JSON ({e}); an OTLP/JSON trace export is {{"resourceSpans": [...]}}; {_HOW_TO_SEND}'
         )
+    except RecursionError:
+        raise BadRequest(f"OTLP/JSON body nests deeper than {MAX_JSON_DEPTH} levels; flatten attribute values")
+    _check_depth(doc)
     if not isinstance(doc, dict):
         raise BadRequest(
             f'an OTLP/JSON trace export is a JSON object {{"resourceSpans": [...]}}; {_HOW_TO_SEND}'
@@ -285,7 +310,35 @@ def _json_spans(body: bytes) -> list[_Pending]:
                         ),
                     )
                 )
+    _check_count(len(pending), max_spans)
     return pending
+
+
+def _check_depth(doc: Any) -> None:
+    """Refuse OTLP/JSON nested deeper than MAX_JSON_DEPTH (NaN/Infinity stay allowed here:
+    OTLP encodes them, and attribute conversion stores them as strings)."""
+    path = _too_deep_path(doc)
+    if path is not None:
+        field = format_path(path)
+        raise BadRequest(
+            f"OTLP/JSON field {field} nests deeper than {MAX_JSON_DEPTH} levels of objects/arrays; "
+            "flatten attribute values",
+            details=[{"field": field, "message": f"deeper than {MAX_JSON_DEPTH} levels"}],
+        )
+
+
+def _too_deep_path(doc: Any) -> list[str | int] | None:
+    # json_problem also reports non-finite numbers; skip past those by checking depth only.
+    stack: list[tuple[Any, int, list[str | int]]] = [(doc, 1, [])]
+    while stack:
+        v, depth, path = stack.pop()
+        children = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+        for k, child in children:
+            if isinstance(child, dict | list):
+                if depth >= MAX_JSON_DEPTH:
+                    return [*path, k]
+                stack.append((child, depth + 1, [*path, k]))
+    return None
 
 
 def _fail(message: str) -> Callable[[], dict[str, Any]]:

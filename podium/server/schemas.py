@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, field_serializer
+from pydantic import BaseModel, Field, field_serializer
 
 __all__ = [
     "GroupOut",
@@ -86,6 +86,8 @@ class SpanOut(_Out):
     total_tokens: int | None
     usage_details: dict[str, Any] | None
     usage_estimated: bool | None
+    # Whether its usage and cost count toward totals (null: it carries none); docs/data-model.md.
+    usage_counted: bool | None = None
     cost_input: Decimal | None
     cost_output: Decimal | None
     cost_total: Decimal | None
@@ -164,10 +166,14 @@ class NewKeyOut(KeyOut):
     secret_key: str
 
 
+# USD per million tokens; the column holds 10 integer digits (NUMERIC(20, 10)).
+PricePerMillion = Annotated[Decimal, Field(ge=0, lt=1_000_000_000, allow_inf_nan=False)]
+
+
 class PriceIn(BaseModel):
-    input_per_million: Decimal
-    output_per_million: Decimal
-    cached_input_per_million: Decimal | None = None
+    input_per_million: PricePerMillion
+    output_per_million: PricePerMillion
+    cached_input_per_million: PricePerMillion | None = None
 
 
 class PriceOut(_Out):

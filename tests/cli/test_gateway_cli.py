@@ -17,7 +17,13 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def cli_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+def allow_up_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # API-declared aliases may read only operator-allowed variables (docs/security.md).
+    monkeypatch.setenv("PODIUM_GATEWAY_ENV_ALLOWLIST", "UP_KEY")
+
+
+@pytest.fixture
+def cli_env(allow_up_key: None, server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
     monkeypatch.setenv("PODIUM_BASE_URL", server.url)
     monkeypatch.setenv("PODIUM_PUBLIC_KEY", server.keys.public_key)
     monkeypatch.setenv("PODIUM_SECRET_KEY", server.keys.secret_key)

@@ -447,7 +447,7 @@ def test_metrics_are_exposed(gateway: GatewayFactory, up: FakeUpstream) -> None:
     with pytest.raises(openai.BadRequestError):
         oai(srv).chat.completions.create(model="fake", messages=MSG)
     text = httpx.get(srv.url + "/metrics").text
-    assert 'podium_gateway_requests_total{deployment="fake#0:openai/fake-a",key="' in text
+    assert 'podium_gateway_requests_total{deployment="fake#0:openai/fake-a",model="fake",status="ok"}' in text
     assert 'status="ok"' in text and 'status="400"' in text
     assert "podium_gateway_request_duration_seconds_bucket" in text
     assert 'podium_gateway_tokens_total{kind="input",model="fake"} 10.0' in text

@@ -465,6 +465,62 @@ async def test_64_concurrent_requests_never_overspend(backend: Backend) -> None:
     assert u["in_flight"] == 0 and u["reserved_usd"] == 0
 
 
+async def test_extend_tops_up_a_reservation_when_the_budget_allows(backend: Backend) -> None:
+    lim = backend.lim
+    scopes = [key(rpm=100), project(budget_total=1.0)]
+    other = await lim.acquire(scopes, est_tokens=1, est_cost=0.3)
+    t = await lim.acquire(scopes, est_tokens=1, est_cost=0.1)
+    await lim.extend(t, est_cost=0.6)  # 0.3 (other) + 0.6 <= 1.0
+    assert t.est_cost == pytest.approx(0.6)
+    assert (await lim.usage("project", "p1"))["reserved_usd"] == pytest.approx(0.9)
+    await deny(lim, scopes, est_cost=0.2)  # 0.9 reserved + 0.2 > 1.0
+    await lim.extend(t, est_cost=0.2)  # lower than held: nothing changes
+    assert t.est_cost == pytest.approx(0.6)
+    await lim.release(t, tokens=5, cost=0.55)
+    u = await lim.usage("project", "p1")
+    assert u["reserved_usd"] == pytest.approx(0.3) and u["in_flight"] == 1  # all of t's reservation went
+    await lim.release(other, tokens=1, cost=0.0)
+    u = await lim.usage("project", "p1")
+    assert u["reserved_usd"] == 0 and u["spend"]["total"]["usd"] == pytest.approx(0.55)
+
+
+async def test_extend_beyond_the_budget_is_refused_and_changes_nothing(backend: Backend) -> None:
+    lim = backend.lim
+    scopes = [key(rpm=100), project(budget_daily=0.5)]
+    await lim.add_spend("project", "p1", daily=0.1)
+    t = await lim.acquire(scopes, est_tokens=1, est_cost=0.1)
+    with pytest.raises(TooManyRequests) as ei:
+        await lim.extend(t, est_cost=0.45)  # 0.1 spent + 0.45 > 0.5
+    e = ei.value
+    assert e.details[0]["limit"] == "budget_daily" and e.details[0]["scope"] == "project"
+    assert e.details[0]["requested"] == pytest.approx(0.45) and e.details[0]["reserved"] == 0
+    assert "has $0.40 left, less than this request's estimated $0.45" in e.message
+    assert "resets at 00:00 UTC" in e.message
+    assert t.est_cost == pytest.approx(0.1)
+    assert (await lim.usage("project", "p1"))["reserved_usd"] == pytest.approx(0.1)
+    await lim.release(t, tokens=1, cost=0.1)
+    with pytest.raises(TooManyRequests):  # a released ticket reserves nothing more, and says nothing
+        await lim.acquire(scopes, est_tokens=1, est_cost=0.31)
+    await lim.extend(t, est_cost=10.0)
+    assert (await lim.usage("project", "p1"))["reserved_usd"] == 0
+
+
+async def test_redis_extend_after_the_lease_expired_takes_it_again(redis_prefix: str) -> None:
+    lim = RedisLimiter(REDIS_URL, prefix=redis_prefix, lease=0.2)
+    scopes = [project(budget_total=1.0)]
+    t = await lim.acquire(scopes, est_tokens=1, est_cost=0.2)
+    await asyncio.sleep(0.3)
+    other = await lim.acquire(scopes, est_tokens=1, est_cost=0.1)  # prunes t's expired lease
+    assert (await lim.usage("project", "p1"))["reserved_usd"] == pytest.approx(0.1)
+    await lim.extend(t, est_cost=0.5)
+    assert (await lim.usage("project", "p1"))["reserved_usd"] == pytest.approx(0.6)
+    await lim.release(t, tokens=1, cost=0.4)
+    await lim.release(other, tokens=1, cost=0.1)
+    u = await lim.usage("project", "p1")
+    await lim.aclose()
+    assert u["reserved_usd"] == 0 and u["spend"]["total"]["usd"] == pytest.approx(0.5)
+
+
 async def test_two_processes_share_one_budget(redis_prefix: str) -> None:
     worker = Path(__file__).with_name("limits_worker.py")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}

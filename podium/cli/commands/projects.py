@@ -101,7 +101,7 @@ def keys_list(
 
 @keys_app.command("revoke")
 def keys_revoke(public_key: str) -> None:
-    """Revoke the key with PUBLIC_KEY (takes effect within seconds on running servers)."""
+    """Revoke the key with PUBLIC_KEY (running servers refuse it within a second)."""
     store = open_store(Settings())
     try:
         k = store.projects.revoke_key(None, public_key)

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
 from podium.server.auth import CurrentKey, require_admin, require_read
+from podium.server.body import StrictJSONRoute
 from podium.server.schemas import KeyOut, NewKeyOut, PriceIn, PriceOut, ProjectOut
 from podium.server.state import AppState
 
 __all__ = ["health_router", "router"]
 
-router = APIRouter(prefix="/api/v1", tags=["projects"])
+router = APIRouter(prefix="/api/v1", tags=["projects"], route_class=StrictJSONRoute)
 health_router = APIRouter(prefix="/api/v1", tags=["meta"])  # the only admin route a gateway-only process serves
 
 
@@ -29,12 +30,7 @@ def health(request: Request) -> dict[str, Any]:
         "status": "ok",
         "version": request.app.version,
         "database": st.store.dialect,
-        "ingest": {
-            "pending": st.ingester.pending,
-            "written": st.ingester.written,
-            "rejected_busy": st.ingester.rejected_busy,
-            "write_errors": st.ingester.write_errors,
-        },
+        "ingest": st.ingester.stats(),
     }
 
 

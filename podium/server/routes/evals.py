@@ -13,11 +13,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from podium.core.datasets import parse_dataset_text
+from podium.core.datasets import DatasetItem, parse_dataset_text
+from podium.core.records import format_path, json_problem
 from podium.errors import BadRequest, Forbidden, UnsupportedMediaType
 from podium.evals.service import EvalService
 from podium.server.auth import CurrentKey
-from podium.server.body import read_body, read_json
+from podium.server.body import StrictJSONRoute, read_body, read_json
 from podium.server.routes.traces import MAX_TAG_FILTERS, utc_param
 from podium.server.state import AppState
 from podium.store.repos.evals import ExperimentFilter
@@ -26,7 +27,7 @@ from podium.store.repos.traces import TraceFilter
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=StrictJSONRoute)
 
 
 def _role(roles: tuple[str, ...], what: str) -> Any:
@@ -293,6 +294,7 @@ async def add_items(
         except UnicodeDecodeError as e:
             raise BadRequest(f"the file is not UTF-8 text ({e})")
         items = await run_in_threadpool(parse_dataset_text, text, format=_FILE_TYPES[ctype], source="body")
+        _check_file_items(items)
         body = {"message": message, "replace": replace, "create": create}
         return await run_in_threadpool(svc.change_items, key.project_id, name, body,  # type: ignore[no-any-return]
                                        actor=key.public_key, items=items,
@@ -303,6 +305,15 @@ async def add_items(
     body = await _object(request)
     return await run_in_threadpool(svc.change_items, key.project_id, name, body,  # type: ignore[no-any-return]
                                    actor=key.public_key)
+
+
+def _check_file_items(items: list[DatasetItem]) -> None:
+    """A file upload's items follow the JSON body rules (depth; NaN/Infinity are refused by the parser)."""
+    for i, item in enumerate(items):
+        problem = json_problem(item.to_dict())
+        if problem is not None:
+            field = format_path(["items", i, *problem[0]])
+            raise BadRequest(f"{field} {problem[1]}", details=[{"field": field, "message": problem[1]}])
 
 
 @router.post("/datasets/{name}/items/delete", response_model=ChangeOut, tags=["datasets"],

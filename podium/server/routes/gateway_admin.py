@@ -7,16 +7,18 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
-from podium.errors import BadRequest, NotFound
-from podium.gateway.config import ModelAlias, parse_alias
+from podium.errors import BadRequest
+from podium.gateway.config import ModelAlias, check_api_alias, parse_alias, seal_api_alias
 from podium.gateway.limits import Limits
 from podium.gateway.service import Gateway
 from podium.server.auth import require_admin, require_read
+from podium.server.body import StrictJSONRoute
+from podium.server.metrics import check_scraper
 from podium.server.state import AppState
 
 __all__ = ["metrics_router", "router"]
 
-router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"])
+router = APIRouter(prefix="/api/v1/gateway", tags=["gateway"], route_class=StrictJSONRoute)
 metrics_router = APIRouter(tags=["gateway"])
 
 
@@ -38,6 +40,8 @@ def _alias_out(a: ModelAlias, stored: dict[str, Any] | None = None) -> dict[str,
             # Never the secret: "env:NAME" is shown (it is not a secret), a stored secret is "set".
             "api_key": raw_key if isinstance(raw_key, str) and raw_key.startswith("env:")
             else ("set" if d.api_key or raw_key else None),
+            # Header values may carry credentials (stored encrypted): their names only.
+            "headers": sorted(d.headers),
         })
     return {"name": a.name, "mode": a.mode, "source": a.source, "description": a.description,
             "fallbacks": a.fallbacks, "deployments": deps}
@@ -57,25 +61,24 @@ def put_model(
     name: str,
     key: require_admin,  # type: ignore[valid-type]
     body: dict[str, Any] = Body(..., examples=[{
-        "deployments": [{"provider": "openai", "model": "gpt-4o-mini", "api_key": "env:OPENAI_API_KEY"}],
+        "deployments": [{"provider": "openai", "model": "gpt-4o-mini", "api_key": "sk-..."}],
         "fallbacks": ["local"],
     }]),
 ) -> Response:
     """Body like one entry of the config file's ``models`` list (``name`` comes from the path).
-    A literal ``api_key`` is encrypted before it is stored and never returned; ``env:NAME``
-    reads the gateway process's environment."""
+    A literal ``api_key`` and every ``headers`` value are encrypted before they are stored and
+    never returned (header names are). ``env:NAME`` is refused (400) unless the operator lists
+    NAME in ``PODIUM_GATEWAY_ENV_ALLOWLIST``: only the operator's config file may read the
+    server's environment."""
     st, gw = _gw(request)
     spec = parse_alias({**body, "name": name})
+    check_api_alias(spec, st.settings.gateway_env_names)
     aliases = gw.aliases(key.project_id)  # type: ignore[attr-defined]
     for f in spec.fallbacks:
         if f not in aliases and f != name:
             raise BadRequest(f"fallback {f!r} is not a declared model; declared: {', '.join(sorted(aliases))}",
                              details=[{"field": "fallbacks", "message": "unknown model"}])
-    stored = spec.model_dump(exclude={"name"}, exclude_none=True)
-    for d in stored["deployments"]:
-        k = d.get("api_key")
-        if k and not k.startswith(("env:", "enc:")):
-            d["api_key"] = gw.box.encrypt(k)
+    stored = seal_api_alias(spec, gw.box.encrypt)
     created = st.store.gateway.put_model(key.project_id, name, stored)  # type: ignore[attr-defined]
     gw.invalidate(key.project_id)  # type: ignore[attr-defined]
     alias = gw.aliases(key.project_id)[name]  # type: ignore[attr-defined]
@@ -153,8 +156,8 @@ def router_health(request: Request, key: require_read) -> dict[str, Any]:  # typ
 
 @metrics_router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
-    """Prometheus exposition (no auth, like most exporters: bind to a private address)."""
+    """Prometheus exposition: with ``PODIUM_METRICS_TOKEN``, for ``Authorization: Bearer <token>``;
+    without it, only for this machine on a loopback-bound server (``podium.server.metrics``)."""
     st: AppState = request.app.state.podium
-    if st.gateway is None:
-        raise NotFound("metrics are served by processes running the gateway")
-    return Response(st.gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    check_scraper(request.scope, request.headers, st.settings)
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

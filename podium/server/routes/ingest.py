@@ -7,21 +7,54 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from podium.core.records import ScoreIn, SpanIn, TraceIn
 from podium.errors import UnsupportedMediaType, ValidationFailed
 from podium.server import otlp
 from podium.server.auth import require_write
-from podium.server.body import read_body, read_json
+from podium.server.body import StrictJSONRoute, read_body, read_json
 from podium.server.convert import BatchBuilder
 from podium.server.errors import pydantic_details
+from podium.server.ingest import IngestRoom
 from podium.server.state import AppState
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 _MODELS: dict[str, type[BaseModel]] = {"span": SpanIn, "trace": TraceIn, "score": ScoreIn}
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` inlined (the request-body doc stands alone)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict):
+            ref = v.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
+def _item_doc(kind: str, model: type[BaseModel]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": ["type", "body"],
+            "properties": {"type": {"const": kind}, "body": _inline(model.model_json_schema())}}
+
+
+_INGEST_DOC = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["batch"], "additionalProperties": False,
+    "properties": {
+        "batch": {"type": "array", "items": {"oneOf": [_item_doc(k, m) for k, m in _MODELS.items()]}},
+        "metadata": {"type": "object"},
+    },
+}}}}}
 
 
 class IngestResult(BaseModel):
@@ -40,9 +73,10 @@ def _describe(e: ValidationError) -> str:
     "/api/v1/ingest",
     response_model=IngestResult,
     responses={207: {"model": IngestResult, "description": "some items were rejected"}},
+    openapi_extra=_INGEST_DOC,
     summary="Ingest a batch of spans, traces and scores",
 )
-async def ingest(request: Request, key: require_write) -> JSONResponse:  # type: ignore[valid-type]
+async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSONResponse:  # type: ignore[valid-type]
     """Body: ``{"batch": [{"type": "span"|"trace"|"score", "body": {...}}]}``.
 
     Each item is validated on its own; valid items are stored (idempotent upsert by id)
@@ -114,9 +148,20 @@ async def ingest(request: Request, key: require_write) -> JSONResponse:  # type:
     return JSONResponse({"successes": successes, "errors": errors}, status_code=207 if errors else 200)
 
 
+def _otlp_batch(st: AppState, project_id: str, body: bytes, ctype: str) -> tuple[BatchBuilder, list[str]]:
+    spans, problems = otlp.decode_traces(body, content_type=ctype, max_spans=st.settings.max_batch_items)
+    builder = BatchBuilder(project_id, lambda: st.prices_for(project_id))
+    for d in spans:
+        try:
+            builder.add_span(SpanIn.model_validate(d))
+        except ValidationError as e:
+            problems.append(f"span {d.get('id')}: {_describe(e)}")
+    return builder, problems
+
+
 @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip ok)")
 @router.post("/api/public/otel/v1/traces", include_in_schema=False)
-async def otlp_traces(request: Request, key: require_write) -> Response:  # type: ignore[valid-type]
+async def otlp_traces(request: Request, key: require_write, _room: IngestRoom) -> Response:  # type: ignore[valid-type]
     st: AppState = request.app.state.podium
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if ctype not in ("application/x-protobuf", "application/protobuf", "application/json"):
@@ -125,13 +170,8 @@ async def otlp_traces(request: Request, key: require_write) -> Response:  # type
         )
     as_json = ctype == "application/json"
     body = await read_body(request, st.settings.max_request_bytes)
-    spans, problems = otlp.decode_traces(body, content_type=ctype)
-    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))  # type: ignore[attr-defined]
-    for d in spans:
-        try:
-            builder.add_span(SpanIn.model_validate(d))
-        except ValidationError as e:
-            problems.append(f"span {d.get('id')}: {_describe(e)}")
+    # Decoding, validating and pricing 5,000 spans is CPU work: a worker thread, not the event loop.
+    builder, problems = await run_in_threadpool(_otlp_batch, st, key.project_id, body, ctype)
     refused = await st.ingester.submit(builder.batch)
     problems.extend(f"span {k[-1]}: {msg}" for k, msg in refused)
     st.count_ingest(len(builder.batch.spans) - len(refused), len(problems))

@@ -24,7 +24,7 @@ from podium.core.records import TraceIn
 from podium.errors import BadRequest, Forbidden, ServiceUnavailable, ValidationFailed
 from podium.prompts import PromptRegistry
 from podium.server.auth import CurrentKey
-from podium.server.body import read_json
+from podium.server.body import StrictJSONRoute, read_json
 from podium.server.convert import BatchBuilder
 from podium.server.routes.traces import utc_param
 from podium.server.state import AppState
@@ -32,7 +32,7 @@ from podium.store.repos.projects import ApiKey
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"])
+router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"], route_class=StrictJSONRoute)
 
 _READ_ROLES = ("admin", "member", "viewer", "ingest")
 _WRITE_ROLES = ("admin", "member")

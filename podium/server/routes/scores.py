@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from podium.core.records import ScoreIn
 from podium.errors import BadRequest
 from podium.server.auth import require_read, require_write
+from podium.server.body import StrictJSONRoute
 from podium.server.convert import BatchBuilder
 from podium.server.routes.traces import utc_param
 from podium.server.schemas import ScorePage
@@ -19,7 +20,7 @@ from podium.store.repos.scores import ScoreFilter
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["scores"])
+router = APIRouter(prefix="/api/v1", tags=["scores"], route_class=StrictJSONRoute)
 
 
 @router.get("/scores", response_model=ScorePage, summary="List scores")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from podium.core.records import utc
 from podium.errors import BadRequest
 from podium.server.auth import require_read
+from podium.server.body import StrictJSONRoute
 from podium.server.schemas import GroupPage, SpanOut, SpanPage, TraceDetail, TracePage
 from podium.server.state import AppState
 from podium.store.repos.scores import ScoreFilter
@@ -17,7 +18,7 @@ from podium.store.repos.traces import TraceFilter
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["traces"])
+router = APIRouter(prefix="/api/v1", tags=["traces"], route_class=StrictJSONRoute)
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 

@@ -1,10 +1,16 @@
 """Who is looking at the UI, and what they may do: the REST API's keys and roles.
 
 - **Local mode**: the server is bound to a loopback address (``PODIUM_HOST`` is 127.0.0.1,
-  localhost or ::1) *and* the request names a loopback host. The UI then acts as an admin
-  of the default project (the one ``podium up`` creates; else the oldest project), with no
-  login. The Host check keeps a DNS-rebinding page, or a reverse proxy forwarding a public
-  name to 127.0.0.1, from getting that free pass: those fall back to the login.
+  localhost or ::1), the request comes *from* a loopback address (the TCP peer, not only the
+  Host header), names a loopback host, and was not forwarded by a reverse proxy
+  (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``, ``Via``..., or HTTP/1.0 as nginx sends
+  by default). The UI then acts as an admin of the default project (the one ``podium up``
+  creates; else the oldest project), with no login. The Host check keeps a DNS-rebinding
+  page from getting that free pass; the peer and proxy checks keep a reverse proxy on this
+  machine (which rewrites Host to ``127.0.0.1:PORT``) from handing it to everyone. Behind
+  such a proxy local mode needs ``PODIUM_TRUST_PROXY_LOCAL_MODE=true`` (and a client the
+  proxy names as loopback, if it names one);
+  ``PODIUM_LOCAL_MODE=false`` turns it off altogether.
 - **Otherwise** a key is needed: ``Authorization`` (Basic ``pk:sk`` or ``Bearer sk-…``,
   as for the API) or the login form, which keeps the secret key in an HTTP-only,
   SameSite=Strict cookie. Every request re-checks it through the API's ``Authenticator``,
@@ -17,7 +23,6 @@ check) as a CSRF guard.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -25,6 +30,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 
 from podium.errors import Unauthorized
+from podium.server.auth import is_loopback_host, loopback_request
 from podium.server.state import AppState
 from podium.store.repos.projects import ApiKey
 
@@ -122,29 +128,11 @@ class Viewer:
             )
 
 
-def is_loopback_host(host: str | None) -> bool:
-    """True for localhost and loopback IPs (127.0.0.0/8, ::1), with or without brackets."""
-    if not host:
-        return False
-    h = host.strip().strip("[]").lower()
-    if h == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
-
-
-def _request_host(request: Request) -> str | None:
-    raw = request.headers.get("host")
-    if not raw:
-        return None
-    return urlsplit("//" + raw).hostname
-
-
 def local_mode(request: Request) -> bool:
+    """No-login admin: see the module docstring (``podium.server.auth.loopback_request``)."""
     st: AppState = request.app.state.podium
-    return is_loopback_host(st.settings.host) and is_loopback_host(_request_host(request))
+    s = st.settings
+    return s.local_mode and loopback_request(request.scope, s.host, trust_proxy=s.trust_proxy_local_mode)
 
 
 def _next_url(request: Request) -> str:

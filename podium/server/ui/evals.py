@@ -116,7 +116,7 @@ def dataset_page(request: Request, name: str) -> HTMLResponse:
     raw = _get(request, "version")
     version = None
     if raw is not None:
-        if not raw.isdigit() or len(raw) > 9:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
             raise UiError(400, "Bad request", f"version must be a number, got {raw!r}")
         version = int(raw)
     split = _get(request, "split")

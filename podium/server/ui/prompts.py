@@ -171,7 +171,7 @@ def _create_body(form: dict[str, str], *, new: bool) -> tuple[dict[str, Any], li
     base = form.get("base_version", "").strip()
     if new:
         body["base_version"] = 0  # a new prompt: an existing name answers 409, nothing is versioned by mistake
-    elif base.isdigit() and len(base) < 10:
+    elif base.isascii() and base.isdigit() and len(base) < 10:
         body["base_version"] = int(base)  # the version the form was filled from: a stale form answers 409
     return body, errors
 
@@ -390,7 +390,7 @@ def _label_body(form: dict[str, str]) -> dict[str, Any]:
     """The registry's label body from the move form: one version, or two with a share (A/B)."""
     def version(field: str, what: str) -> int:
         raw = form.get(field, "").strip().lstrip("v")
-        if not raw.isdigit() or len(raw) > 9:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
             raise BadRequest(f"choose {what} (a version number), got {raw!r}")
         return int(raw)
 

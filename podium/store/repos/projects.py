@@ -186,6 +186,17 @@ class ProjectRepo:
         with self._engine.begin() as conn:
             conn.execute(update(t.project).where(t.project.c.id == project_id).values(gateway_limits=limits or None))
 
+    def revocation_marker(self) -> tuple[int, datetime | None]:
+        """(revoked keys, latest revocation): a cheap value that changes whenever any key is
+        revoked, by this process or another (the CLI writes the database directly)."""
+        from sqlalchemy import func
+
+        with self._engine.connect() as conn:
+            r = conn.execute(
+                select(func.count(), func.max(t.api_key.c.revoked_at)).where(t.api_key.c.revoked_at.is_not(None))
+            ).one()
+        return int(r[0]), r[1]
+
     def authenticate(self, secret_key: str, public_key: str | None = None) -> ApiKey | None:
         """The active key whose secret is ``secret_key`` (and whose public key matches, if given)."""
         with self._engine.connect() as conn:
