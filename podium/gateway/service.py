@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from podium.config import Settings
-from podium.core.pricing import PriceTable, compute_cost
+from podium.core.pricing import ModelPrice, PriceTable, compute_cost
 from podium.core.records import CostIn, SpanIn, SpanKind, SpanStatus, UsageIn
 from podium.errors import (
     BadRequest,
@@ -36,7 +36,7 @@ from podium.gateway.cache import ResponseCache, cache_bypass, cache_key, make_ca
 from podium.gateway.config import GatewayConfig, ModelAlias, load_config, parse_alias, resolve_alias
 from podium.gateway.limits import Limiter, Limits, Scope, make_limiter
 from podium.gateway.metrics import GatewayMetrics
-from podium.gateway.providers.base import Provider
+from podium.gateway.providers.base import Deployment, Provider
 from podium.gateway.router import Routed, Router
 from podium.gateway.secrets import SecretBox
 from podium.store import Store
@@ -78,6 +78,12 @@ class Call:
     cache_hit: bool = False
     trace_id: str = ""
     span_id: str = ""
+    api: str | None = None  # the OpenAI API the caller used when it is not `endpoint` ("responses")
+    usage: dict[str, Any] | None = None  # a stream's usage (the upstream's, or counted) once it has ended
+    budgeted: bool = False  # a scope of this request has a budget: reservations are priced
+    est_in: int = 0  # estimated prompt tokens
+    max_out: int | None = None  # output tokens the caller allows (max_tokens x n); None: not set
+    unpriced: bool = False  # the answering model has no price: budgets charged the fallback price
 
     @property
     def alias(self) -> str:
@@ -110,7 +116,7 @@ class Gateway:
             cache = make_cache(settings.gateway_cache, redis_url=settings.redis_url,
                                max_entries=settings.gateway_cache_max_entries)
         self.cache: ResponseCache | None = None if cache is None or cache is False else cache  # (len() may be 0)
-        self.metrics = metrics or GatewayMetrics()
+        self.metrics = metrics or GatewayMetrics(key_labels=settings.metrics_key_labels)
         self._box: SecretBox | None = None
         self._aliases: dict[str, tuple[dict[str, ModelAlias], float]] = {}
         self._project_limits: dict[str, tuple[Limits, float]] = {}
@@ -153,7 +159,8 @@ class Gateway:
         for row in self.store.gateway.list_models(project_id):
             try:
                 spec = parse_alias({**row["spec"], "name": row["name"]})
-                merged[row["name"]] = resolve_alias(spec, self.config.router, "api", self.box.decrypt)
+                merged[row["name"]] = resolve_alias(spec, self.config.router, "api", self.box.decrypt,
+                                                    env_allowed=self.settings.gateway_env_names)
             except (PodiumError, ValueError) as e:  # one bad row must not take down the others
                 logger.error("model alias %r of project %s is unusable: %s", row["name"], project_id, e)
         self._aliases[project_id] = (merged, now + _TTL)
@@ -210,22 +217,69 @@ class Gateway:
             scopes.append(Scope("project", key.project_id, "project", hit[0]))
         return scopes
 
-    def _estimate(self, call: Call) -> tuple[int, float]:
+    def _estimate(self, call: Call, budgeted: bool) -> tuple[int, float]:
+        """(tokens for tpm, USD for budgets) to reserve for this request.
+
+        The USD estimate is the most the request can cost on any deployment it can reach
+        (every weighted deployment of every alias of the fallback chain): prompt tokens
+        (characters / 4 + 8) plus the output bound (``max_tokens`` x ``n``; without it,
+        :meth:`ModelPrice.output_bound` of ``gateway_budget_max_output``), at that deployment's price without cache
+        discounts. Unpriced models are priced at ``gateway_budget_unpriced_*``. The tpm
+        estimate assumes 512 output tokens when ``max_tokens`` is absent."""
         body = call.body
         if call.endpoint == "embeddings":
             x = body.get("input")
             n_in = sum(len(s) for s in x) // 4 if isinstance(x, list) and x and isinstance(x[0], str) else (
                 len(x) // 4 if isinstance(x, str) else 512)
+            call.est_in, call.max_out = n_in, 0
             n_out = 0
         else:
-            src = body.get("messages") if call.endpoint == "chat" else body.get("prompt")
+            src = body.get("messages") if "messages" in body else body.get("prompt", body.get("input"))
             n_in = _chars(src) // 4 + 8
-            n_out = body.get("max_completion_tokens") or body.get("max_tokens") or 512
-            n_out *= body.get("n") or 1
-        dep = call.chain[0].deployments[0]
-        cost = compute_cost(dep.model, {"input_tokens": n_in, "output_tokens": n_out}, provider=dep.provider,
-                            table=self._prices(call.key.project_id))
-        return n_in + n_out, (cost or {}).get("total", 0.0)
+            n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 0) > 0 else 1
+            given = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+            call.est_in = n_in
+            call.max_out = int(given) * n if isinstance(given, int) and given > 0 else None
+            n_out = call.max_out if call.max_out is not None else 512 * n
+        call.budgeted = budgeted
+        if not budgeted:
+            return n_in + n_out, 0.0
+        table = self._prices(call.key.project_id)
+        cost = max((self._dep_cost(call, d, table) for a in call.chain for d in a.deployments), default=0.0)
+        return n_in + n_out, cost
+
+    def _price(self, dep: Deployment, table: PriceTable) -> ModelPrice | None:
+        return table.lookup(dep.model, dep.provider)
+
+    def _unpriced_price(self) -> ModelPrice:
+        s = self.settings
+        return ModelPrice(s.gateway_budget_unpriced_input, s.gateway_budget_unpriced_output)
+
+    def _dep_cost(self, call: Call, dep: Deployment, table: PriceTable) -> float:
+        """The most this request can cost on ``dep`` (see :meth:`_estimate`)."""
+        price = self._price(dep, table) or self._unpriced_price()
+        n_out = call.max_out
+        if n_out is None:
+            n = call.body.get("n") if isinstance(call.body.get("n"), int) and call.body.get("n", 0) > 0 else 1
+            n_out = price.output_bound(call.est_in, self.settings.gateway_budget_max_output) * n
+        return price.max_cost(call.est_in, n_out)
+
+    def _before(self, call: Call, ticket: Any) -> Callable[[Deployment], Any] | None:
+        """The router's hook: before a deployment is tried, top up the budget reservation when
+        this deployment can cost more than what is reserved (prices change, fallbacks)."""
+        if not call.budgeted:
+            return None
+
+        async def before(dep: Deployment) -> None:
+            need = self._dep_cost(call, dep, self._prices(call.key.project_id))
+            if need > ticket.est_cost * (1 + 1e-9):
+                try:
+                    await self.limiter.extend(ticket, est_cost=need)
+                except TooManyRequests as e:
+                    self.metrics.rejections.labels(_scope_of(e.message)).inc()
+                    raise
+
+        return before
 
     # --- the call ----------------------------------------------------------------------------------
     def prepare(self, key: ApiKey, endpoint: str, body: Any, headers: dict[str, str]) -> Call:
@@ -262,7 +316,7 @@ class Gateway:
         m.in_flight.inc()
         try:
             _check, op, _sop, _mode = ENDPOINTS[call.endpoint]
-            out = await self.router.call(call.chain, op, call.body, call.routed)
+            out = await self.router.call(call.chain, op, call.body, call.routed, before=self._before(call, ticket))
             tokens, cost = self._usage_cost(call, out.get("usage"))
         except PodiumError as e:
             self._finish(call, None, e, 0, 0.0)
@@ -289,11 +343,14 @@ class Gateway:
             return _replay(wire.chunks_from_response(cached, chat=call.endpoint == "chat"))
         _check, _op, sop, _mode = ENDPOINTS[call.endpoint]
         body = call.body
-        if not isinstance(body.get("stream_options"), dict):
-            body = {**body, "stream_options": {"include_usage": True}}
+        so = body.get("stream_options")
+        if not isinstance(so, dict) or so.get("include_usage") is not True:
+            # Always learn the usage; the route strips it for a caller that did not ask for it.
+            body = {**body, "stream_options": {**(so if isinstance(so, dict) else {}), "include_usage": True}}
         m.in_flight.inc()
         try:
-            first, rest = await self.router.stream(call.chain, sop, body, call.routed)  # type: ignore[arg-type]
+            first, rest = await self.router.stream(call.chain, sop, body, call.routed,  # type: ignore[arg-type]
+                                                   before=self._before(call, ticket))
         except BaseException as e:
             m.in_flight.dec()
             await self.limiter.release(ticket, tokens=0, cost=0.0)
@@ -333,6 +390,7 @@ class Gateway:
             if usage is None:  # the upstream sent no usage: count it ourselves
                 usage = _estimated_usage(call, acc.text)
                 out["usage"] = usage
+            call.usage = usage
             tokens, cost = self._usage_cost(call, usage)
             await self.limiter.release(ticket, tokens=tokens, cost=cost)
             if error is None and call.cache_key is not None and call.cache_write and not acc.tool_calls:
@@ -364,7 +422,9 @@ class Gateway:
 
     async def _acquire(self, call: Call) -> Any:
         scopes = self._scopes(call.key)
-        est_tokens, est_cost = self._estimate(call)
+        budgeted = any(sc.limits.budget_daily is not None or sc.limits.budget_monthly is not None
+                       or sc.limits.budget_total is not None for sc in scopes)
+        est_tokens, est_cost = self._estimate(call, budgeted)
         try:
             return await self.limiter.acquire(scopes, est_tokens=est_tokens, est_cost=est_cost)
         except TooManyRequests as e:
@@ -380,7 +440,12 @@ class Gateway:
             return 0, 0.0
         n_in = int(usage.get("prompt_tokens") or 0)
         n_out = int(usage.get("completion_tokens") or 0)
-        cost = compute_cost(dep.model, usage, provider=dep.provider, table=self._prices(call.key.project_id))
+        table = self._prices(call.key.project_id)
+        if self._price(dep, table) is None:  # unpriced: budgets charge the fallback price
+            charge = self._unpriced_price().max_cost(n_in, n_out)
+            call.unpriced = charge > 0
+            return n_in + n_out, charge
+        cost = compute_cost(dep.model, usage, provider=dep.provider, table=table)
         return n_in + n_out, (cost or {}).get("total", 0.0)
 
     # --- recording ---------------------------------------------------------------------------------
@@ -392,13 +457,13 @@ class Gateway:
         dep_id = dep.id if dep else ("cache" if call.cache_hit else "none")
         key_label = call.key.public_key
         status = "ok" if error is None else str(wire.http_status(error))
-        m.requests.labels(alias, dep_id, key_label, status).inc()
+        m.count_request(alias, dep_id, key_label, status)  # the key is a label only if opted in
         elapsed = time.perf_counter() - call.t0
         m.latency.labels(alias).observe(elapsed)
         if call.first_token is not None and call.body.get("stream"):
             m.ttft.labels(alias).observe((call.first_token - call.start).total_seconds())
         if error is not None:
-            m.errors.labels(alias, error.code).inc()
+            m.count_error(alias, error)
         for a in call.routed.attempts[:-1] if call.routed.attempts else ():
             m.retries.labels(a.deployment).inc()
         if dep is not None and dep.alias != alias:
@@ -408,7 +473,7 @@ class Gateway:
             m.tokens.labels(alias, "input").inc(usage.get("prompt_tokens") or 0)
             m.tokens.labels(alias, "output").inc(usage.get("completion_tokens") or 0)
         if cost:
-            m.spend.labels(alias, key_label).inc(cost)
+            m.count_spend(alias, key_label, cost)
             self._note_spend(call.key, cost)
         if isinstance(error, TooManyRequests):
             return  # refused by our own limits: counted above, not stored (a flood must not flood the store)
@@ -432,17 +497,20 @@ class Gateway:
         else:
             span_input = body.get("input")
             data = (out or {}).get("data") or []
-            output = {"embeddings": len(data), "dimensions": len(data[0].get("embedding") or []) if data else 0}
+            output = {"embeddings": len(data), "dimensions": wire.embedding_dimensions(data[0]) if data else 0}
         gw: dict[str, Any] = {
             "alias": call.alias,
             "deployment": dep.id if dep else None,
-            "endpoint": call.endpoint,
+            "endpoint": call.api or call.endpoint,
             "stream": bool(body.get("stream")),
             "cache_hit": call.cache_hit,
             "retries": call.routed.retries,
             "fallback": bool(dep is not None and dep.alias != call.alias),
             "key": call.key.public_key,
         }
+        if call.unpriced:  # no price for this model: the trace shows no cost, budgets were charged this
+            gw["unpriced"] = True
+            gw["budget_usd"] = cost
         if len(call.routed.attempts) > 1 or error is not None:
             gw["attempts"] = [
                 {"deployment": a.deployment, "ok": a.ok, "status": a.status, "error": a.error, "ms": round(a.ms, 2)}
@@ -464,7 +532,7 @@ class Gateway:
             id=call.span_id,
             trace_id=call.trace_id,
             parent_id=call.options.parent_id,
-            name=f"{call.endpoint} {call.alias}",
+            name=f"{call.api or call.endpoint} {call.alias}",
             kind=SpanKind.EMBEDDING if call.endpoint == "embeddings" else SpanKind.GENERATION,
             start_time=call.start,
             end_time=max(end, call.start),
@@ -478,8 +546,8 @@ class Gateway:
             provider=(dep.provider if dep else None),
             model_parameters={k: body[k] for k in _PARAMS if k in body} or None,
             usage=u,
-            cost=CostIn.model_construct(input=None, output=None, total=cost) if (u is not None or call.cache_hit)
-            else None,
+            cost=CostIn.model_construct(input=None, output=None, total=cost)
+            if (u is not None or call.cache_hit) and not call.unpriced else None,
             completion_start_time=call.first_token,
             prompt_name=call.options.prompt_name,
             prompt_version=call.options.prompt_version,

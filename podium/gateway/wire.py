@@ -9,21 +9,31 @@ field, which the route turns into OpenAI's ``{"error": {"message", "type", "para
 from __future__ import annotations
 
 import json
+from itertools import accumulate
 from typing import Any
 
-from podium.errors import PodiumError, UpstreamError, ValidationFailed
+from podium.errors import BadRequest, PodiumError, UpstreamError, ValidationFailed
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "PodiumOptions",
     "check_chat",
     "check_completion",
     "check_embeddings",
     "chunks_from_response",
+    "client_chunk",
+    "embedding_dimensions",
     "error_body",
     "http_status",
+    "parse_body",
     "podium_options",
     "response_from_chunks",
+    "wants_usage",
 ]
+
+#: The deepest JSON a gateway body may nest (objects and arrays). Real requests, tool
+#: schemas included, stay far below; deeper ones are refused before anything recurses.
+MAX_JSON_DEPTH = 128
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _TYPES = {
@@ -64,6 +74,88 @@ def error_body(exc: PodiumError) -> dict[str, Any]:
     else:
         etype = _TYPES.get(exc.status_code, "server_error" if exc.status_code >= 500 else "invalid_request_error")
     return {"error": {"message": exc.message, "type": etype, "param": param, "code": exc.code}}
+
+
+def parse_body(raw: bytes) -> Any:
+    """The request body as JSON; raises BadRequest when it is not JSON or nests deeper than
+    :data:`MAX_JSON_DEPTH`. The depth walk runs only when the body has enough brackets to
+    be that deep (``bytes.count`` is C-fast), so ordinary requests pay nothing for it."""
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise _too_deep()
+    except ValueError as e:
+        raise BadRequest(f"the body is not valid JSON ({e}); send a JSON object like "
+                         '{"model": "local", "messages": [...]}')
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(raw, body, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return body
+
+
+def _too_deep() -> BadRequest:
+    return BadRequest(f"the body nests JSON more than {MAX_JSON_DEPTH} levels deep; flatten it",
+                      details=[{"field": None, "message": "too deeply nested"}])
+
+
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+
+
+def _deeper_than(raw: bytes, body: Any, limit: int) -> bool:
+    """Whether valid JSON ``raw`` nests deeper than ``limit``, with C-speed steps only: drop
+    escaped backslashes and quotes, keep what lies outside strings, keep its brackets, and
+    take the highest running count of opens minus closes."""
+    if b"\x00" in raw[:4]:  # UTF-16/32 JSON (json.loads accepts it): walk the parsed object
+        return _object_deeper_than(body, limit)
+    outside = b"".join(raw.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])
+    brackets = outside.translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > limit
+
+
+def _object_deeper_than(obj: Any, limit: int) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit:
+            return True
+        children = o.values() if isinstance(o, dict) else o if isinstance(o, list) else ()
+        stack.extend((c, d + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def wants_usage(body: dict[str, Any]) -> bool:
+    """Whether a streaming caller asked for the usage chunk (``stream_options.include_usage``)."""
+    so = body.get("stream_options")
+    return isinstance(so, dict) and so.get("include_usage") is True
+
+
+def client_chunk(chunk: dict[str, Any], include_usage: bool) -> dict[str, Any] | None:
+    """A stream chunk as OpenAI would send it to this caller; None when it must not be sent.
+
+    The gateway always asks upstreams for usage (for limits, spend and the trace). A caller
+    that did not ask gets no usage: the usage-only chunk (``choices: []``) is dropped, a
+    ``usage`` riding on another chunk is removed. A caller that asked gets ``usage: null``
+    on every other chunk and the usage chunk last, as OpenAI sends them."""
+    if include_usage:
+        return chunk if "usage" in chunk else {**chunk, "usage": None}
+    if "usage" not in chunk:
+        return chunk
+    if not chunk.get("choices"):
+        return None
+    return {k: v for k, v in chunk.items() if k != "usage"}
+
+
+def embedding_dimensions(item: Any) -> int:
+    """The vector length of one ``data[]`` item: a list of floats, or base64 of float32s."""
+    emb = item.get("embedding") if isinstance(item, dict) else None
+    if isinstance(emb, list):
+        return len(emb)
+    if isinstance(emb, str):  # encoding_format="base64": 4 bytes per float32
+        n_bytes = len(emb) * 3 // 4 - emb[-2:].count("=")
+        return n_bytes // 4
+    return 0
 
 
 def _model(body: dict[str, Any]) -> None:

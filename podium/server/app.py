@@ -16,11 +16,15 @@ from podium.config import Settings
 from podium.core.tokens import tokenizer_name
 from podium.gateway.service import Gateway
 from podium.server.auth import Authenticator
+from podium.server.body import RefuseNulMiddleware
 from podium.server.errors import install_error_handlers
 from podium.server.gateway_log import GatewayLog
 from podium.server.ingest import Ingester
+from podium.server.metrics import install_metrics
 from podium.server.routes import admin, evals, gateway_admin, ingest, prompts, scores, traces
-from podium.server.routes.gateway import ChatEndpoints, ModelsEndpoint
+from podium.server.routes import gateway as openai_routes
+from podium.server.routes import langfuse as langfuse_api
+from podium.server.routes import otlp_logs as otlp_logs_routes
 from podium.server.state import AppState
 from podium.server.ui import install_ui
 from podium.store import Store
@@ -50,30 +54,41 @@ def create_app(
     gateway: Gateway | None = None,
     mode: Literal["all", "gateway"] = "all",
     freeze_gc: bool = False,
+    otlp_grpc: bool = False,
 ) -> FastAPI:
     """Build the app. ``store`` defaults to ``settings.resolved_database_url`` (migrated);
     the ingest writer starts and stops with the app's lifespan. ``mode="gateway"`` serves
-    only the OpenAI-compatible endpoints, ``/metrics`` and health (``podium gateway``)."""
+    only the OpenAI-compatible endpoints, ``/metrics`` and health (``podium gateway``).
+    ``otlp_grpc``: also serve OTLP/gRPC on ``settings.otlp_grpc_port`` (0: not served) while
+    the app runs (``podium up``); ``app.state.otlp_grpc`` is the receiver (its ``port``)."""
     settings = settings or Settings()
     own_store = store is None
     store = store or Store.from_url(settings.resolved_database_url)
-    ingester = ingester or Ingester(
-        store.ingest, max_items=settings.ingest_queue_max_items, write_batch=settings.ingest_write_batch
-    )
+    ingester = ingester or Ingester.from_settings(store.ingest, settings)
     state = AppState(settings=settings, store=store, ingester=ingester, auth=Authenticator(store))
     gateway_log = GatewayLog(ingester, state.prices_for)
     state.gateway = gateway or Gateway(settings, store, sink=gateway_log.record, prices=state.prices_for)
+
+    grpc_receiver = None
+    if otlp_grpc and mode == "all" and settings.otlp_grpc_port:
+        from podium.server.otlp_grpc import OtlpGrpcServer  # grpcio: loaded only when served
+
+        grpc_receiver = OtlpGrpcServer(state, settings.host, settings.otlp_grpc_port)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ingester.start()
         gateway_log.start()
         await state.gateway.start()  # type: ignore[union-attr]
+        if grpc_receiver is not None:
+            await grpc_receiver.start()
         # Load the tokenizer off the request path (~130 ms, only needed when usage is missing).
         threading.Thread(target=_warm_up, args=(freeze_gc,), name="podium-warmup", daemon=True).start()
         try:
             yield
         finally:
+            if grpc_receiver is not None:
+                await grpc_receiver.stop()
             await state.gateway.aclose()  # type: ignore[union-attr]
             await gateway_log.stop()
             ingester.stop()
@@ -91,23 +106,26 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.podium = state
+    app.state.otlp_grpc = grpc_receiver
     install_error_handlers(app)
+    app.add_middleware(RefuseNulMiddleware)  # NUL in a URL: 400 on every database (PostgreSQL refuses it)
+    install_metrics(app, state)  # /metrics: gateway, ingestion, process; no _created series
     # The gateway's hot paths are plain ASGI endpoints (OpenAI's error format, SSE, low overhead).
-    app.router.add_route("/v1/chat/completions", ChatEndpoints("chat"), methods=["POST"], include_in_schema=False)
-    app.router.add_route("/v1/completions", ChatEndpoints("completion"), methods=["POST"], include_in_schema=False)
-    app.router.add_route("/v1/embeddings", ChatEndpoints("embeddings"), methods=["POST"], include_in_schema=False)
-    app.router.add_route("/v1/models", ModelsEndpoint(), methods=["GET"], include_in_schema=False)
-    app.router.add_route("/v1/models/{model:path}", ModelsEndpoint(), methods=["GET"], include_in_schema=False)
+    openai_routes.install(app)  # /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/models
     app.include_router(gateway_admin.metrics_router)
     app.include_router(admin.health_router)
     if mode == "gateway":
+        openai_routes.install_fallback(app, otlp=False)  # other /v1 paths: 404/405 in OpenAI's shape
         return app
     app.include_router(ingest.router, tags=["ingestion"])
+    app.include_router(otlp_logs_routes.router, tags=["ingestion"])
     app.include_router(traces.router)
     app.include_router(scores.router)
     app.include_router(admin.router)
     app.include_router(gateway_admin.router)
     app.include_router(prompts.router)
     app.include_router(evals.router)
+    app.include_router(langfuse_api.router)  # Langfuse SDK compatibility under /api/public
     install_ui(app)
+    openai_routes.install_fallback(app, otlp=True)  # last: other /v1 paths answer in OpenAI's shape
     return app

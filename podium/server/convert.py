@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from podium.core.pricing import PriceTable, compute_cost
-from podium.core.records import ScoreIn, SpanIn, SpanKind, TraceIn
+from podium.core.records import ScoreIn, SpanIn, SpanKind, SpanStatus, TraceIn
 from podium.core.tokens import estimate_usage
 from podium.store.repos.ingest import IngestBatch
 
@@ -35,6 +35,8 @@ class BatchBuilder:
             and s.model
             and (s.input is not None or s.output is not None)
             and s.end_time is not None
+            # A failed call may never have reached a model (e.g. a 401): estimate nothing.
+            and s.status != SpanStatus.ERROR
         ):
             usage = estimate_usage(s.input, s.output if s.kind == SpanKind.GENERATION else None, model=s.model)
             estimated = True
@@ -87,6 +89,8 @@ class BatchBuilder:
             "environment": s.environment,
             "metadata": s.trace_metadata,
             "name": s.trace_name,
+            "input": s.trace_input,
+            "output": s.trace_output,
         }
         if any(v is not None for v in hints.values()):
             self.batch.traces.append({"project_id": self.project_id, "id": s.trace_id, **hints})

@@ -157,6 +157,10 @@ span = Table(
     Column("total_tokens", BigInteger),
     Column("usage_details", JSONType),
     Column("usage_estimated", Boolean),
+    # Whether this span's usage and cost count toward totals (docs/data-model.md, "Usage is
+    # counted once"): NULL when it carries none, false for wrappers of a call that reports its
+    # own usage and failed calls with estimated usage. Kept by the ingest writer.
+    Column("usage_counted", Boolean),
     Column("cost_input", Money),
     Column("cost_output", Money),
     Column("cost_total", Money),

@@ -938,3 +938,143 @@ def test_a_full_langfuse_generation() -> None:
     assert (span.trace_name, span.tags, span.user_id, span.session_id) == ("chat", ["prod"], "u", "s")
     assert (span.release, span.environment) == ("v1", "production")
     assert span.attributes is None
+
+
+# --- embeddings, OpenInference kinds, time to first token, GenAI log events -----------------------
+
+
+def test_embedding_model_name_is_the_model_and_vectors_are_summarised() -> None:
+    vec = [0.1 * i for i in range(384)]
+    out = convert(
+        {
+            "openinference.span.kind": "EMBEDDING",
+            "embedding.model_name": "text-embedding-3-small",
+            "embedding.embeddings.0.embedding.text": "hello",
+            "embedding.embeddings.0.embedding.vector": vec,
+            "embedding.embeddings.1.embedding.text": "world",
+            "embedding.embeddings.1.embedding.vector": vec,
+            "custom.scores": [0.5] * 100,
+        }
+    )
+    assert out["kind"] == "embedding" and out["model"] == "text-embedding-3-small"
+    assert out["input"] == ["hello", "world"]
+    attrs = out["attributes"]
+    assert attrs["embedding.embeddings"] == [
+        {"vector": "<vector of 384 numbers omitted>"},
+        {"vector": "<vector of 384 numbers omitted>"},
+    ]
+    assert attrs["custom.scores"] == "<vector of 100 numbers omitted>"
+    assert len(json.dumps(out)) < 2000  # no floats stored
+
+
+def test_embedding_vectors_in_output_are_summarised_and_short_lists_kept() -> None:
+    body = {"data": [{"embedding": [0.25] * 1536, "index": 0}], "model": "m"}
+    out = convert(
+        {
+            "openinference.span.kind": "EMBEDDING",
+            "output.value": json.dumps(body),
+            "output.mime_type": "application/json",
+            "small": [1.5, 2.5],
+            "ids": list(range(100)),  # integers only: not a vector
+        }
+    )
+    assert out["output"] == {"data": [{"embedding": "<vector of 1536 numbers omitted>", "index": 0}], "model": "m"}
+    assert out["attributes"]["small"] == [1.5, 2.5]
+    assert out["attributes"]["ids"] == list(range(100))
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("LLM", "generation"),
+        ("CHAIN", "chain"),
+        ("TOOL", "tool"),
+        ("RETRIEVER", "retrieval"),
+        ("EMBEDDING", "embedding"),
+        ("AGENT", "agent"),
+        ("RERANKER", "reranker"),
+        ("GUARDRAIL", "guardrail"),
+        ("EVALUATOR", "evaluator"),
+        ("PROMPT", "span"),
+    ],
+)
+def test_every_openinference_kind_is_mapped(kind: str, expected: str) -> None:
+    out = convert({"openinference.span.kind": kind})
+    assert out["kind"] == expected
+    if kind == "PROMPT":  # no Podium counterpart: the original kind is kept
+        assert out["attributes"]["openinference.span.kind"] == "PROMPT"
+    else:
+        assert "openinference.span.kind" not in out.get("attributes", {})
+
+
+@pytest.mark.parametrize(
+    "event", ["First Token Stream Event", "llm.content.completion.chunk", "gen_ai.content.chunk", "llm.first_token"]
+)
+def test_first_token_event_sets_completion_start_time(event: str) -> None:
+    first = START + 250_000_000
+    events = [
+        {"name": event, "time_unix_nano": first + 10_000_000, "attributes": {}},
+        {"name": event, "time_unix_nano": first, "attributes": {}},
+        {"name": "other", "time_unix_nano": first, "attributes": {"k": 1}},
+    ]
+    out = convert({"openinference.span.kind": "LLM"}, events=events)
+    assert out["completion_start_time"] == nanos_to_iso(first)
+    assert [e["name"] for e in out["attributes"]["otel.events"]] == ["other"]  # chunk events consumed
+
+
+def test_first_token_from_ms_attribute_and_langfuse_wins() -> None:
+    out = convert({"ai.response.msToFirstChunk": 120.5})
+    assert out["completion_start_time"] == nanos_to_iso(START + 120_500_000)
+    assert "ai.response.msToFirstChunk" not in out.get("attributes", {})
+    lf = nanos_to_iso(START + 5_000_000)
+    out = convert(
+        {"langfuse.observation.completion_start_time": lf},
+        events=[{"name": "First Token Stream Event", "time_unix_nano": START + 9_000_000, "attributes": {}}],
+    )
+    assert out["completion_start_time"] == lf
+
+
+def test_genai_log_io_legacy_events() -> None:
+    from podium.core.conventions import genai_log_io
+
+    records = [
+        {"name": "gen_ai.system.message", "body": {"content": "be brief"}, "attributes": {"gen_ai.system": "openai"}},
+        {"name": "gen_ai.user.message", "body": {"content": "hi"}, "attributes": {"gen_ai.system": "openai"}},
+        {"name": "gen_ai.tool.message", "body": {"content": "42", "id": "call_1"}, "attributes": {}},
+        {
+            "name": "gen_ai.choice",
+            "body": {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hello"}},
+            "attributes": {"gen_ai.system": "openai"},
+        },
+        {"name": "app.log", "body": "ignored", "attributes": {}},
+    ]
+    inp, out = genai_log_io(records)
+    assert inp == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "tool", "content": "42", "id": "call_1"},
+    ]
+    assert out == [{"role": "assistant", "content": "hello", "index": 0, "finish_reason": "stop"}]
+    assert genai_log_io([{"name": "x", "body": None, "attributes": {}}]) == (None, None)
+
+
+def test_genai_log_io_operation_details_event() -> None:
+    from podium.core.conventions import genai_log_io
+
+    msgs = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
+    outs = [{"role": "assistant", "parts": [{"type": "text", "content": "yo"}], "finish_reason": "stop"}]
+    inp, out = genai_log_io(
+        [
+            {
+                "name": "gen_ai.client.inference.operation.details",
+                "body": None,
+                "attributes": {
+                    "gen_ai.input.messages": json.dumps(msgs),
+                    "gen_ai.output.messages": outs,
+                    "gen_ai.system_instructions": "be brief",
+                },
+            }
+        ]
+    )
+    assert inp == [{"role": "system", "parts": [{"type": "text", "content": "be brief"}]}, *msgs]
+    assert out == outs

@@ -40,6 +40,7 @@ class Reply:
     cut_after: int | None = None  # stream: stop after this many content chunks, without [DONE]
     prompt_tokens: int = 10
     usage: bool = True
+    tool_calls: list[dict[str, str]] | None = None  # [{"name", "arguments"}]: answer with these calls instead
 
 
 @dataclass
@@ -65,6 +66,7 @@ class FakeUpstream:
         self.requests: list[dict[str, Any]] = []
         self.disconnects = 0
         self._scripts: dict[str, deque[Behaviour]] = defaultdict(deque)
+        self._responders: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._thread: Any = None
         self.url = ""
@@ -74,20 +76,29 @@ class FakeUpstream:
         with self._lock:
             self._scripts[model].extend(behaviours)
 
+    def respond(self, model: str, fn: Any) -> None:
+        """Answer unscripted requests for ``model`` with ``fn(request_body) -> Behaviour``."""
+        with self._lock:
+            self._responders[model] = fn
+
     def reset(self) -> None:
         with self._lock:
             self._scripts.clear()
+            self._responders.clear()
             self.requests.clear()
             self.disconnects = 0
 
     def bodies(self, model: str | None = None) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if model is None or r["body"].get("model") == model]
 
-    def _next(self, model: str) -> Behaviour:
+    def _next(self, model: str, body: dict[str, Any] | None = None) -> Behaviour:
         with self._lock:
             q = self._scripts.get(model)
             if q:
                 return q.popleft()
+            responder = self._responders.get(model)
+        if responder is not None:
+            return responder(body or {})  # type: ignore[no-any-return]
         return self.default
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -147,7 +158,7 @@ class FakeUpstream:
             headers = {k.decode(): v.decode() for k, v in scope["headers"]}
             self.requests.append({"path": path, "body": req, "headers": headers})
         model = str(req.get("model", ""))
-        b = self._next(model)
+        b = self._next(model, req)
         if isinstance(b, Hang):
             await self._wait_disconnect(receive, None)
             return
@@ -193,6 +204,17 @@ class FakeUpstream:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream")]})
         words = b.text.split(" ")
+        if chat and b.tool_calls:  # one chunk per call with its name, then its arguments in two pieces
+            for i, c in enumerate(_calls(b)):
+                fn, args = c["function"], c["function"]["arguments"]
+                first = {"index": i, "id": c["id"], "type": "function", "function": {"name": fn["name"],
+                                                                                  "arguments": ""}}
+                for tc in (first, {"index": i, "function": {"arguments": args[: len(args) // 2]}},
+                           {"index": i, "function": {"arguments": args[len(args) // 2:]}}):
+                    obj = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+                           "choices": [{"index": 0, "delta": {"tool_calls": [tc]}, "finish_reason": None}]}
+                    await send({"type": "http.response.body", "body": _sse(obj), "more_body": True})
+            words = []
         for i, w in enumerate(words):
             if b.cut_after is not None and i >= b.cut_after:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -214,7 +236,7 @@ class FakeUpstream:
         last: dict[str, Any]
         if chat:
             last = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if b.tool_calls else "stop"}]}
         else:
             last = {"id": "cmpl-fake", "object": "text_completion", "created": 1, "model": model,
                     "choices": [{"index": 0, "text": "", "finish_reason": "stop", "logprobs": None}]}
@@ -236,11 +258,19 @@ def _usage(b: Reply) -> dict[str, int]:
             "total_tokens": b.prompt_tokens + completion}
 
 
+def _calls(b: Reply) -> list[dict[str, Any]]:
+    return [{"id": f"call_fake_{i}", "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for i, c in enumerate(b.tool_calls or ())]
+
+
 def _chat(model: str, b: Reply) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": b.text}, "finish_reason": "stop"}],
     }
+    if b.tool_calls:
+        out["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": _calls(b)}
+        out["choices"][0]["finish_reason"] = "tool_calls"
     if b.usage:
         out["usage"] = _usage(b)
     return out

@@ -19,61 +19,21 @@ import pytest
 
 from tests.conftest import LiveServer, ProjectKeys, ServerThread
 from tests.gateway.fake_upstream import FakeUpstream, Reply
+from tests.ui.conftest import VIEWPORT, Watch
 from tests.ui.seed import seed, seed_evals, seed_prompts, seed_wide_trace
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("PODIUM_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
 # Read at import: the autouse podium_home fixture clears PODIUM_* variables for each test.
 TAKE_SHOTS = os.environ.get("PODIUM_SCREENSHOTS") == "1"
-VIEWPORT = {"width": 1360, "height": 860}
 
 
 def shot(page: Any, name: str, *, full_page: bool = False) -> None:
     if TAKE_SHOTS:
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/browser.sh` (make setup does it)", pytrace=False)
-    vendor = ROOT / "podium" / "server" / "ui" / "static" / "vendor"
-    if not (vendor / "htmx.min.js").is_file() or not (vendor / "uPlot.iife.min.js").is_file():
-        pytest.fail("the UI's vendor files are missing: run `bash scripts/ui-assets.sh` (make setup does it)",
-                    pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("playwright is not installed: pip install -e '.[dev]' (make setup does it)", pytrace=False)
-    pw = sync_playwright().start()
-    b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-    yield b
-    b.close()
-    pw.stop()
-
-
-class Watch:
-    """Collects page errors, console errors and dialogs (an XSS would open one)."""
-
-    def __init__(self, page: Any) -> None:
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
-
-        def on_dialog(d: Any) -> None:
-            self.dialogs.append(f"{d.type}: {d.message}")
-            if d.type == "confirm":
-                d.accept()
-            else:
-                d.dismiss()
-
-        page.on("dialog", on_dialog)
 
 
 @pytest.fixture
@@ -129,6 +89,9 @@ def test_find_inspect_and_score_a_trace(seeded: LiveServer, browser: Any) -> Non
     page.click('tr[data-trace-id="tr-paris"] td.name a')
     expect(page).to_have_url(re.compile(r"/traces/tr-paris$"))
     root = page.locator('li[data-span-id="tr-paris-root"]')
+    expect(root).to_have_attribute("aria-expanded", "true")  # a small trace opens fully expanded
+    expect(page.locator('li[data-span-id="tr-paris-tool"]')).to_be_visible()
+    root.locator(".twisty").click()  # collapse, then expand again (lazily, one level)
     expect(root).to_have_attribute("aria-expanded", "false")
     expect(page.locator('li[data-span-id="tr-paris-llm"]')).to_have_count(0)
     root.locator(".twisty").click()

@@ -80,7 +80,8 @@ def models_add(
     provider: str = typer.Option(..., help="openai (any OpenAI-compatible server), anthropic, gemini or local."),
     model: str = typer.Option(..., help="The upstream's model name."),
     api_base: str = typer.Option(None, help="Base URL, e.g. http://localhost:11434/v1 for Ollama."),
-    api_key_env: str = typer.Option(None, help="Environment variable holding the provider key."),
+    api_key_env: str = typer.Option(None, help="The server's environment variable holding the provider key "
+                                    "(the server must list it in PODIUM_GATEWAY_ENV_ALLOWLIST)."),
     api_key: str = typer.Option(None, help="A provider key to store encrypted (prefer --api-key-env)."),
     weight: float = typer.Option(1.0, help="Share of traffic among this alias's deployments."),
     fallback: list[str] = typer.Option([], help="Alias to try when this one fails (repeatable)."),
@@ -167,6 +168,8 @@ def chat(
                             "stream": not no_stream}
     if temperature is not None:
         body["temperature"] = temperature
+    if not no_stream:
+        body["stream_options"] = {"include_usage": True}  # the last chunk carries the usage printed below
     try:
         with api_client() as c:
             if no_stream:

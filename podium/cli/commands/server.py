@@ -30,13 +30,15 @@ def up(
     setup_logging(settings.log_format)
     store = open_store(settings)
     default = ensure_default_project(store, settings)
-    app = create_app(settings, store=store, freeze_gc=True)
+    app = create_app(settings, store=store, freeze_gc=True, otlp_grpc=True)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{shown_host}:{settings.port}"
     console.print(f"[bold green]Podium[/] serving on [bold]{url}[/]  (database: {store.engine.url.render_as_string()})")
     console.print(f"  Web UI     {url}/")
     console.print(f"  API docs   {url}/api/v1/docs")
-    console.print(f"  OTLP/HTTP  {url}/v1/traces")
+    console.print(f"  OTLP/HTTP  {url}/v1/traces  (and /v1/logs)")
+    if settings.otlp_grpc_port:
+        console.print(f"  OTLP/gRPC  {shown_host}:{settings.otlp_grpc_port}  (PODIUM_OTLP_GRPC_PORT; 0 disables)")
     console.print(f"  Gateway    {url}/v1  (OpenAI-compatible; models: local, local-embed, ...)")
     if default.public_key and default.secret_key:
         what = "created" if default.created else "from"

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator, Mapping
 from time import time_ns
 from types import TracebackType
 from typing import Any, cast
@@ -110,6 +110,7 @@ def _start(endpoint: str, kind: str, kwargs: dict[str, Any]) -> Span | None:
             inputs = kwargs.get("prompt")
         else:
             inputs = kwargs.get("input")
+        _propagate(span, kwargs)
         model = kwargs.get("model")
         prompt_name, prompt_version, metadata = _prompt_link(opts, kwargs)
         span.update(
@@ -126,6 +127,20 @@ def _start(endpoint: str, kind: str, kwargs: dict[str, Any]) -> Span | None:
     except Exception:
         logger.debug("Podium: could not start the OpenAI span", exc_info=True)
         return None
+
+
+def _propagate(span: Span, kwargs: dict[str, Any]) -> None:
+    """Send W3C ``traceparent`` with the request, so a server that traces (Podium's gateway, an
+    OpenTelemetry-instrumented proxy) puts its span of this call under this one: one trace, and
+    the call's usage counted once (docs/data-model.md). A ``traceparent`` the caller set wins."""
+    tid, sid = span.trace_id, span.id
+    if len(tid) != 32 or len(sid) != 16 or not all(c in "0123456789abcdef" for c in tid + sid):
+        return  # a custom id is not W3C: nothing to propagate
+    given = kwargs.get("extra_headers")
+    headers = dict(cast(Mapping[str, Any], given)) if isinstance(given, Mapping) else {}
+    if not any(k.lower() == "traceparent" for k in headers):
+        headers["traceparent"] = f"00-{tid}-{sid}-01"
+        kwargs["extra_headers"] = headers
 
 
 def _prompt_link(opts: dict[str, Any], kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:

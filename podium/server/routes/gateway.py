@@ -1,11 +1,13 @@
 """The OpenAI-compatible endpoints: ``/v1/chat/completions``, ``/v1/completions``,
-``/v1/embeddings``, ``/v1/models``.
+``/v1/responses``, ``/v1/embeddings``, ``/v1/models``; any other ``/v1/...`` path (or a
+wrong method) answers 404/405 in OpenAI's error shape, listing what is served.
 
 These are plain ASGI endpoints rather than FastAPI routes: the gateway passes bodies
 through, answers in OpenAI's error format, streams SSE, and must add as little as
 possible per request. While a request waits for the upstream, the endpoint also waits
 for the client to go away; if it does, the upstream call is cancelled (its connection
-closed, the local model stops generating) and the limits are released.
+closed, the local model stops generating) and the limits are released. An unexpected
+exception answers 500 in OpenAI's shape (or, mid-stream, an error event), never Podium's.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import json
 import logging
 from typing import Any
 
-from podium.errors import BadRequest, PayloadTooLarge, PodiumError, TooManyRequests
-from podium.gateway import wire
+from podium.errors import BadRequest, NotFound, PayloadTooLarge, PodiumError, TooManyRequests
+from podium.gateway import responses, wire
 from podium.gateway.service import Call, Gateway
 
-__all__ = ["ChatEndpoints", "ModelsEndpoint"]
+__all__ = ["SERVED", "ChatEndpoints", "ModelsEndpoint", "OpenAIFallback", "ResponsesEndpoint", "install",
+           "install_fallback"]
 
 logger = logging.getLogger("podium.gateway")
 
@@ -87,6 +90,88 @@ def _auth(scope: Scope, headers: dict[str, str]) -> Any:
     return st.auth.authenticate(auth)
 
 
+class _Started:
+    """Wraps ``send`` to remember whether the response has started (a 500 can still be sent)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "http.response.start":
+            self.started = True
+        await self.send(msg)
+
+
+_INTERNAL = {"error": {"message": "unexpected gateway error; the server log has the details (search for "
+                                  "'gateway request failed')", "type": "server_error", "param": None,
+                       "code": "internal_error"}}
+
+
+def _sse(obj: Any, event: str | None = None) -> bytes:
+    data = b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"event: " + event.encode() + b"\n" + data if event else data
+
+
+class _ChatShape:
+    """Chat/completion chunks as the caller asked for them (usage only with include_usage)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.include_usage = wire.wants_usage(body)
+        self.usage_sent = False
+        self.template: dict[str, Any] | None = None
+
+    def start(self) -> bytes:
+        return b""
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        if self.template is None:
+            self.template = {k: chunk.get(k) for k in ("id", "object", "created", "model")}
+        out = wire.client_chunk(chunk, self.include_usage)
+        if out is None:
+            return b""
+        if self.include_usage and out.get("usage") is not None:
+            self.usage_sent = True
+        return _sse(out)
+
+    def end(self, call: Call) -> bytes:
+        tail = b""
+        if self.include_usage and not self.usage_sent and call.usage is not None:
+            # The upstream sent no usage: the caller asked for it, so send Podium's count.
+            tail = _sse({**(self.template or {}), "choices": [], "usage": call.usage})
+        return tail + b"data: [DONE]\n\n"
+
+    def error(self, err: dict[str, Any]) -> bytes:
+        return _sse(err)
+
+
+class _ResponsesShape:
+    """Chat chunks as the Responses API's event stream."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.rs = responses.ResponseStream(body)
+        self.usage: Any = None
+
+    def _events(self, events: list[dict[str, Any]]) -> bytes:
+        return b"".join(_sse(e, e["type"]) for e in events)
+
+    def start(self) -> bytes:
+        return self._events(self.rs.start())
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        return self._events(self.rs.feed(chunk))
+
+    def end(self, call: Call) -> bytes:
+        return self._events(self.rs.finish(self.usage or call.usage))
+
+    def error(self, err: dict[str, Any]) -> bytes:
+        return self._events(self.rs.fail(err["error"]))
+
+
 class ChatEndpoints:
     """``POST /v1/chat/completions`` | ``/v1/completions`` | ``/v1/embeddings``."""
 
@@ -94,36 +179,59 @@ class ChatEndpoints:
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        guarded = _Started(send)
+        try:
+            await self._handle(scope, receive, guarded)
+        except (asyncio.CancelledError, OSError):
+            raise
+        except Exception:
+            logger.exception("gateway request failed: %s %s", scope.get("method"), scope.get("path"))
+            if not guarded.started:
+                await _send_json(send, 500, _INTERNAL)
+
+    def translate(self, body: Any) -> dict[str, Any]:
+        """The body the gateway's ``endpoint`` takes (the Responses endpoint translates)."""
+        return body  # type: ignore[no-any-return]
+
+    async def _handle(self, scope: Scope, receive: Any, send: Any) -> None:
         st = _state(scope)
         gw: Gateway | None = st.gateway
-        if scope["method"] != "POST":
-            await _send_json(send, 405, {"error": {"message": f"use POST on {scope['path']}",
-                                                   "type": "invalid_request_error", "param": None,
-                                                   "code": "method_not_allowed"}})
-            return
         try:
             if gw is None:
                 raise BadRequest("the gateway is not enabled in this process")
             headers = _headers(scope)
             key = _auth(scope, headers)
             raw = await _read_body(receive, st.settings.max_request_bytes)
-            try:
-                body = json.loads(raw)
-            except ValueError as e:
-                raise BadRequest(f"the body is not valid JSON ({e}); send a JSON object like "
-                                 '{"model": "local", "messages": [...]}')
+            body = wire.parse_body(raw)
+            if not isinstance(body, dict):
+                raise BadRequest("the body must be a JSON object like {\"model\": \"local\", ...}",
+                                 details=[{"field": None, "message": "not an object"}])
+            request = body
+            body = self.translate(body)
             call = gw.prepare(key, self.endpoint, body, headers)
+            self.label(call)
         except asyncio.CancelledError:
             return
         except PodiumError as e:
+            if gw is not None:
+                gw.metrics.refused(e)  # 400/401/403/404/413 before a model is resolved: counted here
             await _send_error(send, e)
             return
         if body.get("stream"):
-            await self._stream(gw, call, receive, send)
+            await self._stream(gw, call, receive, send, self.shape(request))
         else:
-            await self._once(gw, call, receive, send)
+            await self._once(gw, call, receive, send, request)
 
-    async def _once(self, gw: Gateway, call: Call, receive: Any, send: Any) -> None:
+    def label(self, call: Call) -> None:
+        """Hook: mark the call (the Responses endpoint names itself in the trace)."""
+
+    def shape(self, request: dict[str, Any]) -> Any:
+        return _ChatShape(request)
+
+    def answer(self, request: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+        return out
+
+    async def _once(self, gw: Gateway, call: Call, receive: Any, send: Any, request: dict[str, Any]) -> None:
         task = asyncio.ensure_future(gw.call(call))
         watcher = asyncio.ensure_future(_until_disconnect(receive))
         try:
@@ -146,9 +254,9 @@ class ChatEndpoints:
             await _send_error(send, e)
             return
         extra = _podium_headers(call)
-        await _send_json(send, 200, out, extra)
+        await _send_json(send, 200, self.answer(request, out), extra)
 
-    async def _stream(self, gw: Gateway, call: Call, receive: Any, send: Any) -> None:
+    async def _stream(self, gw: Gateway, call: Call, receive: Any, send: Any, shape: Any) -> None:
         async def run() -> None:
             try:
                 it = await gw.stream(call)
@@ -158,17 +266,27 @@ class ChatEndpoints:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [*_SSE_HEADERS, *_podium_headers(call)]})
             try:
+                head = shape.start()
+                if head:
+                    await send({"type": "http.response.body", "more_body": True, "body": head})
                 async for chunk in it:
-                    await send({"type": "http.response.body", "more_body": True,
-                                "body": b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"})
-            except PodiumError as e:
+                    data = shape.chunk(chunk)
+                    if data:
+                        await send({"type": "http.response.body", "more_body": True, "body": data})
+            except OSError:
+                raise  # the client went away
+            except Exception as e:
                 # After the first byte there is no status code left to change: say so in the stream.
-                err = json.dumps(wire.error_body(e), separators=(",", ":")).encode()
-                await send({"type": "http.response.body", "body": b"data: " + err + b"\n\n", "more_body": False})
+                if isinstance(e, PodiumError):
+                    err = wire.error_body(e)
+                else:
+                    logger.exception("gateway stream failed")
+                    err = _INTERNAL
+                await send({"type": "http.response.body", "body": shape.error(err), "more_body": False})
                 return
             finally:
                 await it.aclose()  # type: ignore[attr-defined]
-            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+            await send({"type": "http.response.body", "body": shape.end(call), "more_body": False})
 
         task = asyncio.ensure_future(run())
         watcher = asyncio.ensure_future(_until_disconnect(receive))
@@ -181,7 +299,28 @@ class ChatEndpoints:
         except (asyncio.CancelledError, OSError):
             pass
         except Exception:
-            logger.exception("stream failed")
+            logger.exception("gateway request failed: stream")
+            if not getattr(send, "started", True):
+                await _send_json(send, 500, _INTERNAL)
+
+
+class ResponsesEndpoint(ChatEndpoints):
+    """``POST /v1/responses``: OpenAI's Responses API, served through the chat path."""
+
+    def __init__(self) -> None:
+        super().__init__("chat")
+
+    def translate(self, body: Any) -> dict[str, Any]:
+        return responses.to_chat(body)
+
+    def label(self, call: Call) -> None:
+        call.api = "responses"
+
+    def shape(self, request: dict[str, Any]) -> Any:
+        return _ResponsesShape(request)
+
+    def answer(self, request: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+        return responses.to_response(request, out)
 
 
 def _podium_headers(call: Call) -> list[tuple[bytes, bytes]]:
@@ -197,6 +336,17 @@ class ModelsEndpoint:
     """``GET /v1/models`` (and ``/v1/models/{id}``): the aliases this key may call."""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        guarded = _Started(send)
+        try:
+            await self._handle(scope, guarded)
+        except (asyncio.CancelledError, OSError):
+            raise
+        except Exception:
+            logger.exception("gateway request failed: %s %s", scope.get("method"), scope.get("path"))
+            if not guarded.started:
+                await _send_json(send, 500, _INTERNAL)
+
+    async def _handle(self, scope: Scope, send: Any) -> None:
         st = _state(scope)
         gw: Gateway | None = st.gateway
         try:
@@ -205,6 +355,8 @@ class ModelsEndpoint:
             key = _auth(scope, _headers(scope))
             aliases = gw.visible_aliases(key)
         except PodiumError as e:
+            if gw is not None:
+                gw.metrics.refused(e)
             await _send_error(send, e)
             return
         data = [
@@ -218,8 +370,6 @@ class ModelsEndpoint:
                 if d["id"] == name:
                     await _send_json(send, 200, d)
                     return
-            from podium.errors import NotFound
-
             await _send_error(send, NotFound(
                 f"model {name!r} does not exist; available: {', '.join(d['id'] for d in data)}",
                 details=[{"field": "model", "message": "unknown model"}]))
@@ -230,3 +380,63 @@ class ModelsEndpoint:
 def _owner(alias: Any) -> str:
     providers = sorted({d.provider for d in alias.deployments})
     return "podium-" + "+".join(providers)
+
+
+#: What the gateway serves, for the 404/405 answers: (method, path).
+SERVED = (
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/completions"),
+    ("POST", "/v1/responses"),
+    ("POST", "/v1/embeddings"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model}"),
+)
+
+
+class OpenAIFallback:
+    """Any other ``/v1/...`` request: 404 (unknown path) or 405 (wrong method) in OpenAI's
+    error shape, listing the endpoints served. Registered last, so real routes win."""
+
+    def __init__(self, *, otlp: bool) -> None:
+        self.served = [*SERVED, ("POST", "/v1/traces"), ("POST", "/v1/logs")] if otlp else list(SERVED)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        method, path = scope["method"], scope["path"]
+        listing = ", ".join(f"{m} {p}" for m, p in self.served)
+        allowed = sorted({m for m, p in self.served if _same_path(p, path)})
+        if allowed:
+            msg = (f"{method} is not allowed on {path}; use {' or '.join(allowed)}. This gateway serves: "
+                   f"{listing}")
+            await _send_json(send, 405, {"error": {"message": msg, "type": "invalid_request_error", "param": None,
+                                                   "code": "method_not_allowed"}},
+                             [(b"allow", ", ".join(allowed).encode())])
+            return
+        msg = (f"unknown endpoint {method} {path}. This gateway serves: {listing} "
+               "(Podium's own REST API is under /api/v1)")
+        await _send_json(send, 404, {"error": {"message": msg, "type": "invalid_request_error", "param": None,
+                                               "code": "unknown_url"}})
+
+
+def _same_path(pattern: str, path: str) -> bool:
+    if pattern.endswith("{model}"):
+        prefix = pattern[: -len("{model}")]
+        return path.startswith(prefix) and len(path) > len(prefix)
+    return path == pattern
+
+
+def install(app: Any) -> None:
+    """Register the OpenAI-compatible endpoints on ``app`` (a Starlette/FastAPI app)."""
+    r = app.router
+    r.add_route("/v1/chat/completions", ChatEndpoints("chat"), methods=["POST"], include_in_schema=False)
+    r.add_route("/v1/completions", ChatEndpoints("completion"), methods=["POST"], include_in_schema=False)
+    r.add_route("/v1/responses", ResponsesEndpoint(), methods=["POST"], include_in_schema=False)
+    r.add_route("/v1/embeddings", ChatEndpoints("embeddings"), methods=["POST"], include_in_schema=False)
+    r.add_route("/v1/models", ModelsEndpoint(), methods=["GET"], include_in_schema=False)
+    r.add_route("/v1/models/{model:path}", ModelsEndpoint(), methods=["GET"], include_in_schema=False)
+
+
+def install_fallback(app: Any, *, otlp: bool) -> None:
+    """Register :class:`OpenAIFallback` for every other ``/v1`` path; call it after all other routes."""
+    fallback = OpenAIFallback(otlp=otlp)
+    app.router.add_route("/v1", fallback, include_in_schema=False)
+    app.router.add_route("/v1/{rest:path}", fallback, include_in_schema=False)

@@ -45,6 +45,8 @@ env = environment()
 
 #: Spans per lazy-tree request (roots, or one span's children); "load more" fetches the next page.
 TREE_PAGE = 100
+#: A trace with at most this many spans opens with its whole tree expanded.
+SMALL_TRACE = 20
 TRACES_PAGE = 50
 
 RANGES: dict[str, tuple[str, int, int]] = {
@@ -278,19 +280,9 @@ def _tree_items(request: Request, v: Viewer, trace: dict[str, Any], *, parent_id
         v.project_id, trace["id"], parent_id=parent_id, roots_only=parent_id is None, limit=TREE_PAGE,
         cursor=cursor, include_io=False, with_child_counts=True,
     )
-    start = trace["start_time"]
-    total_ms = max(float(trace.get("latency_ms") or 0.0), 0.0)
     items: list[dict[str, Any]] = []
     for s in pg.items:
-        off = (s["start_time"] - start).total_seconds() * 1000.0
-        dur = float(s["latency_ms"] or 0.0)
-        if total_ms > 0:
-            left = min(max(off / total_ms * 100.0, 0.0), 100.0)
-            width = min(max(dur / total_ms * 100.0, 0.3), 100.0 - left) if s["end_time"] else 100.0 - left
-        else:
-            left, width = 0.0, 100.0
-        s["wf_left"] = round(left, 3)
-        s["wf_width"] = round(max(width, 0.3), 3)
+        _waterfall(s, trace)
         expand = bool(open_path) and s["id"] == open_path[0] and s["child_count"] > 0
         items.append({"kind": "span", "span": s, "level": level, "expanded": expand})
         if expand:
@@ -300,6 +292,47 @@ def _tree_items(request: Request, v: Viewer, trace: dict[str, Any], *, parent_id
     if pg.next_cursor:
         items.append({"kind": "more", "level": level, "parent_id": parent_id, "cursor": pg.next_cursor,
                       "shown": shown, "total": total})
+    return items
+
+
+def _waterfall(s: dict[str, Any], trace: dict[str, Any]) -> None:
+    """The span's bar in the waterfall, as percentages of the trace's duration."""
+    total_ms = max(float(trace.get("latency_ms") or 0.0), 0.0)
+    off = (s["start_time"] - trace["start_time"]).total_seconds() * 1000.0
+    dur = float(s["latency_ms"] or 0.0)
+    if total_ms > 0:
+        left = min(max(off / total_ms * 100.0, 0.0), 100.0)
+        width = min(max(dur / total_ms * 100.0, 0.3), 100.0 - left) if s["end_time"] else 100.0 - left
+    else:
+        left, width = 0.0, 100.0
+    s["wf_left"] = round(left, 3)
+    s["wf_width"] = round(max(width, 0.3), 3)
+
+
+def _small_tree_items(request: Request, v: Viewer, trace: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The whole tree, every span expanded, for a trace of at most SMALL_TRACE spans (None for a
+    bigger one: it opens lazily). A span whose parent has not arrived shows at the top level."""
+    pg = _st(request).store.traces.list_spans(v.project_id, trace["id"], limit=SMALL_TRACE, include_io=False)
+    if pg.next_cursor:
+        return None
+    ids = {s["id"] for s in pg.items}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for s in pg.items:  # already in (start_time, id) order
+        children.setdefault(s["parent_id"] if s["parent_id"] in ids else None, []).append(s)
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def walk(parent: str | None, level: int) -> None:
+        for s in children.get(parent, []):
+            if s["id"] in seen:  # a parent cycle in bad data
+                continue
+            seen.add(s["id"])
+            s["child_count"] = len(children.get(s["id"], []))
+            _waterfall(s, trace)
+            items.append({"kind": "span", "span": s, "level": level, "expanded": s["child_count"] > 0})
+            walk(s["id"], level + 1)
+
+    walk(None, 1)
     return items
 
 
@@ -337,8 +370,11 @@ def trace_page(request: Request, trace_id: str) -> HTMLResponse:
     except UiError:  # e.g. a gateway span still in the ingest queue: show the trace, say so
         detail, missing, selected = {}, selected, None
     detail.pop("trace", None)
-    path = tuple(repo.span_path(v.project_id, trace_id, selected)[:-1]) if selected else ()
-    items = _tree_items(request, v, trace, parent_id=None, level=1, cursor=None, total=roots_total, open_path=path)
+    items = _small_tree_items(request, v, trace) if trace["span_count"] <= SMALL_TRACE else None
+    if items is None:
+        path = tuple(repo.span_path(v.project_id, trace_id, selected)[:-1]) if selected else ()
+        items = _tree_items(request, v, trace, parent_id=None, level=1, cursor=None, total=roots_total,
+                            open_path=path)
     return page(request, "trace.html", nav="traces", trace=trace, items=items, roots_total=roots_total,
                 scores=_scores(request, v, trace_id), detail=bool(detail), selected=selected,
                 missing_span=missing, **detail)
@@ -629,8 +665,9 @@ async def login(request: Request) -> Response:
         key = _st(request).auth.authenticate(f"Bearer {secret}")
     except PodiumError:
         return page(request, "login.html", status=401, next=nxt,
-                    error="that secret key is unknown or revoked; `make up` prints the default project's "
-                          "keys (also in $PODIUM_HOME/default-keys.env)")
+                    error="that secret key is unknown or revoked; `podium up` prints the default project's "
+                          "keys (kept in $PODIUM_HOME/default-keys.env), and `podium keys create --role viewer` "
+                          "makes a new one")
     if key.role not in READ_ROLES:
         return page(request, "login.html", status=403, next=nxt,
                     error=f"a key with role {key.role!r} cannot read data; use an admin, member or viewer key")

@@ -167,12 +167,15 @@ class DashboardRepo:
         return {"totals": totals, "series": series}
 
     def by_model(self, project_id: str, b: Bucketing, *, limit: int = 12) -> dict[str, Any]:
-        """Spans with a model, in traces that started in the range: a row per model and a cost
-        series per model (the ``limit`` most expensive)."""
+        """Model calls (spans with a model, wrappers left out), in traces that started in the range:
+        a row per model and a cost series per model (the ``limit`` most expensive)."""
         s = t.span.c
         tr = t.trace.c
         join = t.span.join(t.trace, (tr.project_id == s.project_id) & (tr.id == s.trace_id))
-        conds = [*self._range(project_id, b.start, b.end), s.project_id == project_id, s.model.is_not(None)]
+        # Wrappers of a call whose own span reports the usage (a framework's outer span, a client
+        # span around the gateway's) are not calls of their model: docs/data-model.md.
+        conds = [*self._range(project_id, b.start, b.end), s.project_id == project_id, s.model.is_not(None),
+                 s.usage_counted.is_not(False)]
         is_err = case((s.status == "error", 1), else_=0)
         rows_q = (
             select(
@@ -188,7 +191,7 @@ class DashboardRepo:
             .select_from(join)
             .where(*conds)
             .group_by(s.model)
-            .order_by(func.sum(s.cost_total).desc(), func.count().desc(), s.model)
+            .order_by(func.sum(s.cost_total).desc().nulls_last(), func.count().desc(), s.model)
         )
         bucket = self._bucket(tr.start_time, b)
         series_q = (
@@ -223,7 +226,8 @@ class DashboardRepo:
         s = t.span.c
         tr = t.trace.c
         join = t.span.join(t.trace, (tr.project_id == s.project_id) & (tr.id == s.trace_id))
-        conds = [*self._range(project_id, start, end), s.project_id == project_id, s.prompt_name.is_not(None)]
+        conds = [*self._range(project_id, start, end), s.project_id == project_id, s.prompt_name.is_not(None),
+                 s.usage_counted.is_not(False)]
         is_err = case((s.status == "error", 1), else_=0)
         q = (
             select(
@@ -289,7 +293,7 @@ class DashboardRepo:
             select(bucket.label("b"), s.prompt_name, s.prompt_version, func.count().label("calls"))
             .select_from(join)
             .where(*self._range(project_id, b.start, b.end), s.project_id == project_id,
-                   s.prompt_name.in_(sorted({n for n, _ in keys})))
+                   s.prompt_name.in_(sorted({n for n, _ in keys})), s.usage_counted.is_not(False))
             .group_by(bucket, s.prompt_name, s.prompt_version)
         )
         with self._engine.connect() as conn:
@@ -313,14 +317,14 @@ class DashboardRepo:
             select(
                 key.label("id"),
                 func.count().label("traces"),
-                func.sum(tr.error_count).label("errors"),
+                func.sum(case((tr.status == "error", 1), else_=0)).label("errors"),  # failed traces
                 func.sum(tr.total_tokens).label("total_tokens"),
                 type_coerce(cost, Float).label("cost"),
                 func.max(tr.start_time).label("last_seen"),
             )
             .where(*self._range(project_id, start, end), key.is_not(None))
             .group_by(key)
-            .order_by(cost.desc(), func.count().desc(), key)
+            .order_by(cost.desc().nulls_last(), func.count().desc(), key)
             .limit(limit)
         )
         with self._engine.connect() as conn:
@@ -344,7 +348,7 @@ class DashboardRepo:
             func.max(tr.user_id).label("user_id"),
             func.min(tr.start_time).label("first_seen"),
             func.max(tr.start_time).label("last_seen"),
-            func.sum(tr.error_count).label("errors"),
+            func.sum(case((tr.status == "error", 1), else_=0)).label("errors"),  # failed traces, not spans
             func.sum(tr.input_tokens).label("input_tokens"),
             func.sum(tr.output_tokens).label("output_tokens"),
             func.sum(tr.total_tokens).label("total_tokens"),

@@ -234,6 +234,19 @@ class EvalRepo:
         out["version"] = v
         return out
 
+    def find_items(self, project_id: str, item_id: str) -> list[dict[str, Any]]:
+        """The current items with this id in any dataset of the project (ids are unique per
+        dataset only), each with ``dataset`` (its name) and ``created_at`` (of its version)."""
+        di, v = t.dataset_item.c, t.dataset_version.c
+        stmt = (select(t.dataset_item, v.created_at)
+                .join(t.dataset_version, and_(v.project_id == di.project_id, v.name == di.dataset,
+                                              v.version == di.valid_from), isouter=True)
+                .where(di.project_id == project_id, di.id == item_id, di.valid_to.is_(None))
+                .order_by(di.dataset))
+        with self._engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(stmt)]
+        return [{**_item_out(r), "dataset": r["dataset"], "created_at": r["created_at"]} for r in rows]
+
     def change_items(
         self, project_id: str, name: str, *, upsert: Sequence[DatasetItem] = (), delete_ids: Sequence[str] = (),
         replace_all: bool = False, message: str | None = None, source: dict[str, Any] | None = None,

@@ -5,14 +5,22 @@ one transaction; the caller acknowledges items only after it returns.
 
 Merge rules (so retries never duplicate and a span's end may arrive after its start):
 - spans and traces are upserted by (project_id, [trace_id,] id); a column sent as NULL keeps
-  the stored value (COALESCE), a value overwrites;
-- a trace row is derived from its spans: start = min(start), end = max(end), totals are sums,
-  name/input/output come from the root span unless set explicitly (trace item or trace_name);
+  the stored value (COALESCE), a value overwrites; a span row with an empty name is a partial
+  update that keeps the stored name and start time (OTLP GenAI log events, server/otlp_logs.py);
+- a trace row is derived from its spans: start = min(start), end = max(end), totals are sums
+  over the spans whose usage is counted, name/input/output come from the root span unless set
+  explicitly (trace item or trace_name);
+- usage is counted once per actual model call (``span.usage_counted``, docs/data-model.md): a
+  span's usage counts unless a descendant carries usage (it wraps the real call: a framework's
+  wrapper, or a client span around the gateway's span of the same call) or it is a failed call
+  with estimated usage. Spans of a trace arrive in any order and batch, so the flags of every
+  touched trace are recomputed from all its spans in the same transaction, before its totals;
 - tags accumulate; scores are replaced whole by id.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -87,6 +95,7 @@ class IngestRepo:
             rows = [{"project_id": p, "trace_id": tr, "tag": tag} for p, tr, tag in set(batch.tags)]
             conn.execute(stmt, rows)
         if touched:
+            self._mark_usage(conn, touched)
             self._refresh_traces(conn, touched, now)
         if batch.scores:
             # Scores are replaced whole by id: the last one in the batch wins.
@@ -100,6 +109,8 @@ class IngestRepo:
         sql, convert = _span_upsert(conn.dialect.name)
         for r in rows:
             r["updated_at"] = now
+            # The span's own verdict; _mark_usage corrects it against the rest of its trace.
+            r["usage_counted"] = _counts_alone(r)
         sql.run(conn, [tuple(f(r[c]) for c, f in convert) for r in rows])
 
     # --- traces ------------------------------------------------------------------------------
@@ -128,6 +139,31 @@ class IngestRepo:
             return
         sql, convert = _trace_upsert(conn.dialect.name)
         sql.run(conn, [tuple(f(r[c]) for c, f in convert) for r in merged.values()])
+
+    def _mark_usage(self, conn: Connection, touched: set[tuple[str, str]]) -> None:
+        """Recompute ``usage_counted`` for every span of the touched traces (see the module
+        docstring), and link a counted call that names no prompt to the prompt of the wrapper
+        whose usage it replaces (so prompt analytics keep the call). Writes only what changed."""
+        by_project: dict[str, list[str]] = {}
+        for p, tr in touched:
+            by_project.setdefault(p, []).append(tr)
+        select_sql, flag_sql, prompt_sql = _usage_statements(conn.dialect.name)
+        for project_id, trace_ids in by_project.items():
+            for chunk in _chunks(sorted(trace_ids)):
+                ids: Any = list(chunk)
+                per_trace: dict[str, list[Any]] = {}
+                for row in conn.execute(select_sql, {"p": project_id, "ids": ids}):
+                    per_trace.setdefault(row[0], []).append(row)
+                flags: list[dict[str, Any]] = []
+                prompts: list[dict[str, Any]] = []
+                for trace_id, rows in per_trace.items():
+                    changed, linked = usage_flags(rows)
+                    flags += [{"p": project_id, "t": trace_id, "i": i, "c": c} for i, c in changed]
+                    prompts += [{"p": project_id, "t": trace_id, "i": i, "n": n, "v": v} for i, n, v in linked]
+                if flags:
+                    conn.execute(flag_sql, flags)
+                if prompts:
+                    conn.execute(prompt_sql, prompts)
 
     def _refresh_traces(self, conn: Connection, touched: set[tuple[str, str]], now: datetime) -> None:
         """Recompute the derived columns of the touched traces from their spans, in SQL."""
@@ -201,7 +237,11 @@ def _span_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], Any
     for c in cols:
         if c in _SPAN_KEY:
             continue
-        if c in _SPAN_ALWAYS:
+        if c in ("name", "start_time"):
+            # A row with an empty name is a partial update (e.g. GenAI log events that arrived
+            # before or after their span): it never renames or moves the stored span.
+            sets.append(f"{c} = CASE WHEN excluded.name = '' THEN span.{c} ELSE excluded.{c} END")
+        elif c in _SPAN_ALWAYS:
             sets.append(f"{c} = excluded.{c}")
         elif c == "kind":
             # The generic "span" never hides a specific kind sent earlier (e.g. by the start write).
@@ -277,8 +317,10 @@ def _refresh_statement(dialect: str) -> Any:
     aggregates = """
         MIN(start_time) AS st, MAX(COALESCE(end_time, start_time)) AS en, COUNT(*) AS n,
         SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errs,
-        SUM(COALESCE(input_tokens, 0)) AS itok, SUM(COALESCE(output_tokens, 0)) AS otok,
-        SUM(COALESCE(total_tokens, 0)) AS ttok, ROUND(SUM(COALESCE(cost_total, 0)), 10) AS cost"""
+        SUM(CASE WHEN usage_counted THEN COALESCE(input_tokens, 0) ELSE 0 END) AS itok,
+        SUM(CASE WHEN usage_counted THEN COALESCE(output_tokens, 0) ELSE 0 END) AS otok,
+        SUM(CASE WHEN usage_counted THEN COALESCE(total_tokens, 0) ELSE 0 END) AS ttok,
+        ROUND(SUM(CASE WHEN usage_counted THEN COALESCE(cost_total, 0) ELSE 0 END), 10) AS cost"""
     if dialect == "sqlite":
         source = f"SELECT trace_id, {aggregates} FROM span WHERE project_id = :p AND trace_id IN :ids GROUP BY trace_id"
     else:
@@ -306,6 +348,147 @@ def _refresh_statement(dialect: str) -> Any:
     if dialect == "sqlite":
         return text(sql).bindparams(bindparam("ids", expanding=True))
     return text(sql)
+
+
+def _counts_alone(r: dict[str, Any]) -> bool | None:
+    """A span's usage verdict on its own: None (no usage), False (a failed call whose usage was
+    only estimated: it never reached a model, or we cannot know what it used), True."""
+    if r.get("total_tokens") is None and r.get("cost_total") is None:
+        return None
+    return not (bool(r.get("usage_estimated")) and r.get("status") == "error")
+
+
+def usage_flags(rows: Sequence[Any]) -> tuple[list[tuple[str, bool | None]], list[tuple[str, str, int | None]]]:
+    """The usage rule over all spans of one trace.
+
+    ``rows``: ``(trace_id, id, parent_id, status, usage_estimated, has_usage, usage_counted,
+    prompt_name, prompt_version, is_gateway, start_time, end_time, input_tokens,
+    output_tokens)``. A span's usage counts when it carries usage, is not a failed call with
+    estimated usage, no descendant carries countable usage (then the descendant is the actual
+    model call and this span a wrapper of it), and it is not the client's span of a call the
+    gateway logged beside it (below). Returns the ``(id, flag)`` pairs that differ from the
+    stored flags, and ``(id, prompt_name, prompt_version)`` for counted spans without a prompt
+    under a wrapper (or beside a client span) that names one.
+
+    The gateway's span of a call joins the trace as the child of the span that was current
+    when the request left (``traceparent``). Most instrumentations make their LLM span current
+    (the gateway's span is then its child); LangChain's never is, so the gateway's span lands
+    beside it, under the same parent. A sibling that carries usage, is not itself a gateway
+    span, was running when the gateway's span started and reports the same token counts (or
+    only estimated ones) is that call's client span; each gateway span pairs with one.
+    """
+    parent: dict[str, str | None] = {}
+    alone: dict[str, bool | None] = {}
+    stored: dict[str, bool | None] = {}
+    prompt: dict[str, tuple[str, int | None]] = {}
+    info: dict[str, tuple[Any, ...]] = {}
+    for _tr, sid, pid, status, estimated, has, counted, pname, pver, gw, st, en, itok, otok in rows:
+        parent[sid] = pid
+        alone[sid] = (not (bool(estimated) and status == "error")) if has else None
+        stored[sid] = None if counted is None else bool(counted)
+        if pname is not None:
+            prompt[sid] = (pname, pver)
+        if has:
+            info[sid] = (bool(gw), st, en if en is not None else st, itok, otok, bool(estimated))
+    wrappers: set[str] = set()
+    twins = _client_twins(parent, alone, info)
+    twin_of = {g: c for c, g in twins.items()}
+    for sid, ok in alone.items():
+        if not ok:
+            continue
+        p = parent[sid]
+        # Walk up to the root; an ancestor already marked had its own ancestors marked too.
+        while p is not None and p in parent and p not in wrappers and p != sid:
+            wrappers.add(p)
+            p = parent[p]
+    changed: list[tuple[str, bool | None]] = []
+    linked: list[tuple[str, str, int | None]] = []
+    for sid, ok in alone.items():
+        flag = None if ok is None else (ok and sid not in wrappers and sid not in twins)
+        if flag != stored[sid]:
+            changed.append((sid, flag))
+        if flag and sid not in prompt:
+            twin = twin_of.get(sid)
+            if twin is not None and twin in prompt:
+                linked.append((sid, *prompt[twin]))
+                continue
+            p, seen = parent[sid], 0
+            while p is not None and p in parent and seen < len(parent):
+                if p in prompt and alone[p] is not None:
+                    linked.append((sid, *prompt[p]))
+                    break
+                p, seen = parent[p], seen + 1
+    return changed, linked
+
+
+def _client_twins(parent: dict[str, str | None], alone: dict[str, bool | None],
+                  info: dict[str, tuple[Any, ...]]) -> dict[str, str]:
+    """``{client span id: gateway span id}`` for client spans logged beside the gateway's span
+    of the same call (see ``usage_flags``). Per parent, clients sorted by start: a gateway span
+    looks back over the (at most 64) latest clients that started before it, so a trace of many
+    calls stays linear."""
+    gateways = sorted((sid for sid, v in info.items() if v[0] and alone.get(sid)), key=lambda g: info[g][1])
+    if not gateways:
+        return {}
+    clients: dict[str | None, list[tuple[Any, str]]] = {}
+    for c, v in info.items():
+        if not v[0] and alone.get(c):
+            clients.setdefault(parent.get(c), []).append((v[1], c))
+    for group in clients.values():
+        group.sort()
+    twins: dict[str, str] = {}
+    for g in gateways:
+        _, g_start, _, g_in, g_out, _ = info[g]
+        group = clients.get(parent[g], [])
+        best: tuple[int, Any, str] | None = None
+        hi = bisect.bisect_right(group, g_start, key=lambda x: x[0])
+        for c_start, c in reversed(group[max(0, hi - 64):hi]):
+            _, _, c_end, c_in, c_out, c_est = info[c]
+            if c in twins or c_end < g_start:
+                continue
+            same = (c_in, c_out) == (g_in, g_out)
+            if not (same or c_est):
+                continue
+            rank = (0 if same else 1, c_start, c)
+            if best is None or rank < best:
+                best = rank
+        if best is not None:
+            twins[best[2]] = g
+    return twins
+
+
+@functools.cache
+def _usage_statements(dialect: str) -> tuple[Any, Any, Any]:
+    from sqlalchemy import text
+
+    has = "(s.total_tokens IS NOT NULL OR s.cost_total IS NOT NULL)"
+    # Whether the span is one the gateway logged (metadata.gateway), read only for spans with usage.
+    if dialect == "sqlite":
+        gateway = f"CASE WHEN {has} THEN json_extract(s.metadata, '$.gateway') IS NOT NULL ELSE 0 END"
+    else:
+        gateway = f"CASE WHEN {has} THEN (s.metadata -> 'gateway') IS NOT NULL ELSE false END"
+    cols = (
+        f"s.trace_id, s.id, s.parent_id, s.status, s.usage_estimated, {has} AS has_usage, s.usage_counted, "
+        f"s.prompt_name, s.prompt_version, {gateway} AS is_gateway, s.start_time, s.end_time, "
+        "s.input_tokens, s.output_tokens"
+    )
+    if dialect == "sqlite":
+        select_sql = text(f"SELECT {cols} FROM span s WHERE s.project_id = :p AND s.trace_id IN :ids").bindparams(
+            bindparam("ids", expanding=True)
+        )
+    else:
+        # Driven from the id list (an index lookup per trace), as the refresh statement. A plain
+        # join, or a lateral subquery PostgreSQL flattens into one, was planned (with the stale
+        # statistics of a fast-growing table) as a hash of all the project's spans; OFFSET 0
+        # keeps the subquery a per-trace index lookup.
+        select_sql = text(
+            f"SELECT {cols} FROM unnest(CAST(:ids AS text[])) AS k(id) CROSS JOIN LATERAL "
+            "(SELECT * FROM span WHERE span.project_id = :p AND span.trace_id = k.id OFFSET 0) AS s"
+        )
+    where = " WHERE project_id = :p AND trace_id = :t AND id = :i"
+    flag_sql = text("UPDATE span SET usage_counted = :c" + where).bindparams(bindparam("c", type_=Boolean()))
+    prompt_sql = text("UPDATE span SET prompt_name = :n, prompt_version = :v" + where + " AND prompt_name IS NULL")
+    return select_sql, flag_sql, prompt_sql
 
 
 def _sqlite_time(v: datetime | None) -> str | None:
@@ -368,6 +551,8 @@ def _dedupe(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, 
             for c, v in r.items():
                 # Same rules as the upsert: NULL, "unset" status and the generic "span" kind never win.
                 if v is None or (c == "status" and v == "unset") or (c == "kind" and v == "span"):
+                    continue
+                if c in ("name", "start_time") and r["name"] == "":  # a partial row (see _span_upsert)
                     continue
                 prev[c] = v
     return list(out.values())

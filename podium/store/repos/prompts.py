@@ -561,6 +561,9 @@ class PromptRepo:
             conds.append(s.start_time < end)
         if version is not None:
             conds.append(s.prompt_version == version)
+        # The calls: wrappers of a call whose own span reports the usage are left out (usage is
+        # counted once, docs/data-model.md); scores given to a wrapper still count below.
+        calls = [*conds, s.usage_counted.is_not(False)]
         is_err = case((s.status == "error", 1), else_=0)
         agg = (
             select(
@@ -576,7 +579,7 @@ class PromptRepo:
                 func.min(s.start_time).label("first_seen"),
                 func.max(s.start_time).label("last_seen"),
             )
-            .where(*conds)
+            .where(*calls)
             .group_by(s.prompt_version)
         )
         ranked = (
@@ -586,7 +589,7 @@ class PromptRepo:
                 func.row_number().over(partition_by=s.prompt_version, order_by=s.latency_ms).label("rn"),
                 func.count().over(partition_by=s.prompt_version).label("n"),
             )
-            .where(*conds, s.latency_ms.is_not(None))
+            .where(*calls, s.latency_ms.is_not(None))
             .subquery()
         )
         pct = select(
@@ -596,7 +599,7 @@ class PromptRepo:
             func.max(ranked.c.lat).label("max"),
         ).group_by(ranked.c.v)
         sc = t.score.c
-        linked = select(s.trace_id, s.prompt_version.label("v")).where(*conds).distinct().subquery()
+        linked = select(s.trace_id, s.prompt_version.label("v")).where(*calls).distinct().subquery()
         trace_scores = (
             select(linked.c.v, sc.name, sc.id, sc.value)
             .select_from(t.score.join(linked, and_(sc.trace_id == linked.c.trace_id)))

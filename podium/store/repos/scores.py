@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, select
+from sqlalchemy import ColumnElement, Engine, delete, select
 
 from podium.store import tables as t
 from podium.store.repos.traces import Page, _keyset, encode_cursor
@@ -51,6 +51,18 @@ class ScoreRepo:
         rows = rows[:limit]
         nxt = encode_cursor([rows[-1]["timestamp"], rows[-1]["id"]]) if more and rows else None
         return Page(items=rows, next_cursor=nxt)
+
+    def get_score(self, project_id: str, score_id: str) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(t.score).where(t.score.c.project_id == project_id,
+                                                     t.score.c.id == score_id)).first()
+        return _score(dict(row._mapping)) if row is not None else None
+
+    def delete_score(self, project_id: str, score_id: str) -> bool:
+        """Delete one score; False when there was none with this id."""
+        with self._engine.begin() as conn:
+            res = conn.execute(delete(t.score).where(t.score.c.project_id == project_id, t.score.c.id == score_id))
+        return bool(res.rowcount)
 
 
 def _score(r: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Engine, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, case, exists, func, or_, select
 
 from podium.core.records import utc
 from podium.errors import BadRequest, NotFound
@@ -318,7 +318,8 @@ class TraceRepo:
                 last,
                 func.sum(tr.total_tokens).label("total_tokens"),
                 func.sum(tr.total_cost).label("total_cost"),
-                func.sum(tr.error_count).label("error_count"),
+                # failed traces (a trace with two failed spans is one error)
+                func.sum(case((tr.status == "error", 1), else_=0)).label("error_count"),
                 *([func.max(tr.user_id).label("user_id")] if by == "session_id" else []),
                 *([func.count(func.distinct(tr.session_id)).label("session_count")] if by == "user_id" else []),
             )

@@ -194,6 +194,27 @@
   function fmtDur(v) { return v == null ? "—" : v < 1000 ? Math.round(v) + " ms" : (v / 1000).toFixed(2) + " s"; }
   function fmtMoney(v) { return v == null ? "—" : "$" + (v >= 1 ? v.toFixed(2) : v.toPrecision(3)); }
   function fmtNum(v) { return v == null ? "—" : Math.round(v).toLocaleString("en-US"); }
+  // Axis ticks in dollars: just enough decimals for the tick step ($0.0004, not $0.000400).
+  function fmtMoneyTick(v) {
+    if (v == null) return "";
+    var a = Math.abs(v);
+    if (a === 0) return "$0";
+    if (a >= 1) return "$" + v.toFixed(2);
+    var d = Math.min(10, 2 - Math.floor(Math.log10(a)));
+    return "$" + v.toFixed(d).replace(/0+$/, "").replace(/\.$/, "");
+  }
+  // A y axis as wide as its longest label (uPlot's fixed size clips "$0.000125").
+  function axisSize(u, values, axisIdx, cycleNum) {
+    var axis = u.axes[axisIdx];
+    if (cycleNum > 1 && axis._size) return axis._size;
+    var longest = (values || []).reduce(function (a, v) { return String(v).length > a.length ? String(v) : a; }, "");
+    var size = (axis.ticks && axis.ticks.size || 10) + (axis.gap || 5) + 8;
+    if (longest) {
+      u.ctx.font = axis.font[0];
+      size += u.ctx.measureText(longest).width / (window.devicePixelRatio || 1);
+    }
+    return Math.max(40, Math.ceil(size));
+  }
 
   // A chart over categories (versions, runs): x is the index, the axis shows the labels.
   function catChart(id, labels, series, fmt) {
@@ -213,8 +234,8 @@
         { stroke: muted, grid: { show: false }, ticks: { stroke: grid },
           splits: function () { return xs.filter(function (i) { return i % step === 0; }); },
           values: function (u, vals) { return vals.map(function (v) { return labels[v] || ""; }); } },
-        { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 70,
-          values: function (u, vals) { return vals.map(fmt); } },
+        { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: axisSize,
+          values: function (u, vals) { return vals.map(fmt === fmtMoney ? fmtMoneyTick : fmt); } },
       ],
       legend: { live: true }, cursor: { drag: { x: false, y: false } },
     };
@@ -249,6 +270,7 @@
       });
       return;
     }
+    window.podiumCharts = charts;  // for the browser tests
     drawPromptCharts();
     var el = document.getElementById("dash-data");
     if (!el) return;
@@ -259,8 +281,8 @@
     function axes(fmt) {
       return [
         { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
-        { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 76,
-          values: function (u, vals) { return vals.map(fmt); } },
+        { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: axisSize,
+          values: function (u, vals) { return vals.map(fmt === fmtMoney ? fmtMoneyTick : fmt); } },
       ];
     }
     function make(id, series, data, fmt) {
@@ -276,6 +298,7 @@
       };
       var u = new uPlot(opts, data, host);
       u.root.style.color = fg;
+      u.root.setAttribute("data-chart", id);
       charts.push(u);
     }
     var c = [cssVar("--c1"), cssVar("--c2"), cssVar("--c3"), cssVar("--c4"), cssVar("--c5"), cssVar("--c6")];
