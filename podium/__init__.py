@@ -21,6 +21,10 @@ The drop-in OpenAI client is ``from podium.openai import OpenAI``. See ``docs/sd
 The server, store and CLI live in sub-packages that this module never imports.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from podium.sdk import (
     Dataset,
     FlushResult,
@@ -31,7 +35,6 @@ from podium.sdk import (
     create_dataset,
     create_prompt,
     create_score,
-    evaluate,
     flush,
     get_client,
     get_current_span_id,
@@ -47,7 +50,36 @@ from podium.sdk import (
     wrap_context,
 )
 
+if TYPE_CHECKING:
+    from typing import Any
+
+    from podium.experiments.runner import ExperimentResult
+
 __version__ = "0.1.0"
+
+
+def evaluate(**kwargs: Any) -> ExperimentResult:
+    """Run an experiment: a task over a dataset, scored, recorded. The arguments are
+    :func:`podium.experiments.runner.evaluate`'s (``dataset=``, ``task=``, ``scorers=``,
+    ``repetitions=``, ...); ``client`` defaults to the default client (:func:`get_client`).
+
+    The engine (``podium.experiments``, numpy, the scorers) is imported on the first call, so
+    ``import podium`` stays light. It is a plain import of a layer above the SDK: the engine
+    takes the client as a parameter and never reaches back for a global."""
+    try:
+        from podium.experiments.runner import evaluate as run
+    except ImportError as e:
+        if (e.name or "").startswith("podium"):
+            raise
+        from podium.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"podium.evaluate needs the evaluation extra ({e.name} is missing): pip install 'podium[eval]'"
+        ) from e
+    if kwargs.get("client") is None:
+        kwargs["client"] = get_client()
+    return run(**kwargs)
+
 
 __all__ = [
     "Dataset",

@@ -12,18 +12,13 @@ Quick use::
 
     results = as_scorer(shorter_than_expected).score_batch(items)   # Score or error per item
 
-Experiments (``podium.evaluate`` is :func:`podium.evals.runner.evaluate`)::
-
-    from podium.evals import PromptTask, evaluate
-
-    task = PromptTask("Capital of {{country}}?", model="local", base_url=URL, api_key=SK)
-    result = evaluate(dataset="capitals", task=task, scorers=[{"type": "icontains", "value": "Paris"}])
-
-See ``docs/scorers.md`` and ``docs/evals.md``.
+Running experiments (tasks, the runner, suites, reports) is ``podium.experiments``, a layer
+above this one; ``podium.evals`` imports neither it, the SDK, the server nor the CLI, so the
+server uses it too (``podium.evals.service``). See ``podium/evals/README.md``,
+``docs/scorers.md`` and ``docs/evals.md``.
 """
 
 from podium.evals import stats
-from podium.evals.runner import ExperimentResult, Interrupted, RunConfig, Runner, evaluate
 from podium.evals.scorers import (
     FIELDS,
     FunctionScorer,
@@ -46,32 +41,22 @@ from podium.evals.scorers import (
     scorer_specs,
     scorer_types,
 )
-from podium.evals.tasks import HttpTask, PromptTask, PythonTask, TaskOutput
 
 __all__ = [
     "FIELDS",
-    "ExperimentResult",
     "FunctionScorer",
-    "HttpTask",
-    "Interrupted",
     "JudgeError",
     "JudgeModel",
     "JudgeTemplate",
     "MissingDependency",
     "MissingField",
-    "PromptTask",
-    "PythonTask",
-    "RunConfig",
-    "Runner",
     "Score",
     "Scorer",
     "ScorerConfigError",
     "ScorerError",
     "ScorerSpec",
-    "TaskOutput",
     "UnknownScorer",
     "as_scorer",
-    "evaluate",
     "get_scorer",
     "register_scorer",
     "scorer",

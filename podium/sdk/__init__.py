@@ -9,7 +9,7 @@ from podium.core.datasets import Dataset
 from podium.core.prompts import Prompt
 from podium.sdk.client import Podium, configure, get_client
 from podium.sdk.context import get_current_span_id, get_current_trace_id, propagate_attributes, wrap_context
-from podium.sdk.evals import create_dataset, evaluate, get_dataset
+from podium.sdk.evals import create_dataset, get_dataset
 from podium.sdk.exporter import FlushResult
 from podium.sdk.prompts import create_prompt, get_prompt
 from podium.sdk.span import Span
@@ -33,7 +33,6 @@ __all__ = [
     "create_dataset",
     "create_prompt",
     "create_score",
-    "evaluate",
     "flush",
     "get_client",
     "get_current_span_id",

@@ -1,4 +1,4 @@
-"""Datasets and experiments over the REST API, and ``podium.evaluate``.
+"""Datasets and experiments over the REST API.
 
 ::
 
@@ -12,15 +12,13 @@
 :class:`EvalClient` (``podium.get_client().evals``) has every call: datasets (create, items,
 versions, from traces) and experiments (create, items, finish, compare).
 
-``podium.evaluate`` runs in ``podium.evals``, which needs numpy and the scorers' libraries
-(``pip install 'podium[eval]'``); it is imported on the first call, so ``import podium`` stays
-light. That is the SDK's one call upwards, on purpose: the engine uses the SDK (tracing, this
-client), not the other way round.
+``podium.evaluate`` is not here: it runs in ``podium.experiments``, a layer above the SDK that
+takes the client as a parameter (the facade in ``podium/__init__.py`` passes the default one).
+The SDK imports nothing above itself; ``lint-imports`` checks that.
 """
 
 from __future__ import annotations
 
-import importlib
 import random
 import threading
 import time
@@ -39,7 +37,7 @@ from podium.errors import (
 )
 from podium.sdk.responses import error_from_response
 
-__all__ = ["EvalClient", "create_dataset", "evaluate", "get_dataset"]
+__all__ = ["EvalClient", "create_dataset", "get_dataset"]
 
 _UPLOAD_CHUNK = 2000
 
@@ -276,14 +274,3 @@ def get_dataset(name: str, *, version: int | None = None, split: str | None = No
     """A dataset version's items (the latest version by default)."""
     return _client().get_dataset(name, version=version, split=split)
 
-
-def evaluate(**kwargs: Any) -> Any:
-    """Run an experiment: a task over a dataset, scored. See :func:`podium.evals.runner.evaluate`
-    (same arguments: ``dataset=``, ``task=``, ``scorers=``, ``repetitions=``, ...)."""
-    try:
-        runner = importlib.import_module("podium.evals.runner")
-    except ImportError as e:
-        raise ConfigurationError(
-            f"podium.evaluate needs the evaluation extra ({e.name} is missing): pip install 'podium[eval]'"
-        ) from e
-    return runner.evaluate(**kwargs)

@@ -16,8 +16,8 @@ import podium
 from podium.core.datasets import DatasetItem
 from podium.evals import UnknownScorer, get_scorer
 from podium.evals.limiter import AimdLimiter
-from podium.evals.runner import Interrupted, MemoryRecorder, RunConfig, Runner, evaluate
-from podium.evals.tasks import HttpTask, PromptTask, RateLimited, TaskOutput, TransientError
+from podium.experiments.runner import Interrupted, MemoryRecorder, RunConfig, Runner, evaluate
+from podium.experiments.tasks import HttpTask, PromptTask, RateLimited, TaskOutput, TransientError
 from tests.conftest import LiveServer
 from tests.gateway.fake_upstream import Fail, FakeUpstream, Hang, Reply
 

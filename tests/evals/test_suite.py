@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 import podium
 from podium.cli.main import app
-from podium.evals.report import render_html, render_junit, write_report
-from podium.evals.suite import Gate, SuiteError, evaluate_gates, load_suite
+from podium.experiments.report import render_html, render_junit, write_report
+from podium.experiments.suite import Gate, SuiteError, evaluate_gates, load_suite
 from tests.conftest import LiveServer
 from tests.gateway.fake_upstream import FakeUpstream, Reply
 

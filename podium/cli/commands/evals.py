@@ -147,9 +147,9 @@ def eval_run(
 ) -> None:
     """Run an evaluation suite; exit 0 when every gate passes, 1 when one fails, 2 on a configuration error."""
     try:
-        from podium.evals.report import REPORT_SUFFIXES, write_report
-        from podium.evals.runner import Interrupted
-        from podium.evals.suite import PromptSpec, SuiteError, load_suite, run_suite
+        from podium.experiments.report import REPORT_SUFFIXES, write_report
+        from podium.experiments.runner import Interrupted
+        from podium.experiments.suite import PromptSpec, SuiteError, load_suite, run_suite
     except ImportError as e:
         raise _fail(f"evaluation needs the eval extra ({e.name} is missing): pip install 'podium[eval,server]'")
     for out in output:
@@ -211,7 +211,7 @@ def eval_run(
         fmt = write_report(result, out)
         err_console.print(f"wrote {fmt} report {out}")
     if as_json:
-        from podium.evals.report import render_json
+        from podium.experiments.report import render_json
 
         print(render_json(result), end="")
     else:
@@ -342,7 +342,7 @@ def eval_compare(
 def judges_push(force: bool = typer.Option(False, help="Push even when the prompt exists (a new version).")) -> None:
     """Write the built-in judge templates to the prompt registry as podium/judge/<name> (label
     production), so they can be tuned and tracked like any prompt."""
-    from podium.evals.judges import builtin_prompt_bodies
+    from podium.experiments.judges import builtin_prompt_bodies
 
     for body in builtin_prompt_bodies():
         from podium.cli._common import api_client

@@ -253,9 +253,10 @@ class PromptTask:
     """Compile a prompt with the item's variables and call a model through Podium's gateway.
 
     ``prompt`` is a :class:`~podium.core.prompts.Prompt`, a registry reference
-    (``"prompts:/qa@production"``, ``"prompts:/qa/3"``; fetched once through ``prompt_client``),
-    a template string (one user message) or a list of chat messages. ``model`` overrides the
-    prompt's configured model (default ``"local"``); ``params`` (temperature, max_tokens, ...)
+    (``"prompts:/qa@production"``, ``"prompts:/qa/3"``; fetched once through ``prompt_client``, or,
+    without one, through the client of the run that binds it: ``podium.evaluate`` and
+    :class:`~podium.experiments.runner.Runner` call :meth:`bind`), a template string (one user
+    message) or a list of chat messages. ``model`` overrides the prompt's configured model (default ``"local"``); ``params`` (temperature, max_tokens, ...)
     override its config. The gateway is ``base_url`` + ``/v1`` with ``api_key`` (a secret key).
     ``cache=False`` (the default) bypasses the gateway's response cache: an evaluation measures
     the model, and repetitions must be fresh samples.
@@ -275,17 +276,45 @@ class PromptTask:
         cache: bool = False,
         endpoint: str | None = None,
     ) -> None:
-        self.prompt = _as_prompt(prompt, prompt_client)
+        self._ref: str | None = None
+        self._model_arg = model
+        if isinstance(prompt, str) and prompt.startswith("prompts:/") and prompt_client is None:
+            self._ref = prompt  # resolved by bind(client) when the run starts
+            self._prompt: Prompt | None = None
+        else:
+            self._prompt = _as_prompt(prompt, prompt_client)
         # an OpenAI-compatible server called directly instead of the gateway (promptfoo's apiBaseUrl);
         # its key is ``api_key`` and is never described (stored)
         self.endpoint = endpoint.rstrip("/") + "/chat/completions" if endpoint else None
         self.cache = cache
-        self.model = model or self.prompt.config.get("model") or "local"
+        self.model = model or (self._prompt.config.get("model") if self._prompt else None) or "local"
         self.params = dict(params or {})
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.label = label
-        self.name = name or (self.prompt.name if self.prompt.version is not None else "prompt")
+        if name:
+            self.name = name
+        elif self._prompt is None:
+            self.name = _ref_name(prompt)
+        else:
+            self.name = self._prompt.name if self._prompt.version is not None else "prompt"
+
+    @property
+    def prompt(self) -> Prompt:
+        if self._prompt is None:
+            raise ConfigurationError(
+                f"PromptTask({self._ref!r}) has not fetched its prompt: pass prompt_client= "
+                "(e.g. podium.get_client().prompts), or run it through podium.evaluate(...) or a Runner(client=...)")
+        return self._prompt
+
+    def bind(self, client: Any) -> None:
+        """Fetch a ``prompts:/...`` reference through ``client.prompts`` (a :class:`podium.Podium`);
+        nothing to do for any other prompt or when it is already fetched."""
+        if self._prompt is not None:
+            return
+        self._prompt = _as_prompt(self._ref, client.prompts)
+        if self._model_arg is None:
+            self.model = self._prompt.config.get("model") or "local"
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "prompt", "model": self.model, "params": self.params}
@@ -350,14 +379,21 @@ def _usage(u: Any) -> dict[str, int] | None:
     return out or None
 
 
+def _ref_name(ref: str) -> str:
+    """``prompts:/qa@production`` and ``prompts:/qa/3`` -> ``qa``."""
+    body = ref[len("prompts:/"):]
+    name = body.partition("@")[0]
+    head, _, tail = name.rpartition("/")
+    return head if head and tail.isdigit() else name
+
+
 def _as_prompt(prompt: Any, client: Any) -> Prompt:
     if isinstance(prompt, Prompt):
         return prompt
     if isinstance(prompt, str) and prompt.startswith("prompts:/"):
         if client is None:
-            from podium.sdk.client import get_client
-
-            client = get_client().prompts
+            raise ConfigurationError(f"prompt {prompt!r} is in the registry: pass prompt_client= "
+                                     "(e.g. podium.get_client().prompts)")
         return client.get(prompt, cache_ttl_seconds=0)  # type: ignore[no-any-return]
     if isinstance(prompt, str):
         return Prompt(name="prompt", prompt=prompt, type="text")

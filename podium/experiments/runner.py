@@ -13,7 +13,7 @@
 How a run goes:
 
 * Units are (item, repetition) pairs. A coordinating thread starts each unit in its own
-  daemon thread while fewer than the limiter allows are in flight (:mod:`.limiter`: AIMD, 429
+  daemon thread while fewer than the limiter allows are in flight (:mod:`podium.evals.limiter`: AIMD, 429
   back-off, optional rpm). A unit that exceeds ``timeout`` seconds is recorded as a
   ``timeout`` error (its thread is abandoned, and its late result ignored).
 * The task runs inside a Podium trace (a ``chain`` span named after the task, tagged ``eval``,
@@ -31,7 +31,7 @@ How a run goes:
   memory. Against a server a run is resumable: pass the experiment id again and the items
   already stored are skipped (task errors are retried). Ctrl-C records what finished, marks the
   experiment ``interrupted`` and raises :class:`Interrupted` (it says how to resume).
-* When every unit is done the recorder computes the summary (:mod:`.analysis`): per-scorer
+* When every unit is done the recorder computes the summary (:mod:`podium.evals.analysis`): per-scorer
   means with bootstrap 95% confidence intervals, pass rate, spread across repetitions.
 """
 
@@ -59,7 +59,9 @@ from podium.errors import ConfigurationError, PodiumError
 from podium.evals import analysis
 from podium.evals.limiter import AimdLimiter
 from podium.evals.scorers import FunctionScorer, Score, Scorer, as_scorer
-from podium.evals.tasks import TaskContext, TaskOutput, as_task, classify_error
+from podium.experiments.judges import use_registry_prompts
+from podium.experiments.tasks import TaskContext, TaskOutput, as_task, classify_error
+from podium.sdk.context import propagate_attributes
 
 __all__ = [
     "ExperimentResult",
@@ -75,7 +77,7 @@ __all__ = [
     "scorer_info",
 ]
 
-logger = logging.getLogger("podium.evals")
+logger = logging.getLogger("podium.experiments")
 
 RETRY_ON_RESUME = ("task_error", "timeout", "rate_limited", "upstream_error", "cancelled")
 
@@ -387,8 +389,17 @@ class HttpRecorder:
 # --- the engine ----------------------------------------------------------------------------------------
 
 
+def _has_keys(client: Any) -> bool:
+    return client is not None and bool(getattr(getattr(client, "settings", None), "secret_key", None))
+
+
 class Runner:
-    """Runs one experiment (see the module docstring). Build it, then call :meth:`run`."""
+    """Runs one experiment (see the module docstring). Build it, then call :meth:`run`.
+
+    ``client`` is the SDK client (a :class:`podium.Podium`) the run works through: tasks that
+    need the server (a ``PromptTask("prompts:/qa@production")``) get it, and it traces every unit
+    when it has keys (``tracer`` overrides that). The engine never reaches for a global client.
+    """
 
     def __init__(
         self,
@@ -397,11 +408,18 @@ class Runner:
         *,
         config: RunConfig | None = None,
         recorder: Recorder | None = None,
+        client: Any = None,
         tracer: Any = None,
         progress: bool | None = None,
         name: str | None = None,
     ) -> None:
         self.task = as_task(task)
+        self.client = client
+        bind = getattr(self.task, "bind", None)
+        if client is not None and callable(bind):
+            bind(client)  # e.g. a PromptTask fetches its "prompts:/..." reference through client.prompts
+        if tracer is None and _has_keys(client):
+            tracer = client
         self.scorers = resolve_scorers(scorers)
         self.config = config or RunConfig()
         self.config.check()
@@ -423,8 +441,6 @@ class Runner:
                           timeout=self.config.timeout)
         try:
             if self.tracer is not None:
-                from podium.sdk.context import propagate_attributes
-
                 meta = {"experiment_id": self.experiment.get("id"), "experiment": self.name, "item_id": unit.item.id,
                         "repetition": unit.repetition}
                 with propagate_attributes(tags=["eval"], metadata=meta, trace_name=f"eval: {self.name}"), \
@@ -796,24 +812,25 @@ def evaluate(
       synced to that server dataset (a new version when they changed), so the experiment
       records the version it ran on.
     * ``task``: a function of the item's input (or of ``input``/``expected``/``metadata``/
-      ``item`` by name; ``async`` works), a :class:`~podium.evals.tasks.PromptTask` (a prompt +
-      model through the gateway) or an :class:`~podium.evals.tasks.HttpTask`.
+      ``item`` by name; ``async`` works), a :class:`~podium.experiments.tasks.PromptTask` (a prompt +
+      model through the gateway) or an :class:`~podium.experiments.tasks.HttpTask`.
     * ``scorers``: functions (``def f(output, expected) -> bool | float | Score``), scorer type
       names (``"exact-match"``), assertion mappings (``{"type": "rouge-l", "threshold": 0.4}``)
       or :class:`~podium.evals.scorers.Scorer` objects.
     * ``record``: send the experiment to the server (default: when the client has keys); else
       it is kept in memory. ``experiment_id`` resumes a recorded experiment (items already stored
       are skipped). ``labels`` tag it (``"main"``: a baseline CI gates compare against).
+    * ``client``: the SDK client (a :class:`podium.Podium`) for the server, the traces and the
+      prompt registry. ``None`` runs offline: in memory, untraced, local datasets only.
+      ``podium.evaluate`` passes the default client (``podium.get_client()``).
     * ``judge_prompts``: judge scorers use the prompt registry's ``podium/judge/...`` prompts when
       they exist (recording runs only), else their built-in templates.
 
     Returns an :class:`ExperimentResult` (``print(result)`` shows the summary). Raises
     :class:`Interrupted` on Ctrl-C after recording what finished.
     """
-    from podium.sdk.client import get_client
-
-    sdk = client or get_client()
-    has_keys = bool(sdk.settings.secret_key)
+    sdk = client
+    has_keys = _has_keys(sdk)
     if record is None:
         record = has_keys
     if record and not has_keys:
@@ -828,10 +845,8 @@ def evaluate(
     cfg = RunConfig(repetitions=repetitions, max_concurrency=max_concurrency, rpm=rpm, max_retries=max_retries,
                     timeout=timeout)
     runner = Runner(task, scorers, config=cfg, recorder=HttpRecorder(rest) if record else MemoryRecorder(),
-                    tracer=sdk if has_keys else None, progress=progress, name=name)
+                    client=sdk, progress=progress, name=name)
     if judge_prompts and rest is not None:
-        from podium.evals.judges import use_registry_prompts
-
         use_registry_prompts(runner.scorers, sdk.prompts)
     spec = {"id": experiment_id, "dataset_name": ds.name, "dataset_version": ds.version, "run_group": run_group,
             "metadata": {**dict(metadata or {}), **({"description": description} if description else {})},

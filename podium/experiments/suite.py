@@ -71,8 +71,11 @@ from podium.errors import ConfigurationError, PodiumError
 from podium.evals import analysis
 from podium.evals.code import CodeError, CodeRuntimeError
 from podium.evals.scorers import Scorer, ScorerConfigError, scorer_from_assertion, scorer_specs, scorer_types
-from podium.evals.tasks import HttpTask, PromptTask, TaskContext, TaskError, TaskOutput, item_variables
-from podium.evals.transform import Transform, TransformedScorer
+from podium.evals.scorers.deterministic import load_callable
+from podium.experiments.judges import use_registry_prompts
+from podium.experiments.runner import HttpRecorder, RunConfig, Runner
+from podium.experiments.tasks import HttpTask, PromptTask, TaskContext, TaskError, TaskOutput, item_variables
+from podium.experiments.transform import Transform, TransformedScorer
 
 __all__ = [
     "Gate",
@@ -911,8 +914,6 @@ class PromptedTask:
             self.http = HttpTask(r["url"], method=r.get("method", "POST"), headers=r.get("headers"),
                                  body=r.get("body"), output=r.get("output"), name=provider.id)
         else:
-            from podium.evals.scorers.deterministic import load_callable
-
             ref = provider.raw["function"]
             file, _, fn = ref.rpartition(":")
             if file.endswith(".py") and not Path(file).is_absolute():
@@ -1138,9 +1139,6 @@ def _run_suite(
     repeat: int | None,
     progress: bool | None,
 ) -> dict[str, Any]:
-    from podium.evals.judges import use_registry_prompts
-    from podium.evals.runner import HttpRecorder, RunConfig, Runner
-
     ec = sdk.evals
     started = datetime.now(UTC)
     group = resume or new_run_group()
@@ -1169,7 +1167,7 @@ def _run_suite(
         if resume:
             rows = ec.list_experiments(run_group=group, name=v.name, limit=1, summary="false")
             existing = rows[0]["id"] if rows else None
-        runner = Runner(task, [], config=RunConfig(**cfg), recorder=HttpRecorder(ec), tracer=sdk, progress=progress,
+        runner = Runner(task, [], config=RunConfig(**cfg), recorder=HttpRecorder(ec), client=sdk, progress=progress,
                         name=v.name)
         spec = {"id": existing, "dataset_name": ds_name, "dataset_version": ds_version, "run_group": group,
                 "metadata": {"suite": suite.name, "suite_file": suite.path, "prompt": v.prompt.label,
