@@ -44,6 +44,8 @@ def test_datasets_commands(live: LiveServer, tmp_path: Path) -> None:
     assert "qa" in out and "sums" in out
     assert "4+4" in cli("datasets", "show", "qa", "--version", "2").output
     assert "one more" in cli("datasets", "versions", "qa").output
+    versions = json.loads(cli("datasets", "versions", "qa", "--json").output)
+    assert [v["version"] for v in versions] == [3, 2, 1] and versions[1]["message"] == "one more"
     export = tmp_path / "export.jsonl"
     cli("datasets", "export", "qa", "--version", "2", "-o", str(export))
     rows = [json.loads(line) for line in export.read_text().splitlines()]

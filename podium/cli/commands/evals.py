@@ -441,10 +441,14 @@ def datasets_show(
 
 
 @datasets_app.command("versions")
-def datasets_versions(name: str) -> None:
+def datasets_versions(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Every version with its changes."""
+    versions = api_call("GET", f"/api/v1/datasets/{name}/versions")["data"]
+    if as_json:
+        print_json(versions)
+        return
     table = Table("version", "items", "added", "updated", "removed", "source", "created", "message")
-    for v in api_call("GET", f"/api/v1/datasets/{name}/versions")["data"]:
+    for v in versions:
         table.add_row(str(v["version"]), str(v["item_count"]), str(v["added"]), str(v["updated"]), str(v["removed"]),
                       (v.get("source") or {}).get("kind", ""), str(v["created_at"])[:19], v.get("message") or "")
     console.print(table)
