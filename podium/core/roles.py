@@ -1,0 +1,97 @@
+"""The one role matrix: which key role may perform which action.
+
+Every permission check in Podium (the REST API, the Langfuse-compatible API, OTLP over
+HTTP and gRPC, the web UI and the OpenAI-compatible gateway) asks this module; nothing
+else spells out a set of roles. ``docs/api.md`` renders :func:`describe` (checked by
+``tests/core/test_roles.py``).
+
+Pure and stdlib-only, so every layer may import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+
+__all__ = ["MATRIX", "ROLES", "Action", "Role", "allowed", "describe", "roles_for"]
+
+
+class Role(StrEnum):
+    """A key's role (stored as its string value)."""
+
+    ADMIN = "admin"
+    MEMBER = "member"
+    INGEST = "ingest"
+    VIEWER = "viewer"
+    GATEWAY = "gateway"
+
+
+class Action(StrEnum):
+    """A named thing a key may do; each route's check names exactly one."""
+
+    READ = "read"
+    INGEST = "ingest"
+    USE_PROMPTS = "use_prompts"
+    WRITE = "write"
+    ADMIN = "admin"
+    CALL_MODELS = "call_models"
+
+
+#: Every valid role, in the order the UI and error messages list them.
+ROLES: tuple[str, ...] = tuple(r.value for r in Role)
+
+_A, _M, _I, _V, _G = Role.ADMIN, Role.MEMBER, Role.INGEST, Role.VIEWER, Role.GATEWAY
+
+#: THE table. Change permissions here and nowhere else.
+MATRIX: Mapping[Action, frozenset[Role]] = MappingProxyType(
+    {
+        Action.READ: frozenset({_A, _M, _V}),
+        Action.INGEST: frozenset({_A, _M, _I}),
+        # Apps running with an ingest key fetch and compile their prompts: deliberate.
+        Action.USE_PROMPTS: frozenset({_A, _M, _V, _I}),
+        Action.WRITE: frozenset({_A, _M}),
+        Action.ADMIN: frozenset({_A}),
+        Action.CALL_MODELS: frozenset({_A, _M, _G}),
+    }
+)
+
+_DESCRIPTIONS: Mapping[Action, str] = MappingProxyType(
+    {
+        Action.READ: "read traces, sessions, scores, prompts, datasets and experiments",
+        Action.INGEST: "send telemetry: traces, spans, logs, scores and feedback (OTLP, Langfuse ingestion)",
+        Action.USE_PROMPTS: "fetch and compile prompts (apps running with an ingest key may)",
+        Action.WRITE: "change prompts, labels, datasets and experiments",
+        Action.ADMIN: "manage keys, settings, limits, aliases, deletions and protected labels",
+        Action.CALL_MODELS: "call models through the OpenAI-compatible gateway",
+    }
+)
+
+
+def _role(role: str | Role) -> Role | None:
+    try:
+        return Role(role)
+    except ValueError:
+        return None
+
+
+def allowed(role: str | Role, action: Action) -> bool:
+    """Whether a key with ``role`` may perform ``action`` (unknown roles may do nothing)."""
+    r = _role(role)
+    return r is not None and r in MATRIX[action]
+
+
+def roles_for(action: Action) -> tuple[str, ...]:
+    """The roles allowed ``action``, as strings in :data:`ROLES` order (for messages)."""
+    return tuple(r.value for r in Role if r in MATRIX[action])
+
+
+def describe() -> str:
+    """The matrix as a Markdown table (rendered into docs/api.md's "Roles" section)."""
+    head = "| action | " + " | ".join(ROLES) + " | what it covers |"
+    rule = "|---|" + "---|" * len(ROLES) + "---|"
+    rows = [
+        f"| `{a.value}` | " + " | ".join("yes" if r in MATRIX[a] else "—" for r in Role) + f" | {_DESCRIPTIONS[a]} |"
+        for a in Action
+    ]
+    return "\n".join([head, rule, *rows]) + "\n"

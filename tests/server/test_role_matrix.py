@@ -1,0 +1,137 @@
+"""Every route, every role: 403 exactly where podium.core.roles says no.
+
+The route -> action mapping is read from the code: FastAPI routes carry it on their role
+dependency (``podium.server.auth.needs`` sets ``podium_action``), the gateway's ASGI endpoints
+carry it as a class attribute. A route that takes a key but names no action is open to any
+valid key (and must then never answer 403).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Route
+
+from podium.core.roles import ROLES, Action, allowed
+from tests.conftest import LiveServer, ProjectKeys
+
+_NO_KEY = object()  # the route takes no key at all (health, schema)
+
+
+def _actions(dependant: Any) -> tuple[set[Action], bool]:
+    """The actions a FastAPI route's dependencies name, and whether it takes a key at all."""
+    actions: set[Action] = set()
+    takes_key = False
+    stack = [dependant]
+    while stack:
+        d = stack.pop()
+        call = d.call
+        action = getattr(call, "podium_action", None)
+        if action is not None:
+            actions.add(action)
+        if getattr(call, "__name__", "") == "_current_key":
+            takes_key = True
+        stack.extend(d.dependencies)
+    return actions, takes_key
+
+
+def _flat(routes: list[Any]) -> list[Any]:
+    """Routes, with included routers (FastAPI keeps them nested) flattened."""
+    out: list[Any] = []
+    for r in routes:
+        inner = getattr(r, "original_router", None)
+        out.extend(_flat(inner.routes) if inner is not None else [r])
+    return out
+
+
+def _routes(app: Any) -> list[tuple[str, str, Any]]:
+    """(method, path, action | None | _NO_KEY) for every API, Langfuse, OTLP and gateway route."""
+    out: list[tuple[str, str, Any]] = []
+    for r in _flat(app.routes):
+        if isinstance(r, APIRoute):
+            if not r.path.startswith(("/api/", "/v1/")):
+                continue
+            actions, takes_key = _actions(r.dependant)
+            assert len(actions) <= 1, f"{r.path} names several actions: {actions}"
+            what: Any = next(iter(actions)) if actions else (None if takes_key else _NO_KEY)
+            out.extend((m, r.path, what) for m in sorted(r.methods - {"HEAD"}))
+        elif isinstance(r, Route) and r.path.startswith("/v1/") and hasattr(r.endpoint, "podium_action"):
+            out.extend((m, r.path, r.endpoint.podium_action) for m in sorted((r.methods or set()) - {"HEAD"}))
+    return out
+
+
+def _fill(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "nonexistent-x", path)
+
+
+@pytest.fixture
+def keys(server: LiveServer) -> dict[str, ProjectKeys]:
+    out = {}
+    for role in ROLES:
+        k = server.store.projects.create_key(server.keys.project_id, role=role)
+        out[role] = ProjectKeys(server.keys.project_id, k.key.public_key, k.secret_key)
+    return out
+
+
+def test_every_api_route_follows_the_role_matrix(server: LiveServer, keys: dict[str, ProjectKeys]) -> None:
+    routes = _routes(server.app)
+    schema = httpx.get(server.url + "/api/v1/openapi.json").json()
+    # Every operation of the published schema is walked (and maps to a route above).
+    walked = {(m, p.replace(":path}", "}")) for m, p, _ in routes}
+    for path, ops in schema["paths"].items():
+        for method in ops:
+            if method.upper() in {"GET", "POST", "PUT", "PATCH", "DELETE"} and path != "/api/v1/health":
+                assert (method.upper(), path) in walked, f"{method.upper()} {path} has no route with an action"
+    paths = {p for _, p, _ in routes}
+    for must in ("/v1/traces", "/v1/logs", "/v1/chat/completions", "/v1/models", "/api/public/ingestion"):
+        assert must in paths, must
+    # Destructive routes last, so a (rejected-anyway) delete never changes what later calls see.
+    routes.sort(key=lambda t: t[0] == "DELETE")
+    failures: list[str] = []
+    for role, k in keys.items():
+        with httpx.Client(base_url=server.url, timeout=30, auth=k.basic()) as c:
+            for method, path, action in routes:
+                kw: dict[str, Any] = {}
+                if method in {"POST", "PUT", "PATCH"}:
+                    kw["json"] = {}
+                r = c.request(method, _fill(path), **kw)
+                where = f"{role:8} {method} {path} ({getattr(action, 'value', action)}): {r.status_code}"
+                if r.status_code >= 500 or r.status_code == 401:
+                    failures.append(where + " " + r.text[:200])
+                elif action is _NO_KEY or action is None:
+                    if r.status_code == 403:
+                        failures.append(where + " (open to any key, got 403)")
+                elif (r.status_code == 403) != (not allowed(role, action)):
+                    failures.append(where + f" expected {'403' if not allowed(role, action) else 'not 403'}: "
+                                    + r.text[:200])
+    assert not failures, "\n".join(failures)
+
+
+def test_every_ui_page_follows_the_role_matrix(server: LiveServer, keys: dict[str, ProjectKeys]) -> None:
+    """Every UI GET page, remote (local mode off: a non-loopback Host), with each role's key.
+
+    Roles that may not ``read`` get 403 on every page; the others never a 401 or a 5xx (pages that
+    need ``admin`` or ``write`` say so inside a 200 or answer 403).
+    """
+    pages = sorted({
+        r.path for r in _flat(server.app.routes)
+        if isinstance(r, APIRoute) and "GET" in r.methods
+        and not r.path.startswith(("/api/", "/v1/", "/metrics", "/static", "/login", "/logout", "/docs"))
+    })
+    assert "/" in pages and "/traces" in pages and "/prompts" in pages and "/settings" in pages
+    failures: list[str] = []
+    for role, k in keys.items():
+        with httpx.Client(base_url=server.url, timeout=30, auth=k.basic(),
+                          headers={"host": "podium.example", "accept": "text/html"}) as c:
+            for path in pages:
+                r = c.get(_fill(path), follow_redirects=False)
+                where = f"{role:8} GET {path}: {r.status_code}"
+                if r.status_code >= 500 or r.status_code == 401:
+                    failures.append(where)
+                elif not allowed(role, Action.READ) and r.status_code != 403:
+                    failures.append(where + " expected 403 (this role may not read)")
+    assert not failures, "\n".join(failures)
