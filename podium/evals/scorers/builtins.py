@@ -1,0 +1,18 @@
+"""The built-in assertion types, registered through the plugin hook like any plugin's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from podium.plugins.hookspecs import hookimpl
+
+
+@hookimpl
+def register_scorers(register: Callable[..., Any]) -> None:
+    from podium.evals.scorers import _BUILTINS, python_scorer
+
+    for category, cls in _BUILTINS:
+        register(cls.type, cls, category=category)  # type: ignore[attr-defined]
+    register("python", python_scorer, category="custom",
+             description="A custom Python function (a callable or 'module:function' / 'file.py:function').")

@@ -1,0 +1,44 @@
+"""The hook specifications. Each hook receives a ``register`` callable; a plugin calls it once
+per thing it adds. Signatures of ``register``:
+
+- ``register_scorers``: ``register(type_name, factory, *, category="custom", description="")``;
+  ``factory(**params)`` builds a :class:`podium.evals.scorers.Scorer`.
+- ``register_providers``: ``register(name, factory)``; ``factory(settings)`` returns an object
+  implementing :class:`podium.gateway.providers.base.Provider`.
+- ``register_guardrails``: ``register(name, factory)`` (the guardrail scanners; filled in by the
+  guardrails work).
+- ``register_alert_channels``: ``register(name, factory)`` (alert channels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT = "podium"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[..., Any]
+
+
+@hookspec
+def register_scorers(register: Register) -> None:
+    """Register assertion types: ``register("word-count-between", WordCountBetween, category="custom")``."""
+
+
+@hookspec
+def register_providers(register: Register) -> None:
+    """Register gateway providers: ``register("echo", lambda settings: EchoProvider())``."""
+
+
+@hookspec
+def register_guardrails(register: Register) -> None:
+    """Register guardrail scanners: ``register(name, factory)``."""
+
+
+@hookspec
+def register_alert_channels(register: Register) -> None:
+    """Register alert channels: ``register(name, factory)``."""
