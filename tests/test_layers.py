@@ -33,6 +33,9 @@ ALLOWED = {
         "imports an optional third-party library a scorer needs (sacrebleu, rouge_score, jsonschema, openai)",
     ("podium.evals.scorers.deterministic", "load_callable"):
         "loads the user's own scorer or provider ('module:function' or 'file.py:function')",
+    ("podium.plugins.manager", "get_plugin_manager"):
+        "loads the built-in plugins (DEFAULT_PLUGINS: evals' scorers, the gateway's providers) by name, like any "
+        "plugin: they sit above the plugin contract, which both evals and the gateway import",
 }
 
 # allow-listed loaders that take the module name as their first argument: calling them with a

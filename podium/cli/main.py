@@ -6,6 +6,7 @@ import typer
 
 from podium.cli.commands.evals import datasets_app, eval_app
 from podium.cli.commands.gateway import chat, gateway, limits_app, models_app
+from podium.cli.commands.plugins import plugins_app
 from podium.cli.commands.projects import keys_app, projects_app
 from podium.cli.commands.prompts import prompts_app
 from podium.cli.commands.server import db_app, up
@@ -30,6 +31,7 @@ app.command("gateway")(gateway)
 app.add_typer(models_app, name="models")
 app.add_typer(limits_app, name="limits")
 app.command("chat")(chat)
+app.add_typer(plugins_app, name="plugins")
 
 
 def main() -> None:

@@ -277,13 +277,12 @@ class PriceTable:
             key = name.strip().lower()
             self._base[key] = price if price.model else replace(price, model=key)
         self._overrides: dict[str, ModelPrice] = {}
-        for name, price in (overrides or {}).items():
+        for name, given in (overrides or {}).items():
             key = name.strip().lower()
             if not key:
                 raise ValueError("an override needs a model name")
-            if not isinstance(price, ModelPrice):
-                price = ModelPrice.from_dict(price, model=key)
-            self._overrides[key] = replace(price, model=key)
+            typed = given if isinstance(given, ModelPrice) else ModelPrice.from_dict(given, model=key)
+            self._overrides[key] = replace(typed, model=key)
         self._prices: dict[str, ModelPrice] = {**self._base, **self._overrides}
         self._zero_providers = frozenset(p.strip().lower() for p in zero_cost_providers)
         self.updated = updated
@@ -420,7 +419,8 @@ def _as_mapping(usage: Any) -> Mapping[str, Any] | None:
         return usage
     dump = getattr(usage, "model_dump", None)  # a pydantic UsageIn, without importing it
     if callable(dump):
-        return dump()
+        dumped: Mapping[str, Any] = dump()
+        return dumped
     return None
 
 

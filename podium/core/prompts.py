@@ -203,12 +203,12 @@ def parse_template(text: str, *, field: str = "prompt") -> _Segments:
 
 
 def _render_segments(segments: _Segments, values: Mapping[str, Any]) -> str:
-    return "".join(s if s.__class__ is str else _to_text(values[s.name]) for s in segments)  # type: ignore[union-attr]
+    return "".join(s if isinstance(s, str) else _to_text(values[s.name]) for s in segments)
 
 
 def _to_text(v: Any) -> str:
     if v.__class__ is str:
-        return v  # type: ignore[no-any-return]
+        return v
     if v is None:
         return ""
     if isinstance(v, dict | list | tuple):
@@ -260,7 +260,8 @@ def _render_jinja(j: _Jinja, values: Mapping[str, Any], field: str, prompt: str)
     from jinja2.sandbox import SecurityError
 
     try:
-        return j.template.render(**values)  # type: ignore[no-any-return]
+        text: str = j.template.render(**values)
+        return text
     except jinja2.UndefinedError as e:
         m = re.search(r"'([^']+)' is undefined", str(e))
         raise MissingVariablesError([m.group(1) if m else str(e)], prompt=prompt, uses=j.variables) from None
@@ -371,7 +372,7 @@ def version_size(template: Any, config: Any) -> int:
                           default=str).encode())
 
 
-class PromptMessages(list):  # type: ignore[type-arg]
+class PromptMessages(list[dict[str, Any]]):
     """The messages ``compile()`` returns for a chat prompt: a plain ``list`` of dicts that also
     remembers its :class:`Prompt`, so ``podium.openai`` links the generation to it."""
 

@@ -57,7 +57,8 @@ class _Strict(BaseModel):
 
 
 class DeploymentSpec(_Strict):
-    provider: Literal["openai", "anthropic", "gemini", "local"]
+    provider: Annotated[str, Field(min_length=1, max_length=128,
+                                   description="openai, anthropic, gemini, local, or a plugin's provider")]
     model: Annotated[str, Field(min_length=1, max_length=256)]
     api_base: str | None = None
     api_key: str | None = Field(
@@ -67,6 +68,17 @@ class DeploymentSpec(_Strict):
     timeout: Annotated[float, Field(gt=0, le=3600)] | None = None
     max_retries: Annotated[int, Field(ge=0, le=10)] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        from podium.plugins.manager import provider_factories
+
+        known = sorted(provider_factories())
+        if v not in known:
+            raise ValueError(f"unknown provider {v!r}; use one of {', '.join(known)} "
+                             "(or install the plugin that provides it: see docs/plugins.md)")
+        return v
 
     @field_validator("api_base")
     @classmethod

@@ -6,7 +6,9 @@ model allow-list), look up the cache, reserve limits and budgets, route to a dep
 (retries, fallbacks), settle the limits with the real usage and cost, store the answer
 in the cache, count metrics, and hand a ``generation`` span to ``sink`` (the ingest
 queue; never awaited). The database is not touched on this path: aliases declared
-through the API, key and project limits are read through short caches.
+through the API, key and project limits and prices are read through short
+:class:`~podium.core.ttlcache.TTLCache` caches that :meth:`Gateway.warm` fills from a
+worker thread before ``prepare`` (the route awaits it), so no SQL runs on the event loop.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +25,8 @@ from typing import Any
 from podium.config import Settings
 from podium.core.pricing import ModelPrice, PriceTable, compute_cost
 from podium.core.records import CostIn, SpanIn, SpanKind, SpanStatus, UsageIn
+from podium.core.roles import Action, roles_for
+from podium.core.ttlcache import TTLCache
 from podium.errors import (
     BadRequest,
     ClientClosed,
@@ -52,7 +56,9 @@ ENDPOINTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str | None, st
     "completion": (wire.check_completion, "completion", "completion_stream", "chat"),
     "embeddings": (wire.check_embeddings, "embeddings", None, "embedding"),
 }
-_GATEWAY_ROLES = frozenset({"admin", "member", "gateway"})
+#: The action (``podium.core.roles``) every gateway endpoint performs.
+GATEWAY_ACTION = Action.CALL_MODELS
+_GATEWAY_ROLES = frozenset(roles_for(GATEWAY_ACTION))
 _PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n", "presence_penalty",
            "frequency_penalty", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice")
 _TTL = 5.0
@@ -84,6 +90,7 @@ class Call:
     est_in: int = 0  # estimated prompt tokens
     max_out: int | None = None  # output tokens the caller allows (max_tokens x n); None: not set
     unpriced: bool = False  # the answering model has no price: budgets charged the fallback price
+    cost: float | None = None  # USD of the answer, priced once here with the project's table (None: unpriced)
 
     @property
     def alias(self) -> str:
@@ -103,11 +110,13 @@ class Gateway:
         cache: ResponseCache | bool | None = True,
         config: GatewayConfig | None = None,
         metrics: GatewayMetrics | None = None,
+        prices_async: Callable[[str], Awaitable[PriceTable]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self._sink = sink
         self._prices = prices
+        self._prices_async = prices_async
         self.config = config or load_config(settings.gateway_config, home=settings.home_dir)
         self.providers = providers if providers is not None else _default_providers(settings)
         self.router = Router(self.providers, self.config.router)
@@ -118,8 +127,8 @@ class Gateway:
         self.cache: ResponseCache | None = None if cache is None or cache is False else cache  # (len() may be 0)
         self.metrics = metrics or GatewayMetrics(key_labels=settings.metrics_key_labels)
         self._box: SecretBox | None = None
-        self._aliases: dict[str, tuple[dict[str, ModelAlias], float]] = {}
-        self._project_limits: dict[str, tuple[Limits, float]] = {}
+        self._aliases: TTLCache[dict[str, ModelAlias]] = TTLCache(_TTL, max_entries=10_000)
+        self._project_limits: TTLCache[Limits] = TTLCache(_TTL, max_entries=10_000)
         self._spend: dict[tuple[str, str, str], float] = {}
         self._flusher: asyncio.Task[None] | None = None
 
@@ -150,11 +159,19 @@ class Gateway:
         return self._box
 
     # --- aliases ---------------------------------------------------------------------------------
+    async def warm(self, project_id: str) -> None:
+        """Make sure this project's aliases, limits and prices are cached, loading any that are
+        not in a worker thread (concurrent requests share one load): after this, ``prepare``
+        and the call run no SQL. Cheap when warm (three dictionary lookups)."""
+        await self._aliases.get_or_load(project_id, lambda: self._load_aliases(project_id))
+        await self._project_limits.get_or_load(project_id, lambda: self._load_limits(project_id))
+        if self._prices_async is not None:
+            await self._prices_async(project_id)
+
     def aliases(self, project_id: str) -> dict[str, ModelAlias]:
-        now = time.monotonic()
-        hit = self._aliases.get(project_id)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        return self._aliases.load(project_id, lambda: self._load_aliases(project_id))  # type: ignore[return-value]
+
+    def _load_aliases(self, project_id: str) -> dict[str, ModelAlias]:
         merged = dict(self.config.aliases)
         for row in self.store.gateway.list_models(project_id):
             try:
@@ -163,16 +180,18 @@ class Gateway:
                                                     env_allowed=self.settings.gateway_env_names)
             except (PodiumError, ValueError) as e:  # one bad row must not take down the others
                 logger.error("model alias %r of project %s is unusable: %s", row["name"], project_id, e)
-        self._aliases[project_id] = (merged, now + _TTL)
         return merged
+
+    def _load_limits(self, project_id: str) -> Limits:
+        return Limits.from_dict(self.store.projects.project_limits(project_id))
 
     def invalidate(self, project_id: str | None = None) -> None:
         if project_id is None:
             self._aliases.clear()
             self._project_limits.clear()
         else:
-            self._aliases.pop(project_id, None)
-            self._project_limits.pop(project_id, None)
+            self._aliases.invalidate(project_id)
+            self._project_limits.invalidate(project_id)
 
     def visible_aliases(self, key: ApiKey) -> list[ModelAlias]:
         aliases = self.aliases(key.project_id)
@@ -207,14 +226,9 @@ class Gateway:
         scopes = []
         if key.limits:
             scopes.append(Scope("key", key.id, key.note or key.public_key, Limits.from_dict(key.limits)))
-        now = time.monotonic()
-        hit = self._project_limits.get(key.project_id)
-        if hit is None or hit[1] <= now:
-            lim = Limits.from_dict(self.store.projects.project_limits(key.project_id))
-            hit = (lim, now + _TTL)
-            self._project_limits[key.project_id] = hit
-        if not hit[0].empty:
-            scopes.append(Scope("project", key.project_id, "project", hit[0]))
+        lim: Limits = self._project_limits.load(key.project_id, lambda: self._load_limits(key.project_id))  # type: ignore[assignment]
+        if not lim.empty:
+            scopes.append(Scope("project", key.project_id, "project", lim))
         return scopes
 
     def _estimate(self, call: Call, budgeted: bool) -> tuple[int, float]:
@@ -282,11 +296,16 @@ class Gateway:
         return before
 
     # --- the call ----------------------------------------------------------------------------------
-    def prepare(self, key: ApiKey, endpoint: str, body: Any, headers: dict[str, str]) -> Call:
-        """Check everything that needs no I/O; raises before any limit is taken."""
+    @staticmethod
+    def check_role(key: ApiKey) -> None:
+        """403 unless the key's role may call models (``GATEWAY_ACTION`` in ``podium.core.roles``)."""
         if key.role not in _GATEWAY_ROLES:
             raise Forbidden(f"a key with role {key.role!r} cannot call the gateway; use an admin, member or "
                             "gateway key (`podium keys create --role gateway`)")
+
+    def prepare(self, key: ApiKey, endpoint: str, body: Any, headers: dict[str, str]) -> Call:
+        """Check everything that needs no I/O; raises before any limit is taken."""
+        self.check_role(key)
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object", details=[{"field": None, "message": "not an object"}])
         check, _op, sop, mode = ENDPOINTS[endpoint]
@@ -446,6 +465,7 @@ class Gateway:
             call.unpriced = charge > 0
             return n_in + n_out, charge
         cost = compute_cost(dep.model, usage, provider=dep.provider, table=table)
+        call.cost = cost["total"] if cost else None
         return n_in + n_out, (cost or {}).get("total", 0.0)
 
     # --- recording ---------------------------------------------------------------------------------
@@ -632,15 +652,9 @@ def _scope_of(message: str) -> str:
 
 
 def _default_providers(settings: Settings) -> dict[str, Provider]:
-    """One instance per provider kind; the HTTP ones share pooled clients, the local one loads lazily."""
-    from podium.gateway.providers.anthropic import AnthropicProvider
-    from podium.gateway.providers.gemini import GeminiProvider
-    from podium.gateway.providers.local import LocalProvider
-    from podium.gateway.providers.openai import OpenAIProvider
+    """One instance per provider kind, from the ``register_providers`` plugin hook (the built-in
+    openai/anthropic/gemini/local and any installed plugin's); the HTTP ones share pooled clients,
+    the local one loads lazily."""
+    from podium.plugins.manager import provider_factories
 
-    return {
-        "openai": OpenAIProvider(),
-        "anthropic": AnthropicProvider(),
-        "gemini": GeminiProvider(),
-        "local": LocalProvider(settings),
-    }
+    return {name: factory(settings) for name, factory in provider_factories().items()}

@@ -190,7 +190,7 @@ class LocalEmbedder:
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One L2-normalised vector per text, in order."""
-        return self.embed_array(texts).tolist()  # type: ignore[no-any-return]
+        return self.embed_array(texts).tolist()
 
     def embed_array(self, texts: Sequence[str]) -> Any:
         """Like :meth:`embed`, as a float32 numpy array of shape ``(len(texts), dimensions)``."""

@@ -31,12 +31,13 @@ from podium.core.prompts import (
     template_variables,
     version_size,
 )
+from podium.core.roles import Action, roles_for
 from podium.errors import BadRequest, Forbidden, PayloadTooLarge, ValidationFailed
 
 __all__ = ["ADMIN_ROLES", "PromptRegistry", "PromptStore"]
 
 #: Roles that may move protected labels and change the project's prompt settings.
-ADMIN_ROLES = frozenset({"admin"})
+ADMIN_ROLES = frozenset(roles_for(Action.ADMIN))
 MAX_TAGS = 50
 MAX_COMMIT_MESSAGE = 10_000
 

@@ -275,7 +275,7 @@ class Podium:
                 id=id or new_trace_id(),
                 name=name,
                 value=value,
-                data_type=data_type,  # type: ignore[arg-type]
+                data_type=data_type,  # type: ignore[arg-type]  # ScoreIn validates it
                 trace_id=trace_id,
                 span_id=span_id,
                 session_id=session_id,

@@ -114,44 +114,54 @@ class EvalClient:
             if not cursor:
                 return out
 
+    def _obj(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        """:meth:`request` for the endpoints that answer one JSON object."""
+        out: dict[str, Any] = self.request(method, path, **kw)
+        return out
+
+    def _list(self, method: str, path: str, **kw: Any) -> list[Any]:
+        """:meth:`request` for the endpoints that answer ``{"data": [...]}`` in one page."""
+        out: list[Any] = self.request(method, path, **kw)["data"]
+        return out
+
     def get_dataset_info(self, name: str) -> dict[str, Any]:
-        return self.request("GET", self._ds(name))  # type: ignore[no-any-return]
+        return self._obj("GET", self._ds(name))
 
     def dataset_versions(self, name: str) -> list[dict[str, Any]]:
-        return self.request("GET", self._ds(name, "versions"))["data"]  # type: ignore[no-any-return]
+        return self._list("GET", self._ds(name, "versions"))
 
     def create_dataset(self, name: str, items: Any = (), *, description: str | None = None,
                        metadata: Mapping[str, Any] | None = None, message: str | None = None) -> dict[str, Any]:
         """Create a dataset; its version 1 holds ``items`` (a list, a file path or a Dataset)."""
         rows = [i.to_dict() for i in _items(items)]
         first, rest = rows[:_UPLOAD_CHUNK], rows[_UPLOAD_CHUNK:]
-        info = self.request("POST", "/datasets", json={"name": name, "description": description,
-                                                       "metadata": dict(metadata or {}), "items": first,
-                                                       "message": message}, retries=0)
+        info = self._obj("POST", "/datasets", json={"name": name, "description": description,
+                                                    "metadata": dict(metadata or {}), "items": first,
+                                                    "message": message}, retries=0)
         if rest:
             self.add_items(name, rest, message=message)
             info = self.get_dataset_info(name)
-        return info  # type: ignore[no-any-return]
+        return info
 
     def add_items(self, name: str, items: Any, *, message: str | None = None, replace: bool = False,
                   create: bool = False) -> dict[str, Any]:
         """Add or update items (by id): one new version when anything changed. ``replace``: the
         version holds exactly these items. ``create``: make the dataset when it does not exist."""
         rows = [i.to_dict() for i in _items(items)]
-        return self.request("POST", self._ds(name, "items"),  # type: ignore[no-any-return]
-                            json={"items": rows, "message": message, "replace": replace, "create": create},
-                            timeout=max(self._timeout, 60.0 + len(rows) / 100))
+        return self._obj("POST", self._ds(name, "items"),
+                         json={"items": rows, "message": message, "replace": replace, "create": create},
+                         timeout=max(self._timeout, 60.0 + len(rows) / 100))
 
     def delete_items(self, name: str, ids: Sequence[str], *, message: str | None = None) -> dict[str, Any]:
-        return self.request("POST", self._ds(name, "items", "delete"),  # type: ignore[no-any-return]
-                            json={"ids": list(ids), "message": message})
+        return self._obj("POST", self._ds(name, "items", "delete"),
+                         json={"ids": list(ids), "message": message})
 
     def dataset_from_traces(self, name: str, *, filter: Mapping[str, Any] | None = None, limit: int = 1000,
                             expected: str | None = "output", split: str | None = None, create: bool = True,
                             message: str | None = None) -> dict[str, Any]:
         """Add production traces matching ``filter`` (the trace list's query filters) as items:
         input from the trace's input, expected from its output (``expected=None``: none)."""
-        return self.request("POST", self._ds(name, "from-traces"), json={  # type: ignore[no-any-return]
+        return self._obj("POST", self._ds(name, "from-traces"), json={
             "filter": dict(filter or {}), "limit": limit, "expected": expected, "split": split, "create": create,
             "message": message})
 
@@ -185,10 +195,10 @@ class EvalClient:
     # --- experiments -------------------------------------------------------------------------
     def create_experiment(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in spec.items() if v is not None}
-        return self.request("POST", "/experiments", json=body)  # type: ignore[no-any-return]
+        return self._obj("POST", "/experiments", json=body)
 
     def get_experiment(self, experiment_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/experiments/{quote(experiment_id, safe='')}")  # type: ignore[no-any-return]
+        return self._obj("GET", f"/experiments/{quote(experiment_id, safe='')}")
 
     def find_experiment(self, experiment_id: str) -> dict[str, Any] | None:
         try:
@@ -198,15 +208,15 @@ class EvalClient:
 
     def list_experiments(self, **filters: Any) -> list[dict[str, Any]]:
         params = {k: v for k, v in filters.items() if v is not None}
-        return self.request("GET", "/experiments", params=params)["data"]  # type: ignore[no-any-return]
+        return self._list("GET", "/experiments", params=params)
 
     def update_experiment(self, experiment_id: str, **fields: Any) -> dict[str, Any]:
-        return self.request("PATCH", f"/experiments/{quote(experiment_id, safe='')}",  # type: ignore[no-any-return]
-                            json={k: v for k, v in fields.items() if v is not None})
+        return self._obj("PATCH", f"/experiments/{quote(experiment_id, safe='')}",
+                         json={k: v for k, v in fields.items() if v is not None})
 
     def add_experiment_items(self, experiment_id: str, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        return self.request("POST", f"/experiments/{quote(experiment_id, safe='')}/items",  # type: ignore[no-any-return]
-                            json={"items": list(items)})
+        return self._obj("POST", f"/experiments/{quote(experiment_id, safe='')}/items",
+                         json={"items": list(items)})
 
     def experiment_items(self, experiment_id: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -221,12 +231,11 @@ class EvalClient:
 
     def experiment_done_keys(self, experiment_id: str, *, retry: Sequence[str] = ()) -> list[list[Any]]:
         params = {"retry": ",".join(retry)} if retry else {}
-        return self.request("GET", f"/experiments/{quote(experiment_id, safe='')}/done",  # type: ignore[no-any-return]
-                            params=params)["data"]
+        return self._list("GET", f"/experiments/{quote(experiment_id, safe='')}/done", params=params)
 
     def finish_experiment(self, experiment_id: str, *, status: str = "completed") -> dict[str, Any]:
-        return self.request("POST", f"/experiments/{quote(experiment_id, safe='')}/finish",  # type: ignore[no-any-return]
-                            json={"status": status}, timeout=120)
+        return self._obj("POST", f"/experiments/{quote(experiment_id, safe='')}/finish",
+                         json={"status": status}, timeout=120)
 
     def compare(self, baseline: str, *candidates: str, confidence: float = 0.95, tolerance: float = 0.0,
                 metrics: Sequence[str] | None = None) -> dict[str, Any]:
@@ -236,7 +245,7 @@ class EvalClient:
                                          ("confidence", confidence), ("tolerance", tolerance)]
         if metrics:
             params.append(("metrics", ",".join(metrics)))
-        return self.request("GET", "/experiments/compare", params=params, timeout=120)  # type: ignore[no-any-return]
+        return self._obj("GET", "/experiments/compare", params=params, timeout=120)
 
     def baseline(self, label: str, *, name: str | None = None) -> dict[str, Any] | None:
         """The newest completed experiment carrying ``label`` (named ``name``), or None."""

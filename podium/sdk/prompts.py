@@ -172,7 +172,7 @@ class PromptClient:
             if entry is not None:
                 now = time.monotonic()
                 if version is None and now - entry.fetched_at >= ttl and now >= entry.retry_at:
-                    self._refresh_in_background(key, name, label)  # type: ignore[arg-type]
+                    self._refresh_in_background(key, name, label)  # type: ignore[arg-type]  # label is set when version is None
                 with self._lock:
                     if key in self._cache:
                         self._cache.move_to_end(key)
@@ -257,7 +257,7 @@ class PromptClient:
             return dataclasses.replace(fallback, is_fallback=True, fallback_reason=reason, label=label)
         kind = type or ("chat" if isinstance(fallback, list | tuple) else "text")
         template = [dict(m) for m in fallback] if isinstance(fallback, list | tuple) else fallback
-        return Prompt(name=name, prompt=template, type=kind,  # type: ignore[arg-type]
+        return Prompt(name=name, prompt=template, type=kind,  # type: ignore[arg-type]  # Prompt() checks the type
                       version=None, label=label, is_fallback=True, fallback_reason=reason)
 
     # --- HTTP ----------------------------------------------------------------------------------
@@ -342,19 +342,19 @@ class PromptClient:
         if (version is None) == (versions is None):
             raise ValueError("pass version=N, or versions={N: weight, ...} for an A/B split")
         body: dict[str, Any] = {"version": version} if version is not None else {
-            "versions": [{"version": v, "weight": w} for v, w in versions.items()]}  # type: ignore[union-attr]
+            "versions": [{"version": v, "weight": w} for v, w in (versions or {}).items()]}
         if comment is not None:
             body["comment"] = comment
-        data = self._request("PUT", self._url(name, "labels", label), json=body)
+        data: dict[str, Any] = self._request("PUT", self._url(name, "labels", label), json=body)
         self.invalidate(name)
-        return data  # type: ignore[no-any-return]
+        return data
 
     def rollback(self, name: str, label: str = "production", *, comment: str | None = None) -> dict[str, Any]:
         """Move ``label`` back to where it pointed before its last move."""
-        data = self._request("POST", self._url(name, "labels", label, "rollback"),
-                             json={"comment": comment} if comment else None)
+        data: dict[str, Any] = self._request("POST", self._url(name, "labels", label, "rollback"),
+                                             json={"comment": comment} if comment else None)
         self.invalidate(name)
-        return data  # type: ignore[no-any-return]
+        return data
 
     def invalidate(self, name: str | None = None) -> None:
         """Forget cached labels (of ``name``, or all); cached versions stay (they never change)."""

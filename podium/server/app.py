@@ -67,7 +67,8 @@ def create_app(
     ingester = ingester or Ingester.from_settings(store.ingest, settings)
     state = AppState(settings=settings, store=store, ingester=ingester, auth=Authenticator(store))
     gateway_log = GatewayLog(ingester, state.prices_for)
-    state.gateway = gateway or Gateway(settings, store, sink=gateway_log.record, prices=state.prices_for)
+    state.gateway = gateway or Gateway(settings, store, sink=gateway_log.record, prices=state.prices_for,
+                                         prices_async=state.aprices_for)
 
     grpc_receiver = None
     if otlp_grpc and mode == "all" and settings.otlp_grpc_port:
@@ -80,6 +81,7 @@ def create_app(
         ingester.start()
         gateway_log.start()
         await state.gateway.start()  # type: ignore[union-attr]
+        state.start()  # with Redis: the key revocation channel
         if grpc_receiver is not None:
             await grpc_receiver.start()
         # Load the tokenizer off the request path (~130 ms, only needed when usage is missing).
@@ -89,6 +91,7 @@ def create_app(
         finally:
             if grpc_receiver is not None:
                 await grpc_receiver.stop()
+            state.stop()
             await state.gateway.aclose()  # type: ignore[union-attr]
             await gateway_log.stop()
             ingester.stop()

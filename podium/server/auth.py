@@ -3,6 +3,7 @@ and who counts as "this machine" (loopback peer, loopback Host, not forwarded by
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
+from podium.core.roles import Action, allowed, roles_for
+from podium.core.ttlcache import TTLCache
 from podium.errors import Forbidden, Unauthorized
 from podium.store import Store
 from podium.store.repos.projects import ApiKey, hash_secret
@@ -24,6 +27,7 @@ __all__ = [
     "forwarded_by_proxy",
     "is_loopback_host",
     "loopback_request",
+    "needs",
     "require_admin",
     "require_read",
     "require_write",
@@ -39,46 +43,67 @@ _HINT = (
 
 
 class Authenticator:
-    """Resolves keys with a short in-process cache.
+    """Resolves keys with a short in-process cache (:class:`TTLCache`; invalid keys are
+    cached as misses for ``negative_ttl`` seconds).
 
-    A revocation made in this process drops the cache at once. One made elsewhere (another
+    A revocation made in this process drops the cache at once, and is published to the
+    other processes when Redis is configured (see ``podium.server.revocations``). One made elsewhere (another
     server, or ``podium keys revoke``, which writes the database directly) is seen within
     ``revocation_poll`` seconds: at most that often, a cache hit first reads a cheap
     revocation marker (the count and latest time of revoked keys) and clears the cache when
     it moved. Other key changes made elsewhere (role, limits) show within ``ttl`` seconds."""
 
-    def __init__(self, store: Store, ttl: float = 5.0, revocation_poll: float = 0.5) -> None:
+    def __init__(self, store: Store, ttl: float = 5.0, revocation_poll: float = 0.5,
+                 negative_ttl: float = 1.0, max_entries: int = 10_000) -> None:
         self._store = store
         self._ttl = ttl
         self._poll = revocation_poll
-        self._cache: dict[str, tuple[ApiKey, float]] = {}
+        # Keys by (secret hash, public key); an invalid key is kept as a miss for `negative_ttl`.
+        self._cache: TTLCache[ApiKey] = TTLCache(ttl, negative_ttl=negative_ttl, max_entries=max_entries)
         self._lock = threading.Lock()
         self._marker: Any = None
         self._marker_checked = float("-inf")
+        self._marker_busy = False
+        self.on_revoke: list[Any] = []  # callables run after invalidate(): e.g. publish to other processes
 
-    def invalidate(self) -> None:
+    def invalidate(self, *, broadcast: bool = True) -> None:
+        """Forget every cached key (a key was revoked or changed); with ``broadcast``, tell the
+        other processes too (Redis pub/sub, when configured)."""
+        self._cache.clear()
+        if broadcast:
+            for fn in list(self.on_revoke):
+                try:
+                    fn()
+                except Exception:
+                    logger.warning("could not broadcast a key revocation", exc_info=True)
+
+    def _due(self, now: float) -> bool:
         with self._lock:
-            self._cache.clear()
+            if self._marker_busy or now - self._marker_checked < self._poll:
+                return False
+            self._marker_checked = now  # one caller looks; the others use the cache meanwhile
+            self._marker_busy = True
+            return True
 
-    def _check_revocations(self, now: float) -> None:
+    def _check_revocations(self) -> None:
         """Clear the cache when a key was revoked anywhere since the last look (one small
         query per ``revocation_poll`` seconds per process, whatever the traffic)."""
-        with self._lock:
-            if now - self._marker_checked < self._poll:
-                return
-            self._marker_checked = now  # one caller looks; the others use the cache meanwhile
         try:
             marker = self._store.projects.revocation_marker()
         except Exception:  # the store is down: keys resolve (or fail) as before, look again later
             logger.warning("could not read the key revocation marker", exc_info=True)
             return
+        finally:
+            with self._lock:
+                self._marker_busy = False
         with self._lock:
-            if marker != self._marker:
-                if self._marker is not None:
-                    self._cache.clear()
-                self._marker = marker
+            changed = marker != self._marker
+            first = self._marker is None
+            self._marker = marker
+        if changed and not first:
+            self._cache.clear()
 
-    def authenticate(self, authorization: str | None) -> ApiKey:
+    def _parse(self, authorization: str | None) -> tuple[str, str | None, str]:
         if not authorization:
             raise Unauthorized(f"missing API key: {_HINT}")
         scheme, _, value = authorization.partition(" ")
@@ -96,21 +121,35 @@ class Authenticator:
             raise Unauthorized(f"unsupported authorization scheme {scheme!r}: {_HINT}")
         if not secret:
             raise Unauthorized(f"empty secret key: {_HINT}")
-        cache_key = hash_secret(secret) + "|" + (public or "")
-        now = time.monotonic()
-        self._check_revocations(now)
-        with self._lock:
-            hit = self._cache.get(cache_key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        key = self._store.projects.authenticate(secret, public)
+        return secret, public, hash_secret(secret) + "|" + (public or "")
+
+    def authenticate(self, authorization: str | None) -> ApiKey:
+        """For synchronous callers (FastAPI runs sync dependencies in a worker thread)."""
+        secret, public, cache_key = self._parse(authorization)
+        if self._due(time.monotonic()):
+            self._check_revocations()
+        key = self._cache.load(cache_key, lambda: self._store.projects.authenticate(secret, public))
         if key is None:
             raise Unauthorized(f"invalid or revoked API key: {_HINT}")
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[cache_key] = (key, now + self._ttl)
         return key
+
+    async def authenticate_async(self, authorization: str | None) -> ApiKey:
+        """For the event loop (the gateway): no SQL runs on the loop. A cache miss loads in a
+        worker thread; the revocation marker is read by a background thread while this
+        request goes on with the cache."""
+        secret, public, cache_key = self._parse(authorization)
+        if self._due(time.monotonic()):
+            fut = asyncio.get_running_loop().run_in_executor(None, self._check_revocations)
+            fut.add_done_callback(_ignore_result)
+        key = await self._cache.get_or_load(cache_key, lambda: self._store.projects.authenticate(secret, public))
+        if key is None:
+            raise Unauthorized(f"invalid or revoked API key: {_HINT}")
+        return key
+
+
+def _ignore_result(fut: Any) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 # --- "this machine": local mode and the default /metrics ----------------------------------
@@ -189,15 +228,23 @@ def _current_key(request: Request) -> ApiKey:
 CurrentKey = Annotated[ApiKey, Depends(_current_key)]
 
 
-def _need(roles: tuple[str, ...], what: str):  # type: ignore[no-untyped-def]
+def needs(action: Action, what: str) -> Any:
+    """A ``Depends`` that admits keys whose role may perform ``action`` (per ``podium.core.roles``).
+
+    The dependency carries ``podium_action`` so tools (and ``tests/server/test_role_matrix.py``)
+    read each route's action from the route itself.
+    """
+    roles = roles_for(action)
+
     def dep(key: CurrentKey) -> ApiKey:
-        if key.role not in roles:
+        if not allowed(key.role, action):
             raise Forbidden(f"a key with role {key.role!r} cannot {what}; use a key with role {' or '.join(roles)}")
         return key
 
-    return Annotated[ApiKey, Depends(dep)]
+    dep.podium_action = action  # type: ignore[attr-defined]
+    return Depends(dep)
 
 
-require_write = _need(("admin", "member", "ingest"), "write data")
-require_read = _need(("admin", "member", "viewer"), "read data")
-require_admin = _need(("admin",), "manage keys and settings")
+require_write = Annotated[ApiKey, needs(Action.INGEST, "write data")]
+require_read = Annotated[ApiKey, needs(Action.READ, "read data")]
+require_admin = Annotated[ApiKey, needs(Action.ADMIN, "manage keys and settings")]

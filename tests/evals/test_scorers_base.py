@@ -229,10 +229,15 @@ def test_every_builtin_type_is_registered_with_a_description_and_common_params()
 def test_docs_list_every_scorer_type_with_its_parameters() -> None:
     doc = (ROOT / "docs" / "scorers.md").read_text()
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z0-9-]+)` \|.*$", doc, re.MULTILINE)}
-    missing = [t for t in scorer_types() if t not in rows]
+    from podium.plugins import list_plugins  # installed plugins (examples/plugin) document their own types
+
+    builtin = {t for p in list_plugins() if p.version == "built-in" for t in p.registered.get("scorers", [])}
+    missing = [t for t in scorer_types() if t in builtin and t not in rows]
     assert not missing, f"add these types to docs/scorers.md: {missing}"
     judge_options = doc.split("**Judge options**", 1)[1].split("**Verdicts.**", 1)[0]
     for spec in scorer_specs():
+        if spec.type not in builtin:
+            continue
         row = rows[spec.type]
         shared = judge_options if "judge options" in row else ""  # documented once, in their own table
         undocumented = [p for p in spec.params

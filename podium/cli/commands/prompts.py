@@ -108,7 +108,7 @@ def _fetch_version(name: str, version: int | None, label: str | None) -> dict[st
     if ref.startswith("labels/"):
         main = data["version"]
         return next(v for v in data["versions"] if v["version"] == main)
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 def _targets(ts: list[dict[str, Any]]) -> str:
@@ -466,7 +466,7 @@ def _dump(data: dict[str, Any], fmt: str) -> str:
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     yaml = _yaml()
 
-    class _Dumper(yaml.SafeDumper):  # type: ignore[misc, name-defined]
+    class _Dumper(yaml.SafeDumper):  # type: ignore[name-defined]
         pass
 
     def _str(dumper: Any, s: str) -> Any:  # multi-line templates as readable | blocks
@@ -474,7 +474,7 @@ def _dump(data: dict[str, Any], fmt: str) -> str:
         return dumper.represent_scalar("tag:yaml.org,2002:str", s, style=style)
 
     _Dumper.add_representer(str, _str)
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)  # type: ignore[no-any-return]
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 @prompts_app.command("pull")

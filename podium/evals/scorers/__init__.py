@@ -152,11 +152,5 @@ _BUILTINS: list[tuple[str, type | object]] = [
 ]
 
 
-def _register_builtins() -> None:
-    for category, cls in _BUILTINS:
-        register_scorer(cls.type, cls, category=category, replace_existing=True)  # type: ignore[attr-defined]
-    register_scorer("python", python_scorer, category="custom", replace_existing=True,
-                    description="A custom Python function (a callable or 'module:function' / 'file.py:function').")
-
-
-_register_builtins()
+# The built-ins register through the plugin hook (podium/evals/scorers/builtins.py), with the
+# installed plugins' scorers, on first use of the registry (base._ensure_plugins).

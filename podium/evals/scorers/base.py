@@ -535,10 +535,23 @@ _REGISTRY_LOCK = threading.Lock()
 
 
 def _factory_params(factory: Callable[..., Any]) -> tuple[str, ...]:
-    sig = inspect.signature(factory)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        raise ValueError("scorer factories must list their parameters (no **kwargs), so bad ones can be reported")
-    return tuple(p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    """The keyword parameters of a factory. A class's ``__init__`` may take ``**kwargs`` if it
+    forwards them to a base class whose ``__init__`` lists them: the parameters are read along
+    the MRO, so subclasses add their own without copying the base's signature."""
+    if isinstance(factory, type):
+        fns = [vars(c)["__init__"] for c in factory.__mro__ if c is not object and "__init__" in vars(c)]
+        skip = 1  # self
+    else:
+        fns, skip = [factory], 0
+    names: list[str] = []
+    for fn in fns:
+        params = list(inspect.signature(fn).parameters.values())[skip:]
+        names += [p.name for p in params
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return tuple(names)
+    raise ValueError("scorer factories must list their parameters (**kwargs only when forwarded to a base "
+                     "class whose __init__ lists them), so bad ones can be reported")
 
 
 def register_scorer(
@@ -562,13 +575,38 @@ def register_scorer(
     return spec
 
 
+_PLUGINS_LOADED = False
+
+
+def _ensure_plugins() -> None:
+    """Register the built-in and plugin types (the ``register_scorers`` hook) once, on first use."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    with _REGISTRY_LOCK:
+        if _PLUGINS_LOADED:
+            return
+        _PLUGINS_LOADED = True
+    from podium.plugins.manager import load_scorers
+
+    try:
+        # a type registered in code before first use keeps its registration
+        load_scorers(lambda name, *a, replace_existing=False, **k:
+                     None if name in _REGISTRY else register_scorer(name, *a, **k))
+    except BaseException:
+        _PLUGINS_LOADED = False
+        raise
+
+
 def scorer_types() -> list[str]:
     """The registered type names, sorted."""
+    _ensure_plugins()
     return sorted(_REGISTRY)
 
 
 def scorer_specs() -> list[ScorerSpec]:
     """The registered types with their factories and parameters, sorted by category then name."""
+    _ensure_plugins()
     return sorted(_REGISTRY.values(), key=lambda s: (s.category, s.type))
 
 
@@ -581,6 +619,7 @@ def get_scorer(type_name: str, /, **params: Any) -> Scorer:
     if not isinstance(type_name, str) or not type_name:
         raise ScorerConfigError(f"scorer type must be a non-empty string, got {type_name!r}")
     base, invert = (type_name[4:], True) if type_name.startswith("not-") else (type_name, False)
+    _ensure_plugins()
     spec = _REGISTRY.get(base)
     if spec is None:
         known = scorer_types()

@@ -312,7 +312,10 @@ class JudgeModel:
 
 
 class _Judge(Scorer):
-    """Base of the judge scorers: template resolution, the ask-parse-retry loop, normalisation."""
+    """Base of the judge scorers: template resolution, the ask-parse-retry loop, normalisation.
+
+    Its ``__init__`` holds the judge keywords every judge type takes; subclasses add their own and
+    forward ``**kwargs`` here (the registry reads the parameters along the class hierarchy)."""
 
     direction = "higher"
     default_threshold = 0.5
@@ -454,19 +457,11 @@ class LlmRubric(_Judge):
     type = "llm-rubric"
     templates = ("judge.rubric",)
 
-    def __init__(
-        self, value: str, *, judge: Any = None, model: str = "local",
-        template: Any = None, prompt_source: PromptSource | None = None,
-        max_retries: int = 2, temperature: float = 0.0, max_tokens: int = 512, seed: int | None = None,
-        response_format: str | None = "json_schema", threshold: float | None = None, name: str | None = None,
-        weight: float = 1.0, invert: bool = False,
-    ) -> None:
+    def __init__(self, value: str, **kwargs: Any) -> None:
         if not isinstance(value, str) or not value.strip():
             raise ScorerConfigError("llm-rubric: give the rubric as `value` (what a good output does)")
         self.rubric = value
-        super().__init__(judge=judge, model=model, template=template, prompt_source=prompt_source,
-                         max_retries=max_retries, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                         response_format=response_format, threshold=threshold, name=name, weight=weight, invert=invert)
+        super().__init__(**kwargs)
         self._declare(["output"], ["input"])
 
     def _extra_variables(self, name: str) -> tuple[str, ...]:
@@ -484,22 +479,14 @@ class GEval(_Judge):
     type = "g-eval"
     templates = ("judge.g-eval", "judge.g-eval-steps")
 
-    def __init__(
-        self, value: str, *, steps: Sequence[str] | None = None, judge: Any = None, model: str = "local",
-        template: Any = None, prompt_source: PromptSource | None = None,
-        max_retries: int = 2, temperature: float = 0.0, max_tokens: int = 512, seed: int | None = None,
-        response_format: str | None = "json_schema", threshold: float | None = None, name: str | None = None,
-        weight: float = 1.0, invert: bool = False,
-    ) -> None:
+    def __init__(self, value: str, *, steps: Sequence[str] | None = None, **kwargs: Any) -> None:
         if not isinstance(value, str) or not value.strip():
             raise ScorerConfigError("g-eval: give the criteria as `value` (what to judge the output on)")
         if steps is not None and (isinstance(steps, str) or not all(isinstance(s, str) for s in steps) or not steps):
             raise ScorerConfigError("g-eval: `steps` must be a non-empty list of strings")
         self.criteria = value
         self.steps: list[str] | None = list(steps) if steps is not None else None
-        super().__init__(judge=judge, model=model, template=template, prompt_source=prompt_source,
-                         max_retries=max_retries, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                         response_format=response_format, threshold=threshold, name=name, weight=weight, invert=invert)
+        super().__init__(**kwargs)
         self._steps_lock = threading.Lock()
         self._declare(["output"], ["input", "expected", "context"])
 
@@ -535,17 +522,9 @@ class Factuality(_Judge):
     type = "factuality"
     templates = ("judge.factuality",)
 
-    def __init__(
-        self, value: Any = None, *, judge: Any = None, model: str = "local",
-        template: Any = None, prompt_source: PromptSource | None = None,
-        max_retries: int = 2, temperature: float = 0.0, max_tokens: int = 512, seed: int | None = None,
-        response_format: str | None = "json_schema", threshold: float | None = None, name: str | None = None,
-        weight: float = 1.0, invert: bool = False,
-    ) -> None:
+    def __init__(self, value: Any = None, **kwargs: Any) -> None:
         self.reference = value
-        super().__init__(judge=judge, model=model, template=template, prompt_source=prompt_source,
-                         max_retries=max_retries, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                         response_format=response_format, threshold=threshold, name=name, weight=weight, invert=invert)
+        super().__init__(**kwargs)
         self._declare(["output"] if value is not None else ["output", "expected"], ["input"])
 
     def compute(self, output: Any, expected: Any = None, input: Any = None) -> Score:
@@ -559,16 +538,8 @@ class AnswerRelevance(_Judge):
     type = "answer-relevance"
     templates = ("judge.answer-relevance",)
 
-    def __init__(
-        self, *, judge: Any = None, model: str = "local",
-        template: Any = None, prompt_source: PromptSource | None = None,
-        max_retries: int = 2, temperature: float = 0.0, max_tokens: int = 512, seed: int | None = None,
-        response_format: str | None = "json_schema", threshold: float | None = None, name: str | None = None,
-        weight: float = 1.0, invert: bool = False,
-    ) -> None:
-        super().__init__(judge=judge, model=model, template=template, prompt_source=prompt_source,
-                         max_retries=max_retries, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                         response_format=response_format, threshold=threshold, name=name, weight=weight, invert=invert)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._declare(["input", "output"])
 
     def compute(self, input: Any, output: Any) -> Score:
@@ -583,19 +554,12 @@ class ContextFaithfulness(_Judge):
     type = "context-faithfulness"
     templates = ("judge.faithfulness-verdicts", "judge.faithfulness-claims")
 
-    def __init__(
-        self, *, max_claims: int = 20, judge: Any = None, model: str = "local",
-        template: Any = None, prompt_source: PromptSource | None = None,
-        max_retries: int = 2, temperature: float = 0.0, max_tokens: int = 1024, seed: int | None = None,
-        response_format: str | None = "json_schema", threshold: float | None = None, name: str | None = None,
-        weight: float = 1.0, invert: bool = False,
-    ) -> None:
+    def __init__(self, *, max_claims: int = 20, **kwargs: Any) -> None:
         if isinstance(max_claims, bool) or not isinstance(max_claims, int) or max_claims < 1:
             raise ScorerConfigError(f"context-faithfulness: `max_claims` must be a whole number >= 1, got {max_claims!r}")
         self.max_claims = max_claims
-        super().__init__(judge=judge, model=model, template=template, prompt_source=prompt_source,
-                         max_retries=max_retries, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                         response_format=response_format, threshold=threshold, name=name, weight=weight, invert=invert)
+        kwargs.setdefault("max_tokens", 1024)  # claims lists run longer
+        super().__init__(**kwargs)
         self._declare(["output", "context"], ["input"])
 
     def _extra_variables(self, name: str) -> tuple[str, ...]:
@@ -631,16 +595,8 @@ class Coherence(_Judge):
     type = "coherence"
     templates = ("judge.coherence",)
 
-    def __init__(
-        self, *, judge: Any = None, model: str = "local",
-        template: Any = None, prompt_source: PromptSource | None = None,
-        max_retries: int = 2, temperature: float = 0.0, max_tokens: int = 512, seed: int | None = None,
-        response_format: str | None = "json_schema", threshold: float | None = None, name: str | None = None,
-        weight: float = 1.0, invert: bool = False,
-    ) -> None:
-        super().__init__(judge=judge, model=model, template=template, prompt_source=prompt_source,
-                         max_retries=max_retries, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                         response_format=response_format, threshold=threshold, name=name, weight=weight, invert=invert)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._declare(["output"], ["input"])
 
     def compute(self, output: Any, input: Any = None) -> Score:
@@ -653,16 +609,8 @@ class Fluency(_Judge):
     type = "fluency"
     templates = ("judge.fluency",)
 
-    def __init__(
-        self, *, judge: Any = None, model: str = "local",
-        template: Any = None, prompt_source: PromptSource | None = None,
-        max_retries: int = 2, temperature: float = 0.0, max_tokens: int = 512, seed: int | None = None,
-        response_format: str | None = "json_schema", threshold: float | None = None, name: str | None = None,
-        weight: float = 1.0, invert: bool = False,
-    ) -> None:
-        super().__init__(judge=judge, model=model, template=template, prompt_source=prompt_source,
-                         max_retries=max_retries, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                         response_format=response_format, threshold=threshold, name=name, weight=weight, invert=invert)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._declare(["output"])
 
     def compute(self, output: Any) -> Score:

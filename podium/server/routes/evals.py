@@ -9,15 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from podium.core.datasets import DatasetItem, parse_dataset_text
 from podium.core.records import format_path, json_problem
-from podium.errors import BadRequest, Forbidden, UnsupportedMediaType
+from podium.core.roles import Action
+from podium.errors import BadRequest, UnsupportedMediaType
 from podium.evals.service import EvalService
-from podium.server.auth import CurrentKey
+from podium.server.auth import needs
 from podium.server.body import StrictJSONRoute, read_body, read_json
 from podium.server.routes.traces import MAX_TAG_FILTERS, utc_param
 from podium.server.state import AppState
@@ -30,18 +31,12 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/v1", route_class=StrictJSONRoute)
 
 
-def _role(roles: tuple[str, ...], what: str) -> Any:
-    def dep(key: CurrentKey) -> ApiKey:
-        if key.role not in roles:
-            raise Forbidden(f"a key with role {key.role!r} cannot {what}; use a key with role {' or '.join(roles)}")
-        return key
-
-    return Depends(dep)
+_role = needs
 
 
-Reader = Annotated[ApiKey, _role(("admin", "member", "viewer"), "read datasets and experiments")]
-Writer = Annotated[ApiKey, _role(("admin", "member"), "change datasets or record experiments")]
-Admin = Annotated[ApiKey, _role(("admin",), "delete datasets")]
+Reader = Annotated[ApiKey, _role(Action.READ, "read datasets and experiments")]
+Writer = Annotated[ApiKey, _role(Action.WRITE, "change datasets or record experiments")]
+Admin = Annotated[ApiKey, _role(Action.ADMIN, "delete datasets")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 
 

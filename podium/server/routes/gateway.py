@@ -19,7 +19,7 @@ from typing import Any
 
 from podium.errors import BadRequest, NotFound, PayloadTooLarge, PodiumError, TooManyRequests
 from podium.gateway import responses, wire
-from podium.gateway.service import Call, Gateway
+from podium.gateway.service import GATEWAY_ACTION, Call, Gateway
 
 __all__ = ["SERVED", "ChatEndpoints", "ModelsEndpoint", "OpenAIFallback", "ResponsesEndpoint", "install",
            "install_fallback"]
@@ -82,12 +82,17 @@ async def _until_disconnect(receive: Any) -> None:
             return
 
 
-def _auth(scope: Scope, headers: dict[str, str]) -> Any:
+async def _auth(scope: Scope, headers: dict[str, str]) -> Any:
+    """The caller's key, and its project's aliases, limits and prices warm in the caches:
+    a miss loads in a worker thread, so no SQL runs on the event loop."""
     st = _state(scope)
     auth = headers.get("authorization")
     if auth is None and headers.get("api-key"):  # Azure-style clients
         auth = "Bearer " + headers["api-key"]
-    return st.auth.authenticate(auth)
+    key = await st.auth.authenticate_async(auth)
+    if st.gateway is not None:
+        await st.gateway.warm(key.project_id)
+    return key
 
 
 class _Started:
@@ -175,6 +180,8 @@ class _ResponsesShape:
 class ChatEndpoints:
     """``POST /v1/chat/completions`` | ``/v1/completions`` | ``/v1/embeddings``."""
 
+    podium_action = GATEWAY_ACTION  # the role check is Gateway.prepare's
+
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
 
@@ -200,7 +207,8 @@ class ChatEndpoints:
             if gw is None:
                 raise BadRequest("the gateway is not enabled in this process")
             headers = _headers(scope)
-            key = _auth(scope, headers)
+            key = await _auth(scope, headers)
+            gw.check_role(key)  # before the body: a key that may not call models learns that first
             raw = await _read_body(receive, st.settings.max_request_bytes)
             body = wire.parse_body(raw)
             if not isinstance(body, dict):
@@ -335,6 +343,8 @@ def _podium_headers(call: Call) -> list[tuple[bytes, bytes]]:
 class ModelsEndpoint:
     """``GET /v1/models`` (and ``/v1/models/{id}``): the aliases this key may call."""
 
+    podium_action = None  # any valid key may list the aliases it is allowed
+
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         guarded = _Started(send)
         try:
@@ -352,7 +362,7 @@ class ModelsEndpoint:
         try:
             if gw is None:
                 raise BadRequest("the gateway is not enabled in this process")
-            key = _auth(scope, _headers(scope))
+            key = await _auth(scope, _headers(scope))
             aliases = gw.visible_aliases(key)
         except PodiumError as e:
             if gw is not None:

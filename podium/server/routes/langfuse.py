@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -36,10 +36,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from podium._version import __version__
 from podium.core.records import ScoreIn, TraceIn
-from podium.errors import BadRequest, Conflict, Forbidden, NotFound, PodiumError, ValidationFailed
+from podium.core.roles import Action
+from podium.errors import BadRequest, Conflict, NotFound, PodiumError, ValidationFailed
 from podium.evals.service import EvalService
 from podium.prompts import PromptRegistry
-from podium.server.auth import CurrentKey
+from podium.server.auth import CurrentKey, needs
 from podium.server.body import read_json
 from podium.server.convert import BatchBuilder
 from podium.server.errors import pydantic_details
@@ -87,20 +88,14 @@ def _route(method: str, path: str, **kw: Any) -> Callable[[Any], Any]:
     return router.api_route(path, methods=[method], summary=f"Langfuse: {method} {path}", **kw)
 
 
-def _role(roles: tuple[str, ...], what: str) -> Any:
-    def dep(key: CurrentKey) -> ApiKey:
-        if key.role not in roles:
-            raise Forbidden(f"a key with role {key.role!r} cannot {what}; use a key with role {' or '.join(roles)}")
-        return key
-
-    return Depends(dep)
+_role = needs
 
 
 AnyKey = CurrentKey
-PromptReader = Annotated[ApiKey, _role(("admin", "member", "viewer", "ingest"), "read prompts")]
-Writer = Annotated[ApiKey, _role(("admin", "member"), "change prompts, datasets or dataset runs")]
-Reader = Annotated[ApiKey, _role(("admin", "member", "viewer"), "read data")]
-ScoreWriter = Annotated[ApiKey, _role(("admin", "member", "ingest"), "write scores")]
+PromptReader = Annotated[ApiKey, _role(Action.USE_PROMPTS, "read prompts")]
+Writer = Annotated[ApiKey, _role(Action.WRITE, "change prompts, datasets or dataset runs")]
+Reader = Annotated[ApiKey, _role(Action.READ, "read data")]
+ScoreWriter = Annotated[ApiKey, _role(Action.INGEST, "write scores")]
 Page = Annotated[int, Query(ge=1, le=100_000)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 

@@ -14,16 +14,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from podium.core.pricing import compute_cost
 from podium.core.prompts import Prompt
 from podium.core.records import TraceIn
-from podium.errors import BadRequest, Forbidden, ServiceUnavailable, ValidationFailed
+from podium.core.roles import Action
+from podium.errors import BadRequest, ServiceUnavailable, ValidationFailed
 from podium.prompts import PromptRegistry
-from podium.server.auth import CurrentKey
+from podium.server.auth import needs
 from podium.server.body import StrictJSONRoute, read_json
 from podium.server.convert import BatchBuilder
 from podium.server.routes.traces import utc_param
@@ -34,22 +34,14 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/prompts", tags=["prompts"], route_class=StrictJSONRoute)
 
-_READ_ROLES = ("admin", "member", "viewer", "ingest")
-_WRITE_ROLES = ("admin", "member")
 
 
-def _role(roles: tuple[str, ...], what: str) -> Any:
-    def dep(key: CurrentKey) -> ApiKey:
-        if key.role not in roles:
-            raise Forbidden(f"a key with role {key.role!r} cannot {what}; use a key with role {' or '.join(roles)}")
-        return key
-
-    return Depends(dep)
+_role = needs
 
 
-Reader = Annotated[ApiKey, _role(_READ_ROLES, "read prompts")]
-Writer = Annotated[ApiKey, _role(_WRITE_ROLES, "change prompts")]
-Admin = Annotated[ApiKey, _role(("admin",), "change prompt settings or delete prompts")]
+Reader = Annotated[ApiKey, _role(Action.USE_PROMPTS, "read prompts")]
+Writer = Annotated[ApiKey, _role(Action.WRITE, "change prompts")]
+Admin = Annotated[ApiKey, _role(Action.ADMIN, "change prompt settings or delete prompts")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 
 
@@ -297,16 +289,14 @@ async def run_version(request: Request, name: str, version: str, key: Writer, bo
                      **({"user_id": body.user_id} if body.user_id else {}),
                      **({"session_id": body.session_id} if body.session_id else {}),
                      **({} if body.cache else {"cache": False})}
+    await gw.warm(key.project_id)  # aliases, limits, prices: loaded off the event loop
     call = gw.prepare(key, "chat", req, {})
     t0 = time.perf_counter()
     out = await gw.call(call)
     latency_ms = (time.perf_counter() - t0) * 1000.0
     dep = call.routed.deployment
     usage = out.get("usage") if isinstance(out.get("usage"), dict) else None
-    cost = 0.0 if call.cache_hit else None
-    if usage is not None and dep is not None and not call.cache_hit:
-        priced = compute_cost(dep.model, usage, provider=dep.provider, table=st.prices_for(key.project_id))
-        cost = priced["total"] if priced else None
+    cost = 0.0 if call.cache_hit else call.cost  # priced once, by the gateway
     message = ((out.get("choices") or [{}])[0]).get("message")
     # The gateway's span carries the prompt link (podium.prompt above); name the trace.
     builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
+from podium.core.roles import Action, roles_for
 from podium.errors import Unauthorized
 from podium.server.auth import is_loopback_host, loopback_request
 from podium.server.state import AppState
@@ -51,11 +52,11 @@ __all__ = [
 COOKIE = "podium_ui_key"
 
 # The same role sets as podium.server.auth's require_read / require_write / require_admin.
-READ_ROLES = ("admin", "member", "viewer")
-WRITE_ROLES = ("admin", "member", "ingest")
-ADMIN_ROLES = ("admin",)
+READ_ROLES = roles_for(Action.READ)
+WRITE_ROLES = roles_for(Action.INGEST)
+ADMIN_ROLES = roles_for(Action.ADMIN)
 # podium.server.routes.prompts: creating versions and moving labels (protected labels: admin).
-PROMPT_WRITE_ROLES = ("admin", "member")
+PROMPT_WRITE_ROLES = roles_for(Action.WRITE)
 #: Who the local-mode UI is, where an actor or a key is recorded (label history, gateway calls).
 LOCAL_ACTOR = "ui-local"
 

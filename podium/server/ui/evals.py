@@ -166,7 +166,7 @@ def _entry_lists(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict
     def items(key: str) -> list[dict[str, Any]]:
         for k in (f"{key}_items", key):
             if isinstance(entry.get(k), list):
-                return entry[k]  # type: ignore[no-any-return]
+                return entry[k]
         return []
 
     def flag(key: str) -> bool:

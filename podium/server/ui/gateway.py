@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from podium.core.roles import Action, roles_for
 from podium.errors import PodiumError
 from podium.server.routes import gateway_admin
 from podium.server.ui.access import ADMIN_ROLES, UiError, Viewer, check_origin
@@ -26,7 +27,7 @@ __all__ = ["router"]
 router = APIRouter(include_in_schema=False, dependencies=[Depends(_mark_ui)])
 
 #: Roles the gateway accepts (podium.gateway.service); other keys are listed, marked as unable.
-GATEWAY_ROLES = ("admin", "member", "gateway")
+GATEWAY_ROLES = roles_for(Action.CALL_MODELS)
 LIMIT_FIELDS = ("rpm", "tpm", "max_parallel", "budget_daily", "budget_monthly", "budget_total")
 _INT_FIELDS = ("rpm", "tpm", "max_parallel")
 

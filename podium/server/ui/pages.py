@@ -595,8 +595,7 @@ def _keys_ctx(request: Request, v: Viewer, **extra: Any) -> dict[str, Any]:
 
 @router.get("/settings", response_class=HTMLResponse)
 def settings_page(request: Request) -> HTMLResponse:
-    v = resolve_viewer(request)
-    request.state.viewer = v
+    v = _viewer(request)  # the project and its protected labels: a read
     project = _st(request).store.projects.get_project(v.project_id)
     protected = _st(request).store.prompts.get_settings(v.project_id)["protected_labels"]
     return page(request, "settings.html", nav="settings", project=project, protected=protected,

@@ -228,7 +228,7 @@ _SPAN_ALWAYS = ("name", "start_time", "updated_at")
 
 
 @functools.cache
-def _span_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
+def _span_upsert(dialect: str) -> tuple[_Upsert, list[tuple[str, Callable[[Any], Any]]]]:
     """``INSERT ... ON CONFLICT DO UPDATE`` for spans (the same SQL on SQLite >= 3.24 and
     PostgreSQL) and per-column value converters matching what SQLAlchemy would bind."""
     ph = "?" if dialect == "sqlite" else "%s"
@@ -267,7 +267,7 @@ _TRACE_INSERT_COLUMNS = (
 
 
 @functools.cache
-def _trace_upsert(dialect: str) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
+def _trace_upsert(dialect: str) -> tuple[_Upsert, list[tuple[str, Callable[[Any], Any]]]]:
     """Create traces (zeroed aggregates) or merge trace-level hints into existing ones."""
     ph = "?" if dialect == "sqlite" else "%s"
     cols = list(_TRACE_INSERT_COLUMNS)

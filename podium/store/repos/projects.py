@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from podium.core.roles import ROLES as _ROLES
 from podium.errors import Conflict, NotFound, ValidationFailed
 from podium.store import tables as t
 
@@ -19,7 +20,7 @@ __all__ = ["ROLES", "ApiKey", "NewKey", "Project", "ProjectRepo", "hash_secret"]
 
 #: admin: everything; member: read + write; ingest: write traces only; viewer: read only;
 #: gateway: call the model gateway only (a "virtual key": give it limits and a model list).
-ROLES = ("admin", "member", "ingest", "viewer", "gateway")
+ROLES = _ROLES
 
 
 def hash_secret(secret: str) -> str:
