@@ -258,3 +258,32 @@ def test_dataset_from_production_traces(server: LiveServer) -> None:
         bad = c.post("/api/v1/datasets/prod-qa/from-traces", json={"filter": {"colour": "red"}})
         assert bad.status_code == 400 and "unknown trace filter" in bad.json()["error"]["message"]
 
+
+
+def test_concurrent_item_batches_of_one_experiment_count_every_item(store: Any) -> None:
+    """Two writers of one experiment (the Langfuse SDK links run items in parallel) must not each
+    count only their own rows: on PostgreSQL the experiment row is locked for the batch."""
+    import threading
+
+    pid = make_project(store, "race").project_id
+    store.evals.create_experiment(pid, {"id": "exp-race", "name": "race"})
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            barrier.wait(5)
+            for k in range(5):
+                store.evals.add_items(pid, "exp-race", [{"item_id": f"w{n}-{k}", "repetition": 0, "position": k,
+                                                          "output": "x", "error": "boom" if k == 0 else None}])
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert not errors, errors
+    exp = store.evals.get_experiment(pid, "exp-race")
+    assert (exp["item_count"], exp["error_count"]) == (40, 8)

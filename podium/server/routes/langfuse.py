@@ -531,8 +531,9 @@ def delete_dataset_item(request: Request, item_id: str, key: Writer) -> dict[str
 # --- dataset runs -> experiments -------------------------------------------------------------------------
 
 
-# The SDK links items to a run concurrently (v3: up to 50 at once); one writer at a time per
-# process keeps the experiment's item count and summary exact.
+# The SDK links items to a run concurrently (v3: up to 50 at once). The repo keeps the item count
+# exact on its own (the experiment row is locked per batch); one writer at a time per process also
+# keeps a slower `finish` from storing a summary that misses a newer item.
 _RUN_LOCK = threading.Lock()
 
 

@@ -353,9 +353,12 @@ class EvalRepo:
             raise Conflict(f"experiment {rec['id']!r} already exists; resume it instead of creating it again") from e
         return self.get_experiment(project_id, rec["id"])
 
-    def _experiment_row(self, conn: Connection, project_id: str, experiment_id: str) -> Any:
+    def _experiment_row(self, conn: Connection, project_id: str, experiment_id: str, *, lock: bool = False) -> Any:
+        """The experiment's row; ``lock`` holds it until commit (PostgreSQL ``FOR UPDATE``; SQLite's
+        single writer serializes already), so concurrent writers of one experiment take turns."""
         e = t.experiment.c
-        row = conn.execute(select(t.experiment).where(e.project_id == project_id, e.id == experiment_id)).first()
+        stmt = select(t.experiment).where(e.project_id == project_id, e.id == experiment_id)
+        row = conn.execute(stmt.with_for_update() if lock else stmt).first()
         if row is None:
             raise NotFound(f"no experiment {experiment_id!r} in this project (`podium eval list` lists them)")
         return row
@@ -443,7 +446,8 @@ class EvalRepo:
         ei, e = t.experiment_item.c, t.experiment.c
         now = _now()
         with self._engine.begin() as conn:
-            self._experiment_row(conn, project_id, experiment_id)
+            # locked: two concurrent batches would each count only their own rows (READ COMMITTED)
+            self._experiment_row(conn, project_id, experiment_id, lock=True)
             if rows:
                 full = [{"project_id": project_id, "experiment_id": experiment_id, "created_at": now, **r} for r in rows]
                 stmt = _upsert(conn, t.experiment_item, ["project_id", "experiment_id", "item_id", "repetition"])
