@@ -40,7 +40,7 @@ from podium.core.conventions import span_from_otel
 from podium.core.records import MAX_JSON_DEPTH, SpanIn, format_path
 from podium.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "decode_traces", "encode_response"]
+__all__ = ["JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "decode_traces", "encode_response", "serialize"]
 
 PROTOBUF_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_CONTENT_TYPES = frozenset({"application/json"})
@@ -110,9 +110,14 @@ def encode_response(*, rejected_spans: int = 0, error_message: str = "", json: b
     if rejected_spans > 0 or error_message:
         msg.partial_success.rejected_spans = max(0, int(rejected_spans))
         msg.partial_success.error_message = error_message
+    return serialize(msg, json=json)
+
+
+def serialize(msg: Any, *, json: bool) -> bytes:
+    """An export response as OTLP sends it: binary protobuf, or compact OTLP/JSON."""
     if json:
         return jsonlib.dumps(json_format.MessageToDict(msg), separators=(",", ":")).encode()
-    return msg.SerializeToString()
+    return bytes(msg.SerializeToString())
 
 
 # --- protobuf ----------------------------------------------------------------------------------

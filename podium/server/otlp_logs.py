@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
@@ -51,6 +50,7 @@ from podium.server.otlp import (
     _pb_attributes,
     _pb_value,
     _sniff,
+    serialize,
 )
 from podium.server.state import AppState
 
@@ -334,6 +334,4 @@ def encode_response(*, rejected: int = 0, error_message: str = "", json: bool = 
     if rejected > 0 or error_message:
         msg.partial_success.rejected_log_records = max(0, int(rejected))
         msg.partial_success.error_message = error_message
-    if json:
-        return jsonlib.dumps(json_format.MessageToDict(msg), separators=(",", ":")).encode()
-    return msg.SerializeToString()
+    return serialize(msg, json=json)

@@ -1,7 +1,9 @@
 """A real Podium server in front of the fake upstream, for the OpenAI-surface tests.
 
 ``serve(store, project, upstream, home)`` starts ``create_app`` (uvicorn in a thread) with
-a gateway config whose ``fake`` alias points at the fake upstream (model ``fake-a``).
+a gateway config whose ``fake`` alias points at the fake upstream (model ``fake-a``); the
+``openai_gateway`` fixture (tests/gateway/conftest.py) binds those arguments and stops what
+it started.
 """
 
 from __future__ import annotations

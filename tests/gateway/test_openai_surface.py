@@ -7,17 +7,16 @@ SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import LiveServer, ProjectKeys
+from tests.conftest import LiveServer
 from tests.gateway.fake_upstream import FakeUpstream, Reply
-from tests.gateway.openai_app import client, serve, wait_span
+from tests.gateway.openai_app import client, wait_span
 
 pytestmark = pytest.mark.integration
 
@@ -25,19 +24,6 @@ MSG = [{"role": "user", "content": "Say hello"}]
 TEXT = "Hello from the fake upstream"
 
 
-@pytest.fixture
-def gateway(store: Any, project: ProjectKeys, upstream: FakeUpstream,
-            podium_home: Path) -> Iterator[Callable[..., LiveServer]]:
-    started: list[LiveServer] = []
-
-    def make(**kw: Any) -> LiveServer:
-        srv = serve(store, project, upstream, podium_home, **kw)
-        started.append(srv)
-        return srv
-
-    yield make
-    for s in started:
-        s.thread.stop()
 
 
 def _events(srv: LiveServer, path: str, body: dict[str, Any]) -> list[Any]:
@@ -55,9 +41,9 @@ def _events(srv: LiveServer, path: str, body: dict[str, Any]) -> list[Any]:
 # --- streams: usage only when asked ------------------------------------------------------------------
 
 
-def test_the_docs_stream_loop_works(gateway: Callable[..., LiveServer], upstream: FakeUpstream,
+def test_the_docs_stream_loop_works(openai_gateway: Callable[..., LiveServer], upstream: FakeUpstream,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     stream = client(srv).chat.completions.create(model="fake", messages=MSG, stream=True)
     for chunk in stream:  # exactly the loop in OpenAI's docs: every chunk has a choice
         print(chunk.choices[0].delta.content or "", end="")
@@ -68,9 +54,9 @@ def test_the_docs_stream_loop_works(gateway: Callable[..., LiveServer], upstream
     assert span["input_tokens"] == 10 and span["output_tokens"] == 5
 
 
-def test_no_usage_chunk_and_no_usage_field_unless_asked(gateway: Callable[..., LiveServer],
+def test_no_usage_chunk_and_no_usage_field_unless_asked(openai_gateway: Callable[..., LiveServer],
                                                         upstream: FakeUpstream) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     for opts in (None, {"include_usage": False}):
         body: dict[str, Any] = {"model": "fake", "messages": MSG, "stream": True}
         if opts is not None:
@@ -87,8 +73,8 @@ def test_no_usage_chunk_and_no_usage_field_unless_asked(gateway: Callable[..., L
     assert all(c["choices"] and "usage" not in c for c in events[:-1])
 
 
-def test_include_usage_sends_usage_null_then_the_usage_chunk(gateway: Callable[..., LiveServer]) -> None:
-    srv = gateway()
+def test_include_usage_sends_usage_null_then_the_usage_chunk(openai_gateway: Callable[..., LiveServer]) -> None:
+    srv = openai_gateway()
     events = _events(srv, "/v1/chat/completions",
                      {"model": "fake", "messages": MSG, "stream": True, "stream_options": {"include_usage": True}})
     assert events[-1] == "[DONE]"
@@ -104,9 +90,9 @@ def test_include_usage_sends_usage_null_then_the_usage_chunk(gateway: Callable[.
     assert all(c.usage is None for c in chunks[:-1])
 
 
-def test_include_usage_without_upstream_usage_sends_podiums_count(gateway: Callable[..., LiveServer],
+def test_include_usage_without_upstream_usage_sends_podiums_count(openai_gateway: Callable[..., LiveServer],
                                                                   upstream: FakeUpstream) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     upstream.script("fake-a", Reply(usage=False))
     events = _events(srv, "/v1/chat/completions",
                      {"model": "fake", "messages": MSG, "stream": True, "stream_options": {"include_usage": True}})
@@ -115,8 +101,8 @@ def test_include_usage_without_upstream_usage_sends_podiums_count(gateway: Calla
     assert last["usage"]["total_tokens"] == last["usage"]["prompt_tokens"] + last["usage"]["completion_tokens"]
 
 
-def test_cached_stream_follows_the_same_rule(gateway: Callable[..., LiveServer], upstream: FakeUpstream) -> None:
-    srv = gateway(cache="memory")
+def test_cached_stream_follows_the_same_rule(openai_gateway: Callable[..., LiveServer], upstream: FakeUpstream) -> None:
+    srv = openai_gateway(cache="memory")
     c = client(srv)
     c.chat.completions.create(model="fake", messages=MSG, seed=7)
     with c.chat.completions.with_streaming_response.create(model="fake", messages=MSG, seed=7, stream=True) as r:
@@ -129,8 +115,8 @@ def test_cached_stream_follows_the_same_rule(gateway: Callable[..., LiveServer],
 # --- unknown paths and methods ------------------------------------------------------------------------
 
 
-def test_unknown_v1_path_is_openai_404_listing_endpoints(gateway: Callable[..., LiveServer]) -> None:
-    srv = gateway()
+def test_unknown_v1_path_is_openai_404_listing_endpoints(openai_gateway: Callable[..., LiveServer]) -> None:
+    srv = openai_gateway()
     with srv.client() as c:
         r = c.post("/v1/assistants", json={})
         assert r.status_code == 404
@@ -158,8 +144,8 @@ def test_unknown_v1_path_is_openai_404_listing_endpoints(gateway: Callable[..., 
     assert "POST /v1/responses" in ei.value.message
 
 
-def test_gateway_only_mode_answers_unknown_paths_too(gateway: Callable[..., LiveServer]) -> None:
-    srv = gateway(mode="gateway")
+def test_gateway_only_mode_answers_unknown_paths_too(openai_gateway: Callable[..., LiveServer]) -> None:
+    srv = openai_gateway(mode="gateway")
     with srv.client() as c:
         r = c.post("/v1/traces", json={})
         assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
@@ -170,8 +156,8 @@ def test_gateway_only_mode_answers_unknown_paths_too(gateway: Callable[..., Live
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions"])
-def test_deeply_nested_body_is_an_openai_400(gateway: Callable[..., LiveServer], path: str) -> None:
-    srv = gateway()
+def test_deeply_nested_body_is_an_openai_400(openai_gateway: Callable[..., LiveServer], path: str) -> None:
+    srv = openai_gateway()
     with srv.client() as c:
         for body in (b"[" * 100_000 + b"]" * 100_000,
                      b'{"model": "fake", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
@@ -182,9 +168,9 @@ def test_deeply_nested_body_is_an_openai_400(gateway: Callable[..., LiveServer],
             assert err["type"] == "invalid_request_error" and "nests JSON" in err["message"]
 
 
-def test_nested_tool_schema_within_the_limit_passes(gateway: Callable[..., LiveServer],
+def test_nested_tool_schema_within_the_limit_passes(openai_gateway: Callable[..., LiveServer],
                                                     upstream: FakeUpstream) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     schema: dict[str, Any] = {"type": "string"}
     for _ in range(40):
         schema = {"type": "object", "properties": {"x": schema}}
@@ -194,9 +180,9 @@ def test_nested_tool_schema_within_the_limit_passes(gateway: Callable[..., LiveS
     assert upstream.bodies("fake-a")[-1]["tools"] == [tool]
 
 
-def test_unexpected_error_is_an_openai_500(gateway: Callable[..., LiveServer],
+def test_unexpected_error_is_an_openai_500(openai_gateway: Callable[..., LiveServer],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     gw = srv.app.state.podium.gateway
 
     def broken(*_a: Any, **_k: Any) -> Any:
@@ -214,9 +200,9 @@ def test_unexpected_error_is_an_openai_500(gateway: Callable[..., LiveServer],
         client(srv).chat.completions.create(model="fake", messages=MSG)
 
 
-def test_unexpected_error_mid_stream_is_an_openai_error_event(gateway: Callable[..., LiveServer],
+def test_unexpected_error_mid_stream_is_an_openai_error_event(openai_gateway: Callable[..., LiveServer],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     gw = srv.app.state.podium.gateway
     real_stream = gw.stream
 
@@ -242,8 +228,8 @@ def test_unexpected_error_mid_stream_is_an_openai_error_event(gateway: Callable[
 
 
 @pytest.mark.slow
-def test_embedding_log_counts_dimensions_of_base64_vectors(gateway: Callable[..., LiveServer]) -> None:
-    srv = gateway()
+def test_embedding_log_counts_dimensions_of_base64_vectors(openai_gateway: Callable[..., LiveServer]) -> None:
+    srv = openai_gateway()
     c = client(srv)
     for fmt in ("base64", "float"):
         raw = c.embeddings.with_raw_response.create(model="local-embed", input="a sentence",

@@ -7,16 +7,15 @@ gateway translates both ways. Every test runs on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 
-from tests.conftest import LiveServer, ProjectKeys
+from tests.conftest import LiveServer
 from tests.gateway.fake_upstream import FakeUpstream, Reply
-from tests.gateway.openai_app import client, serve, wait_span
+from tests.gateway.openai_app import client, wait_span
 
 pytestmark = pytest.mark.integration
 
@@ -29,24 +28,11 @@ WEATHER = {
 }
 
 
-@pytest.fixture
-def gateway(store: Any, project: ProjectKeys, upstream: FakeUpstream,
-            podium_home: Path) -> Iterator[Callable[..., LiveServer]]:
-    started: list[LiveServer] = []
-
-    def make(**kw: Any) -> LiveServer:
-        srv = serve(store, project, upstream, podium_home, **kw)
-        started.append(srv)
-        return srv
-
-    yield make
-    for s in started:
-        s.thread.stop()
 
 
-def test_text_response_is_translated_both_ways_and_traced(gateway: Callable[..., LiveServer],
+def test_text_response_is_translated_both_ways_and_traced(openai_gateway: Callable[..., LiveServer],
                                                           upstream: FakeUpstream) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     raw = client(srv).responses.with_raw_response.create(
         model="fake", input="Say hello", instructions="Be brief.", max_output_tokens=50, temperature=0.3,
         metadata={"feature": "greeting"},
@@ -70,9 +56,9 @@ def test_text_response_is_translated_both_ways_and_traced(gateway: Callable[...,
     assert span["output"]["content"] == TEXT
 
 
-def test_message_list_input_with_parts_and_history(gateway: Callable[..., LiveServer],
+def test_message_list_input_with_parts_and_history(openai_gateway: Callable[..., LiveServer],
                                                    upstream: FakeUpstream) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     resp = client(srv).responses.create(model="fake", input=[
         {"role": "developer", "content": "Answer in English."},
         {"role": "user", "content": [{"type": "input_text", "text": "Hi"},
@@ -97,8 +83,8 @@ EXPECTED_EVENTS = [
 ]
 
 
-def test_stream_is_the_responses_event_sequence(gateway: Callable[..., LiveServer]) -> None:
-    srv = gateway()
+def test_stream_is_the_responses_event_sequence(openai_gateway: Callable[..., LiveServer]) -> None:
+    srv = openai_gateway()
     stream = client(srv).responses.create(model="fake", input="Say hello", stream=True)
     events = list(stream)
     assert [e.type for e in events] == EXPECTED_EVENTS
@@ -117,8 +103,8 @@ def test_stream_is_the_responses_event_sequence(gateway: Callable[..., LiveServe
     assert "".join(texts) == TEXT and final.output_text == TEXT
 
 
-def test_stream_sse_has_event_names_and_no_done_marker(gateway: Callable[..., LiveServer]) -> None:
-    srv = gateway()
+def test_stream_sse_has_event_names_and_no_done_marker(openai_gateway: Callable[..., LiveServer]) -> None:
+    srv = openai_gateway()
     with srv.client() as c, c.stream("POST", "/v1/responses",
                                      json={"model": "fake", "input": "Hi", "stream": True}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -128,8 +114,8 @@ def test_stream_sse_has_event_names_and_no_done_marker(gateway: Callable[..., Li
     assert names == [d["type"] for d in datas] == EXPECTED_EVENTS
 
 
-def test_function_tool_round_trip(gateway: Callable[..., LiveServer], upstream: FakeUpstream) -> None:
-    srv = gateway()
+def test_function_tool_round_trip(openai_gateway: Callable[..., LiveServer], upstream: FakeUpstream) -> None:
+    srv = openai_gateway()
     c = client(srv)
     upstream.script("fake-a", Reply(tool_calls=[{"name": "get_weather", "arguments": '{"city": "Paris"}'}]),
                     Reply("It is sunny in Paris"))
@@ -158,8 +144,8 @@ def test_function_tool_round_trip(gateway: Callable[..., LiveServer], upstream: 
     assert msgs[2] == {"role": "tool", "tool_call_id": "call_fake_0", "content": "sunny, 24 C"}
 
 
-def test_function_call_stream(gateway: Callable[..., LiveServer], upstream: FakeUpstream) -> None:
-    srv = gateway()
+def test_function_call_stream(openai_gateway: Callable[..., LiveServer], upstream: FakeUpstream) -> None:
+    srv = openai_gateway()
     upstream.script("fake-a", Reply(tool_calls=[{"name": "get_weather", "arguments": '{"city": "Paris"}'}]))
     with client(srv).responses.stream(model="fake", input="Weather in Paris?",
                                       tools=[WEATHER]) as s:  # type: ignore[list-item]
@@ -174,8 +160,8 @@ def test_function_call_stream(gateway: Callable[..., LiveServer], upstream: Fake
     assert json.loads(call.arguments) == {"city": "Paris"}
 
 
-def test_cache_and_limits_apply_as_for_chat(gateway: Callable[..., LiveServer], upstream: FakeUpstream) -> None:
-    srv = gateway(cache="memory")
+def test_cache_and_limits_apply_as_for_chat(openai_gateway: Callable[..., LiveServer], upstream: FakeUpstream) -> None:
+    srv = openai_gateway(cache="memory")
     c = client(srv)
     a = c.responses.with_raw_response.create(model="fake", input="cache me", temperature=0)
     b = c.responses.with_raw_response.create(model="fake", input="cache me", temperature=0)
@@ -188,9 +174,9 @@ def test_cache_and_limits_apply_as_for_chat(gateway: Callable[..., LiveServer], 
     assert len(upstream.bodies("fake-a")) == 1
 
 
-def test_midstream_upstream_failure_is_error_and_failed_events(gateway: Callable[..., LiveServer],
+def test_midstream_upstream_failure_is_error_and_failed_events(openai_gateway: Callable[..., LiveServer],
                                                                upstream: FakeUpstream) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     upstream.script("fake-a", Reply(TEXT, cut_after=2))
     events = list(client(srv).responses.create(model="fake", input="Hi", stream=True))
     assert [e.type for e in events[-2:]] == ["error", "response.failed"]
@@ -208,17 +194,17 @@ def test_midstream_upstream_failure_is_error_and_failed_events(gateway: Callable
     ({"model": "fake", "input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
     ({"model": "fake", "input": "hi", "text": {"format": {"type": "xml"}}}, "text.format"),
 ])
-def test_bad_requests_are_openai_400s_naming_the_param(gateway: Callable[..., LiveServer], body: dict[str, Any],
+def test_bad_requests_are_openai_400s_naming_the_param(openai_gateway: Callable[..., LiveServer], body: dict[str, Any],
                                                        param: str) -> None:
-    srv = gateway()
+    srv = openai_gateway()
     with pytest.raises(openai.BadRequestError) as ei:
         client(srv).post("/responses", body=body, cast_to=dict)
     err = ei.value.body
     assert isinstance(err, dict) and err["param"] == param and err["type"] == "invalid_request_error"
 
 
-def test_unknown_model_and_embedding_model(gateway: Callable[..., LiveServer]) -> None:
-    srv = gateway()
+def test_unknown_model_and_embedding_model(openai_gateway: Callable[..., LiveServer]) -> None:
+    srv = openai_gateway()
     c = client(srv)
     with pytest.raises(openai.NotFoundError) as nf:
         c.responses.create(model="nope", input="hi")
@@ -229,8 +215,8 @@ def test_unknown_model_and_embedding_model(gateway: Callable[..., LiveServer]) -
 
 
 @pytest.mark.slow
-def test_local_model_answers_responses(gateway: Callable[..., LiveServer]) -> None:
-    srv = gateway()
+def test_local_model_answers_responses(openai_gateway: Callable[..., LiveServer]) -> None:
+    srv = openai_gateway()
     c = client(srv)
     resp = c.responses.create(model="local", input="What is the capital of France?", max_output_tokens=8,
                               temperature=0)
