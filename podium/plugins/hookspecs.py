@@ -5,8 +5,8 @@ per thing it adds. Signatures of ``register``:
   ``factory(**params)`` builds a :class:`podium.evals.scorers.Scorer`.
 - ``register_providers``: ``register(name, factory)``; ``factory(settings)`` returns an object
   implementing :class:`podium.gateway.providers.base.Provider`.
-- ``register_guardrails``: ``register(name, factory)`` (the guardrail scanners; filled in by the
-  guardrails work).
+- ``register_guardrails``: ``register(name, factory, *, kinds=("input", "output"), description="")``;
+  ``factory(**params)`` builds a :class:`podium.guardrails.base.Scanner`.
 - ``register_alert_channels``: ``register(name, factory)`` (alert channels).
 """
 
@@ -36,7 +36,7 @@ def register_providers(register: Register) -> None:
 
 @hookspec
 def register_guardrails(register: Register) -> None:
-    """Register guardrail scanners: ``register(name, factory)``."""
+    """Register guardrail scanners: ``register("no-pirates", NoPirates, kinds=("output",))``."""
 
 
 @hookspec

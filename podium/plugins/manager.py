@@ -18,6 +18,7 @@ from podium.plugins import hookspecs
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "podium.evals.scorers.builtins",
     "podium.gateway.providers.builtins",
+    "podium.guardrails.builtins",
 )
 HOOKS = ("register_scorers", "register_providers", "register_guardrails", "register_alert_channels")
 
@@ -104,6 +105,13 @@ def provider_factories() -> dict[str, Callable[..., Any]]:
     """``{provider name: factory(settings)}`` from every plugin."""
     return {name: args[0] if args else kwargs["factory"]
             for name, (_o, args, kwargs) in _collected()["register_providers"].items()}
+
+
+def load_guardrails(register_scanner: Callable[..., Any]) -> None:
+    """Feed every plugin's guardrail scanners to the scanner registry
+    (``podium.guardrails.registry.register_scanner``), each tagged with its plugin."""
+    for name, (owner, args, kwargs) in _collected()["register_guardrails"].items():
+        register_scanner(name, *args, plugin=owner, replace_existing=True, **kwargs)
 
 
 def list_plugins() -> list[PluginInfo]:

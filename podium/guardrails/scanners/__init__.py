@@ -1,0 +1,1 @@
+"""The built-in scanners, one module per family (registered in ``podium.guardrails.builtins``)."""
