@@ -3,6 +3,7 @@ upstream called directly, and against the LiteLLM proxy, in one run.
 
     .venv/bin/python bench/gateway_overhead.py            # 30 s per level (~12 min with LiteLLM)
     .venv/bin/python bench/gateway_overhead.py --quick    # ~5 s per level; prints only
+    .venv/bin/python bench/gateway_overhead.py --guarded  # also Podium with the default guardrail policy
 
 Setup (everything on 127.0.0.1, all processes on the same cores):
 
@@ -20,7 +21,9 @@ Setup (everything on 127.0.0.1, all processes on the same cores):
   for all three targets; streaming time-to-first-token uses the Python client.
 
 Added latency = the gateway's percentile minus the direct percentile at the same concurrency
-in the same run. Cold start = process start -> first 200 from ``GET /v1/models`` (no model
+in the same run. With ``--guarded``, a third arm ``podium+guard`` calls the same Podium process
+through alias ``fake-guarded`` (``guardrails: default``: the built-in input and output policy),
+and the report adds what the policy costs over plain Podium at each level. Cold start = process start -> first 200 from ``GET /v1/models`` (no model
 load). Targets (Podium): added p99 <= 5 ms at 16 and <= 25 ms at 64 connections, >= 1,000
 requests/s, RSS < 300 MB, cold start < 3 s.
 """
@@ -471,12 +474,13 @@ class Target:
     base: str  # http://127.0.0.1:port
     headers: dict[str, str]
     pid: int | None  # server process (None: the upstream itself)
+    model: str = "fake"  # the alias called (podium+guard: fake-guarded)
 
 
 def measure(target: Target, upstream_pid: int, conc: int, seconds: float, warmup: float, wrk: str | None,
             workdir: Path, stream: bool = False, quiet: tuple[list[int], float] | None = None) -> Load:
     url = target.base + "/v1/chat/completions"
-    body = {**BODY, "stream": True} if stream else BODY
+    body = {**BODY, "model": target.model, **({"stream": True} if stream else {})}
 
     def go(secs: float) -> Load:
         if wrk and not stream:
@@ -536,7 +540,8 @@ def wait_quiet(pids: list[int], max_wait: float, threshold: float = 0.25) -> Non
 
 
 def check_answer(target: Target) -> None:
-    r = httpx.post(target.base + "/v1/chat/completions", json=BODY, headers=target.headers, timeout=30)
+    r = httpx.post(target.base + "/v1/chat/completions", json={**BODY, "model": target.model},
+                   headers=target.headers, timeout=30)
     if r.status_code != 200:
         raise RuntimeError(f"{target.name}: {r.status_code} {r.text[:500]}")
     content = r.json()["choices"][0]["message"]["content"]
@@ -569,7 +574,7 @@ def podium_env(home: Path, port: int) -> dict[str, str]:
                      PODIUM_GATEWAY_CACHE="off", BENCH_UPSTREAM_KEY=UPSTREAM_KEY)
 
 
-def podium_setup(tmp: Path, upstream: str) -> PodiumSetup:
+def podium_setup(tmp: Path, upstream: str, guarded: bool = False) -> PodiumSetup:
     """Home with gateway.yaml; project + gateway key through the CLI; limits through
     `podium limits set` against a short-lived `podium up` (the admin API)."""
     home = tmp / "podium-home"
@@ -579,7 +584,12 @@ def podium_setup(tmp: Path, upstream: str) -> PodiumSetup:
           - name: fake
             deployments:
               - {{provider: openai, model: fake-a, api_base: "{upstream}/v1", api_key: "env:BENCH_UPSTREAM_KEY"}}
-        """))
+        """) + (textwrap.indent(textwrap.dedent(f"""\
+          - name: fake-guarded
+            guardrails: default
+            deployments:
+              - {{provider: openai, model: fake-a, api_base: "{upstream}/v1", api_key: "env:BENCH_UPSTREAM_KEY"}}
+        """), "  ") if guarded else ""))
     port = free_port()
     env = podium_env(home, port)
     proj = cli_json(["projects", "create", "bench"], env)
@@ -755,6 +765,8 @@ def main() -> None:
     ap.add_argument("--cold-runs", type=int, help="cold starts per server (default 5, quick 2)")
     ap.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM proxy")
     ap.add_argument("--no-stream", action="store_true", help="skip the streaming TTFT runs")
+    ap.add_argument("--guarded", action="store_true", help="also measure Podium with the built-in default "
+                    "guardrail policy (arm podium+guard: same process, alias fake-guarded)")
     ap.add_argument("--quiet-wait", type=float, help="before each run, wait up to this many seconds for other "
                     "processes on the machine to go quiet (default 120, quick 10)")
     ap.add_argument("--redo", type=int, default=1, help="times a run is repeated when other processes used "
@@ -798,7 +810,7 @@ def main() -> None:
         try:
             gc_file = None
             direct = Target("direct", up_base, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, None)
-            ps = podium_setup(tmp, up_base)
+            ps = podium_setup(tmp, up_base, guarded=args.guarded)
             cq = ([os.getpid(), upstream.pid], quiet_wait)
             cold["podium gateway"] = cold_starts(lambda: podium_proc(ps, tmp, "gateway"), cold_runs,
                                                  "podium gateway", cq)
@@ -823,6 +835,10 @@ def main() -> None:
                 idle_rss[name] = tree_rss_mib(p.pid)
                 samplers[name] = TreeRss(p.pid)
                 targets.append(t)
+                if name == "podium" and args.guarded:
+                    g = Target("podium+guard", t.base, t.headers, t.pid, model="fake-guarded")
+                    check_answer(g)
+                    targets.append(g)
             check_answer(direct)
             podium_t = targets[1]
             quiet = ([os.getpid(), *(p.pid for p in procs)], quiet_wait)
@@ -970,7 +986,14 @@ def report(args: argparse.Namespace, results: dict[tuple[str, int], Load], strea
         facts["Load generator"] = "Python asyncio client (wrk unavailable)"
     if lpy:
         facts["LiteLLM"] = litellm_version(lpy)
-    names = ["direct", "podium"] + (["litellm"] if lpy else [])
+    guarded = any(n == "podium+guard" for n, _ in results)
+    names = ["direct", "podium"] + (["podium+guard"] if guarded else []) + (["litellm"] if lpy else [])
+    if guarded:
+        notes.append("Guardrails (`--guarded`): the built-in `default` policy on (alias `fake-guarded`, same "
+                     "process, same run) adds over plain Podium " + "; ".join(
+                         f"c={c}: p50 {f2(results[('podium+guard', c)].p50 - results[('podium', c)].p50)} ms, "
+                         f"p99 {f2(results[('podium+guard', c)].p99 - results[('podium', c)].p99)} ms"
+                         for c in levels if ('podium+guard', c) in results and ('podium', c) in results) + ".")
     rows = []
     for conc in levels:
         for n in names:

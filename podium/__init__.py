@@ -17,6 +17,8 @@ Quickstart (keys from ``podium up``; settings from ``PODIUM_*`` environment vari
 
 Managed prompts: ``podium.get_prompt("qa").compile(question=...)`` (docs/prompts.md).
 Evaluation: ``podium.evaluate(dataset=..., task=..., scorers=[...])`` (docs/evals.md).
+Guardrails: ``podium.guard.scan(text, policy="default")`` and ``@podium.guard(policy=...)``
+(docs/guardrails.md).
 The drop-in OpenAI client is ``from podium.openai import OpenAI``. See ``docs/sdk.md``.
 The server, store and CLI live in sub-packages that this module never imports.
 """
@@ -54,6 +56,30 @@ if TYPE_CHECKING:
     from typing import Any
 
     from podium.experiments.runner import ExperimentResult
+    from podium.guardrails.decorator import guard as guard
+else:
+
+    class _LazyGuard:
+        """``podium.guard``: loads ``podium.guardrails`` (scanners, policies) on first use, so
+        ``import podium`` stays light. The real object is ``podium.guardrails.decorator.guard``."""
+
+        __slots__ = ()
+
+        def _target(self):
+            from podium.guardrails.decorator import guard
+
+            return guard
+
+        def __call__(self, *args, **kwargs):
+            return self._target()(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self._target(), name)
+
+        def __repr__(self) -> str:
+            return repr(self._target())
+
+    guard = _LazyGuard()
 
 __version__ = "0.1.0"
 
@@ -99,6 +125,7 @@ __all__ = [
     "get_current_trace_id",
     "get_dataset",
     "get_prompt",
+    "guard",
     "observe",
     "propagate_attributes",
     "shutdown",

@@ -11,7 +11,8 @@ Tree::
     PodiumError                      500 internal_error
     ├── ConfigurationError           500 configuration_error  (raised at start-up / Client() time)
     ├── BadRequest                   400 bad_request
-    │   └── ValidationFailed         400 validation_error     (details: one entry per bad field/item)
+    │   ├── ValidationFailed         400 validation_error     (details: one entry per bad field/item)
+    │   └── ContentBlocked           400 content_blocked      (a guardrail blocked a prompt or an answer)
     ├── Unauthorized                 401 unauthorized
     ├── Forbidden                    403 forbidden
     ├── NotFound                     404 not_found
@@ -38,6 +39,7 @@ __all__ = [
     "ClientClosed",
     "ConfigurationError",
     "Conflict",
+    "ContentBlocked",
     "Forbidden",
     "NotFound",
     "PayloadTooLarge",
@@ -78,6 +80,13 @@ class BadRequest(PodiumError):
 
 class ValidationFailed(BadRequest):
     code = "validation_error"
+
+
+class ContentBlocked(BadRequest):
+    """A guardrail policy blocked the prompt (before the model was called) or the model's
+    answer; the message names the rule, its scanner and why (docs/guardrails.md)."""
+
+    code = "content_blocked"
 
 
 class Unauthorized(PodiumError):

@@ -51,14 +51,35 @@ def test_plugins_list_shows_builtins_and_the_example_with_its_version() -> None:
     by_name = {p["name"]: p for p in json.loads(r.output)}
     ex = by_name["podium-example-plugin"]
     assert ex["version"] == "0.1.0" and ex["module"] == "podium_example_plugin"
-    assert ex["hooks"] == ["register_providers", "register_scorers"]
-    assert ex["registered"] == {"scorers": ["word-count-between"], "providers": ["echo"]}
+    assert ex["hooks"] == ["register_guardrails", "register_providers", "register_scorers"]
+    assert ex["registered"] == {"scorers": ["word-count-between"], "providers": ["echo"],
+                                "guardrails": ["no-pirates"]}
     builtin_scorers = by_name["podium.evals.scorers.builtins"]
     assert builtin_scorers["version"] == "built-in" and "llm-rubric" in builtin_scorers["registered"]["scorers"]
     assert by_name["podium.gateway.providers.builtins"]["registered"]["providers"] == [
         "anthropic", "gemini", "local", "openai"]
     text = CliRunner().invoke(app, ["plugins", "list"], catch_exceptions=False).output
-    assert "podium-example-plugin 0.1.0" in text and "providers: echo" in text
+    assert "podium-example-plugin 0.1.0" in text and "providers: echo" in text and "guardrails: no-pirates" in text
+
+
+def test_the_plugin_scanner_runs_through_guard_and_the_cli(tmp_path: Path) -> None:
+    from podium.guardrails import Guard
+    from podium.guardrails.registry import scanner_specs
+
+    assert scanner_specs()["no-pirates"].plugin == "podium-example-plugin"
+    guard = Guard({"name": "pirates", "input": [{"type": "no-pirates", "action": "redact"}],
+                   "output": [{"type": "no-pirates", "params": {"words": ["yo-ho"]}, "action": "block"}]})
+    d = guard.scan("Ahoy matey, what is Podium?", "input")
+    assert d.action == "redact" and d.text == "<PIRATE_1> <PIRATE_2>, what is Podium?"
+    assert guard.scan("Arrival at the harbour", "input").action == "allow"  # whole words only
+    assert guard.scan("yo-ho, a pirate's life", "output").blocked
+    policy = tmp_path / "pirates.yaml"
+    policy.write_text("input:\n  - {type: no-pirates, action: block}\n")
+    r = CliRunner().invoke(app, ["guard", "scan", "arr, matey", "--policy", str(policy)], catch_exceptions=False)
+    assert r.exit_code == 1 and "no-pirates: fail 1.00 >= 0.5 -> block" in r.output
+    assert "pirate talk: arr, matey" in r.output
+    r = CliRunner().invoke(app, ["guard", "scan", "hello", "--policy", str(policy)], catch_exceptions=False)
+    assert r.exit_code == 0 and r.output.startswith("allow")
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ import typer
 
 from podium.cli.commands.evals import datasets_app, eval_app
 from podium.cli.commands.gateway import chat, gateway, limits_app, models_app
+from podium.cli.commands.guard import guard_app
 from podium.cli.commands.plugins import plugins_app
 from podium.cli.commands.projects import keys_app, projects_app
 from podium.cli.commands.prompts import prompts_app
+from podium.cli.commands.redteam import redteam_app
 from podium.cli.commands.server import db_app, up
 from podium.cli.commands.traces import traces_app
 
@@ -32,6 +34,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(limits_app, name="limits")
 app.command("chat")(chat)
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(redteam_app, name="redteam")
+app.add_typer(guard_app, name="guard")
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -909,7 +909,7 @@ def _first_token(
 GENAI_LOG_EVENTS = frozenset({*_GENAI_MESSAGE_EVENTS, "gen_ai.choice", GENAI_DETAILS_EVENT})
 
 
-def genai_log_io(records: list[Mapping[str, Any]]) -> tuple[Any, Any]:
+def genai_log_io(records: Sequence[Mapping[str, Any]]) -> tuple[Any, Any]:
     """The input and output of one span from its GenAI log events, in emission order.
 
     ``records`` are ``{"name", "body", "attributes"}`` dicts (decoded AnyValues). The

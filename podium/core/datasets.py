@@ -272,7 +272,15 @@ def _cell(key: str, value: str) -> Any:
 
 
 def _csv_records(text: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        yield from _csv_rows(text, source)
+    except csv.Error as e:
+        raise _bad(source, f"this is not valid CSV ({e}); quote cells that hold commas, quotes or line breaks")
+
+
+def _csv_rows(text: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    # newline="": the csv module does its own line splitting (a bare \r inside a cell included).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames:
         raise _bad(source, "the CSV file has no header row")
     blank = [i for i, n in enumerate(reader.fieldnames) if not (n or "").strip()]

@@ -36,6 +36,7 @@ class Action(StrEnum):
     WRITE = "write"
     ADMIN = "admin"
     CALL_MODELS = "call_models"
+    GUARD_SCAN = "guard_scan"
 
 
 #: Every valid role, in the order the UI and error messages list them.
@@ -53,6 +54,8 @@ MATRIX: Mapping[Action, frozenset[Role]] = MappingProxyType(
         Action.WRITE: frozenset({_A, _M}),
         Action.ADMIN: frozenset({_A}),
         Action.CALL_MODELS: frozenset({_A, _M, _G}),
+        # Apps check their own text before and after their model calls, with the key they have.
+        Action.GUARD_SCAN: frozenset({_A, _M, _I, _G}),
     }
 )
 
@@ -64,6 +67,8 @@ _DESCRIPTIONS: Mapping[Action, str] = MappingProxyType(
         Action.WRITE: "change prompts, labels, datasets and experiments",
         Action.ADMIN: "manage keys, settings, limits, aliases, deletions and protected labels",
         Action.CALL_MODELS: "call models through the OpenAI-compatible gateway",
+        Action.GUARD_SCAN: "scan text with a guardrail policy (`POST /api/v1/guard/scan`; with `trace_id`, "
+        "record the decision on that trace)",
     }
 )
 

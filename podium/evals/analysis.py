@@ -177,7 +177,7 @@ def summarize(
                         if s.get(k) is not None:
                             m[k] = s[k]
                 meta[name] = m
-    kw = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+    kw: dict[str, Any] = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
     ids = list(dict.fromkeys(str(it["item_id"]) for it in items))
     task_errors = [it for it in items if it.get("error_type") in TASK_ERRORS]
     scorer_errors = [it for it in items if it.get("error") and it.get("error_type") not in TASK_ERRORS]
@@ -217,14 +217,14 @@ def summarize(
         values = per_item(items, name)
         errors = sum(1 for it in items
                      if isinstance((it.get("scores") or {}).get(name), Mapping) and it["scores"][name].get("error"))
-        flags = [s.get("passed") for it in items
-                 if isinstance(s := (it.get("scores") or {}).get(name), Mapping) and not s.get("error")]
+        flags = [e.get("passed") for it in items
+                 if isinstance(e := (it.get("scores") or {}).get(name), Mapping) and not e.get("error")]
         flags = [f for f in flags if f is not None]
         cats: dict[str, int] = {}
         for it in items:
-            s = (it.get("scores") or {}).get(name)
-            if isinstance(s, Mapping) and isinstance(s.get("value"), str) and not s.get("error"):
-                cats[s["value"]] = cats.get(s["value"], 0) + 1
+            sc = (it.get("scores") or {}).get(name)
+            if isinstance(sc, Mapping) and isinstance(sc.get("value"), str) and not sc.get("error"):
+                cats[sc["value"]] = cats.get(sc["value"], 0) + 1
         entry: dict[str, Any] = {
             "type": m.get("type"), "direction": m.get("direction") or "higher", "weight": m.get("weight", 1.0),
             "errors": errors, **_ci(list(values.values()), **kw),

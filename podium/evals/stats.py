@@ -191,8 +191,8 @@ def _pairs(candidate: Any, baseline: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def paired_bootstrap_diff(
-    candidate: Sequence[Any] | Mapping[Hashable, Any],
-    baseline: Sequence[Any] | Mapping[Hashable, Any],
+    candidate: Sequence[Any] | Mapping[Any, Any],
+    baseline: Sequence[Any] | Mapping[Any, Any],
     *,
     confidence: float = 0.95,
     n_resamples: int = 10_000,
@@ -239,8 +239,8 @@ class RegressionVerdict:
 
 
 def check_regression(
-    candidate: Sequence[Any] | Mapping[Hashable, Any],
-    baseline: Sequence[Any] | Mapping[Hashable, Any],
+    candidate: Sequence[Any] | Mapping[Any, Any],
+    baseline: Sequence[Any] | Mapping[Any, Any],
     *,
     tolerance: float = 0.0,
     higher_is_better: bool = True,
@@ -306,8 +306,8 @@ class ItemDiffs:
 
 
 def classify_item_diffs(
-    candidate: Sequence[Any] | Mapping[Hashable, Any],
-    baseline: Sequence[Any] | Mapping[Hashable, Any],
+    candidate: Sequence[Any] | Mapping[Any, Any],
+    baseline: Sequence[Any] | Mapping[Any, Any],
     *,
     threshold: float = 0.0,
     higher_is_better: bool = True,
@@ -318,7 +318,7 @@ def classify_item_diffs(
         raise ValueError(f"threshold must be >= 0, got {threshold!r}")
     if isinstance(candidate, Mapping) != isinstance(baseline, Mapping):
         raise ValueError("give both runs as sequences aligned by item, or both as mappings item id -> score")
-    if isinstance(candidate, Mapping):
+    if isinstance(candidate, Mapping) and isinstance(baseline, Mapping):  # both or neither (checked above)
         keys: list[Hashable] = list(dict.fromkeys([*candidate, *baseline]))
         c = _floats([candidate.get(k) for k in keys], "candidate")
         b = _floats([baseline.get(k) for k in keys], "baseline")

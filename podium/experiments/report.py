@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from podium.experiments.results import ItemResult, SuiteResult
+
 __all__ = ["REPORT_SUFFIXES", "render_csv", "render_html", "render_json", "render_junit", "write_report"]
 
 REPORT_SUFFIXES = (".json", ".yaml", ".yml", ".xml", ".csv", ".html", ".htm")
@@ -42,7 +44,7 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def render_json(result: Mapping[str, Any]) -> str:
+def render_json(result: SuiteResult) -> str:
     return _dumps(_clean(result)) + "\n"
 
 
@@ -51,14 +53,14 @@ def _text(v: Any, n: int = 2000) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _case_name(item: Mapping[str, Any]) -> str:
+def _case_name(item: ItemResult) -> str:
     meta = item.get("metadata") or {}
     base = meta.get("description") or _text(item.get("input"), 80)
     rep = f" #{item['repetition'] + 1}" if item.get("repetition") else ""
     return f"{base} [{item['item_id']}]{rep}"
 
 
-def _failures(item: Mapping[str, Any]) -> list[str]:
+def _failures(item: ItemResult) -> list[str]:
     out = []
     for name, s in (item.get("scores") or {}).items():
         if s.get("error"):
@@ -68,7 +70,7 @@ def _failures(item: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def render_csv(result: Mapping[str, Any]) -> str:
+def render_csv(result: SuiteResult) -> str:
     """A row per (variant, item, repetition): prompt, provider, description, vars, output, verdict, reasons."""
     names: list[str] = []
     for exp in result["experiments"]:
@@ -86,17 +88,18 @@ def render_csv(result: Mapping[str, Any]) -> str:
             verdict = "ERROR" if it.get("error") and it.get("passed") is None else (
                 "PASS" if it.get("passed") else "FAIL")
             out = it.get("output")
+            ws, ms = it.get("weighted_score"), it.get("latency_ms")
             w.writerow([exp["variant"]["prompt"], exp["variant"]["provider"],
                         (it.get("metadata") or {}).get("description", ""),
                         *[_text(inp.get(k), 10_000) if k in inp else "" for k in names],
                         "" if out is None else _text(out, 100_000), verdict,
-                        "" if it.get("weighted_score") is None else round(it["weighted_score"], 4),
-                        "" if it.get("latency_ms") is None else round(it["latency_ms"], 1),
+                        "" if ws is None else round(ws, 4),
+                        "" if ms is None else round(ms, 1),
                         "; ".join(_failures(it)) or (it.get("error") or "")])
     return buf.getvalue()
 
 
-def render_junit(result: Mapping[str, Any]) -> str:
+def render_junit(result: SuiteResult) -> str:
     """One ``<testsuite>`` per experiment (a test case per item and repetition, one per gate)."""
     root = ET.Element("testsuites", name=f"podium eval: {result['suite']['name']}")
     totals = {"tests": 0, "failures": 0, "errors": 0}
@@ -119,7 +122,7 @@ def render_junit(result: Mapping[str, Any]) -> str:
                                  time=f"{secs:.3f}")
             if it.get("error_type") in ("task_error", "timeout", "rate_limited", "upstream_error", "cancelled"):
                 errs += 1
-                el = ET.SubElement(case, "error", message=_text(it.get("error") or "", 500), type=it["error_type"])
+                el = ET.SubElement(case, "error", message=_text(it.get("error") or "", 500), type=str(it["error_type"]))
                 el.text = it.get("error") or ""
             elif it.get("passed") is False:
                 fails += 1
@@ -232,7 +235,7 @@ def _metric_rows(summary: Mapping[str, Any]) -> list[tuple[str, float | None, fl
     return rows
 
 
-def render_html(result: Mapping[str, Any]) -> str:
+def render_html(result: SuiteResult) -> str:
     suite = result["suite"]
     status = "passed" if result["passed"] else "failed"
     out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -324,7 +327,7 @@ def render_html(result: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_report(result: Mapping[str, Any], path: str | Path) -> str:
+def write_report(result: SuiteResult, path: str | Path) -> str:
     """Write ``result`` to ``path`` as JSON, YAML, JUnit XML, CSV or HTML (by suffix); returns the format."""
     p = Path(path)
     suffix = p.suffix.lower()

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from podium.core.datasets import Dataset, DatasetItem, items_from_records, parse_dataset_file
 from podium.errors import ConfigurationError, PodiumError
@@ -60,6 +60,7 @@ from podium.evals import analysis
 from podium.evals.limiter import AimdLimiter
 from podium.evals.scorers import FunctionScorer, Score, Scorer, as_scorer
 from podium.experiments.judges import use_registry_prompts
+from podium.experiments.results import ItemResult, ScoreEntry
 from podium.experiments.tasks import TaskContext, TaskOutput, as_task, classify_error
 from podium.sdk.context import propagate_attributes
 
@@ -192,20 +193,23 @@ def _error_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
-def _entry(s: Scorer, result: Score | BaseException) -> dict[str, Any]:
-    base = {"type": getattr(s, "type", "") or "python", "direction": s.direction or "higher", "weight": s.weight}
+def _entry(s: Scorer, result: Score | BaseException) -> ScoreEntry:
+    kind, direction, weight = getattr(s, "type", "") or "python", s.direction or "higher", s.weight
     if isinstance(result, BaseException):
         code = getattr(result, "code", None) or "scorer_error"
-        return {**base, "value": None, "passed": None, "error": _error_text(result), "error_type": code}
+        return {"type": kind, "direction": direction, "weight": weight, "value": None, "passed": None,
+                "error": _error_text(result), "error_type": code}
     value = _jsonable(result.value)
     if value is None:
-        return {**base, "value": None, "passed": False, "error": f"scorer {s.name!r} returned a value that is not a "
-                "finite number", "error_type": "scorer_error"}
-    return {**base, "value": value, "passed": result.passed, "explanation": result.explanation,
+        return {"type": kind, "direction": direction, "weight": weight, "value": None, "passed": False,
+                "error": f"scorer {s.name!r} returned a value that is not a finite number",
+                "error_type": "scorer_error"}
+    return {"type": kind, "direction": direction, "weight": weight, "value": value, "passed": result.passed,
+            "explanation": result.explanation,
             "metadata": _jsonable(dict(result.metadata)) if result.metadata else {}}
 
 
-def _weighted(entries: Mapping[str, Mapping[str, Any]]) -> float | None:
+def _weighted(entries: Mapping[str, ScoreEntry]) -> float | None:
     total = 0.0
     weights = 0.0
     for e in entries.values():
@@ -256,7 +260,7 @@ class _Outcome:
     latency_ms: float | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
-    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scores: dict[str, ScoreEntry] = field(default_factory=dict)
 
 
 class _NullProgress:
@@ -322,7 +326,7 @@ class _Progress:
 class Recorder(Protocol):
     def start(self, spec: dict[str, Any]) -> tuple[dict[str, Any], set[tuple[str, int]]]: ...
 
-    def record(self, items: list[dict[str, Any]]) -> None: ...
+    def record(self, items: list[ItemResult]) -> None: ...
 
     def finish(self, status: str) -> dict[str, Any]: ...
 
@@ -332,7 +336,7 @@ class MemoryRecorder:
 
     def __init__(self) -> None:
         self.experiment: dict[str, Any] = {}
-        self.items: list[dict[str, Any]] = []
+        self.items: list[ItemResult] = []
         self._lock = threading.Lock()
 
     def start(self, spec: dict[str, Any]) -> tuple[dict[str, Any], set[tuple[str, int]]]:
@@ -341,7 +345,7 @@ class MemoryRecorder:
                            "labels": list(spec.get("labels") or [])}
         return self.experiment, set()
 
-    def record(self, items: list[dict[str, Any]]) -> None:
+    def record(self, items: list[ItemResult]) -> None:
         with self._lock:
             self.items.extend(items)
 
@@ -377,7 +381,7 @@ class HttpRecorder:
         self.experiment = self.client.create_experiment(spec)
         return self.experiment, set()
 
-    def record(self, items: list[dict[str, Any]]) -> None:
+    def record(self, items: list[ItemResult]) -> None:
         for i in range(0, len(items), self.batch_size):
             self.client.add_experiment_items(self.experiment["id"], items[i:i + self.batch_size])
 
@@ -426,9 +430,9 @@ class Runner:
         self.recorder: Recorder = recorder or MemoryRecorder()
         self.tracer = tracer if tracer is not None and getattr(tracer, "enabled", False) else None
         self.progress = progress
-        self.name = name or getattr(self.task, "name", "experiment")
+        self.name: str = name or str(getattr(self.task, "name", "experiment"))
         self.experiment: dict[str, Any] = {}
-        self.results: list[dict[str, Any]] = []
+        self.results: list[ItemResult] = []
         self._q: queue.Queue[_Outcome] = queue.Queue()
         self._token = 0
         self._batch: list[_Outcome] = []
@@ -659,7 +663,7 @@ class Runner:
         for r in rows:
             prog.advance(bool(r["passed"]), r["error"] is not None, lim.allowed)
 
-    def _result(self, o: _Outcome) -> dict[str, Any]:
+    def _result(self, o: _Outcome) -> ItemResult:
         u = o.unit
         it = u.item
         to = o.task_output
@@ -699,9 +703,9 @@ class ExperimentResult:
     """What :func:`evaluate` returns: the experiment record (with ``summary``) and the item
     results run in this process."""
 
-    def __init__(self, experiment: Mapping[str, Any], items: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, experiment: Mapping[str, Any], items: Sequence[ItemResult]) -> None:
         self.experiment = dict(experiment)
-        self.items = [dict(i) for i in items]
+        self.items: list[ItemResult] = [cast(ItemResult, dict(i)) for i in items]
 
     @property
     def id(self) -> str:

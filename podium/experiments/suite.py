@@ -73,6 +73,7 @@ from podium.evals.code import CodeError, CodeRuntimeError
 from podium.evals.scorers import Scorer, ScorerConfigError, scorer_from_assertion, scorer_specs, scorer_types
 from podium.evals.scorers.deterministic import load_callable
 from podium.experiments.judges import use_registry_prompts
+from podium.experiments.results import GateVerdict, SuiteResult, VariantResult
 from podium.experiments.runner import HttpRecorder, RunConfig, Runner
 from podium.experiments.tasks import HttpTask, PromptTask, TaskContext, TaskError, TaskOutput, item_variables
 from podium.experiments.transform import Transform, TransformedScorer
@@ -125,7 +126,7 @@ class SuiteError(ConfigurationError):
 # --- YAML with line numbers --------------------------------------------------------------------------
 
 
-class LDict(dict):  # type: ignore[type-arg]
+class LDict(dict[str, Any]):
     """A mapping from YAML that knows its line and each key's line."""
 
     def __init__(self, *a: Any, **k: Any) -> None:
@@ -134,7 +135,7 @@ class LDict(dict):  # type: ignore[type-arg]
         self.key_lines: dict[str, int] = {}
 
 
-class LList(list):  # type: ignore[type-arg]
+class LList(list[Any]):
     """A sequence from YAML that knows its line and each item's line."""
 
     def __init__(self, *a: Any) -> None:
@@ -171,8 +172,8 @@ def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> LList:
     return lst
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)  # type: ignore[arg-type]
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)  # type: ignore[arg-type]
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
 
 
 def _line(obj: Any, key: str | int | None = None) -> int | None:
@@ -999,12 +1000,12 @@ def evaluate_gates(
     summary: Mapping[str, Any],
     *,
     compare: Callable[[Gate], tuple[dict[str, Any] | None, str | None]] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[GateVerdict]:
     """Each gate's verdict: ``{"gate", "kind", "status": passed|failed|skipped, "detail", ...}``.
 
     ``compare(gate)`` returns ``(comparison, baseline_id)`` for a no-regression gate, or
     ``(None, reason)`` when there is no baseline."""
-    out = []
+    out: list[GateVerdict] = []
     for g in gates:
         if g.kind == "threshold":
             assert g.metric is not None
@@ -1028,8 +1029,8 @@ def evaluate_gates(
             continue
         cmp, ref = compare(g)
         if cmp is None:
-            status = "failed" if g.required else "skipped"
-            out.append({"gate": g.title, "kind": g.kind, "status": status, "detail": ref or "no baseline"})
+            out.append({"gate": g.title, "kind": g.kind, "status": "failed" if g.required else "skipped",
+                        "detail": ref or "no baseline"})
             continue
         regressed = {m: v for m, v in cmp["metrics"].items() if v.get("regressed")}
         improved = [m for m, v in cmp["metrics"].items() if v.get("improved")]
@@ -1078,7 +1079,7 @@ def run_suite(
     resume: str | None = None,
     repeat: int | None = None,
     progress: bool | None = None,
-) -> dict[str, Any]:
+) -> SuiteResult:
     """Run every variant of ``suite`` against a server (through ``sdk``, a configured
     :class:`podium.Podium`), evaluate the gates, and label the experiments with ``labels``
     when every gate passed. Returns the suite result that reports are written from.
@@ -1138,7 +1139,7 @@ def _run_suite(
     resume: str | None,
     repeat: int | None,
     progress: bool | None,
-) -> dict[str, Any]:
+) -> SuiteResult:
     ec = sdk.evals
     started = datetime.now(UTC)
     group = resume or new_run_group()
@@ -1160,7 +1161,7 @@ def _run_suite(
         use_registry_prompts(out, sdk.prompts)
         return out
 
-    experiments = []
+    experiments: list[VariantResult] = []
     for v in suite.variants:
         task = build_task(v, suite, base_url=base_url, api_key=api_key, prompt_client=sdk.prompts)
         existing = None

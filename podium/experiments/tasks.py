@@ -394,7 +394,8 @@ def _as_prompt(prompt: Any, client: Any) -> Prompt:
         if client is None:
             raise ConfigurationError(f"prompt {prompt!r} is in the registry: pass prompt_client= "
                                      "(e.g. podium.get_client().prompts)")
-        return client.get(prompt, cache_ttl_seconds=0)  # type: ignore[no-any-return]
+        found: Prompt = client.get(prompt, cache_ttl_seconds=0)
+        return found
     if isinstance(prompt, str):
         return Prompt(name="prompt", prompt=prompt, type="text")
     if isinstance(prompt, Sequence):
@@ -408,7 +409,7 @@ def _as_prompt(prompt: Any, client: Any) -> Prompt:
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
 
 
-def _lookup(values: Mapping[str, Any], path: str) -> Any:
+def _lookup(values: Mapping[str, Any] | list[Any], path: str) -> Any:
     cur: Any = values
     for part in path.split("."):
         if isinstance(cur, Mapping) and part in cur:

@@ -14,6 +14,12 @@ A YAML or TOML file (``PODIUM_GATEWAY_CONFIG``, default ``$PODIUM_HOME/gateway.y
           - {provider: openai, model: gpt-4o, api_key: env:OPENAI_API_KEY, weight: 9}
           - {provider: openai, model: gpt-4o, api_base: https://my-azure-proxy/v1, weight: 1}
         fallbacks: [local]
+        guardrails: strict  # this alias's guardrail policy ("off": none); see below
+    guardrails: default     # one line: the built-in default policy for every alias (docs/guardrails.md)
+
+``guardrails`` is a policy name (``default``, ``strict``, ``monitor``, or one of yours) or
+``{default: <name>, policies: {<name>: {input: [...], output: [...]}}}``; a policy is chosen
+per call by key > alias > project > this default (``podium.gateway.guardrails``).
 
 ``api_key`` is ``env:NAME`` (read from the environment when the config is loaded) or, for
 aliases declared through the API, a secret stored encrypted. Aliases declared through the API
@@ -35,7 +41,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from podium.errors import ConfigurationError, ValidationFailed
+from podium.gateway.guardrails import OFF, POLICY_NAME, GuardrailsSpec, check_policies
 from podium.gateway.providers.base import Deployment
+from podium.guardrails.policy import BUILTIN_POLICIES, Policy
 
 __all__ = [
     "LOCAL_ALIASES",
@@ -94,6 +102,7 @@ class AliasSpec(_Strict):
     deployments: Annotated[list[DeploymentSpec], Field(min_length=1, max_length=64)]
     fallbacks: list[str] = Field(default_factory=list)
     description: str | None = None
+    guardrails: Annotated[str, Field(pattern=POLICY_NAME, description="guardrail policy name, or off")] | None = None
 
 
 class RouterSpec(_Strict):
@@ -108,21 +117,24 @@ class RouterSpec(_Strict):
 class GatewayFile(_Strict):
     router: RouterSpec = Field(default_factory=RouterSpec)
     models: list[AliasSpec] = Field(default_factory=list)
+    guardrails: Annotated[str, Field(pattern=POLICY_NAME)] | GuardrailsSpec | None = None
 
 
 class ModelAlias:
     """A resolved alias: its deployments (secrets resolved) and fallbacks."""
 
-    __slots__ = ("deployments", "description", "fallbacks", "mode", "name", "source", "total_weight")
+    __slots__ = ("deployments", "description", "fallbacks", "guardrails", "mode", "name", "source",
+                 "total_weight")
 
     def __init__(self, name: str, mode: str, deployments: list[Deployment], fallbacks: list[str],
-                 source: str, description: str | None = None) -> None:
+                 source: str, description: str | None = None, guardrails: str | None = None) -> None:
         self.name = name
         self.mode = mode
         self.deployments = deployments
         self.fallbacks = fallbacks
         self.source = source  # "builtin" | "file" | "api"
         self.description = description
+        self.guardrails = guardrails  # policy name, "off", or None (the project's / config's default)
         self.total_weight = sum(d.weight for d in deployments)
 
 
@@ -164,7 +176,7 @@ def resolve_alias(spec: AliasSpec, router: RouterSpec, source: str,
                 index=i,
             )
         )
-    return ModelAlias(spec.name, spec.mode, deps, list(spec.fallbacks), source, spec.description)
+    return ModelAlias(spec.name, spec.mode, deps, list(spec.fallbacks), source, spec.description, spec.guardrails)
 
 
 def _open(value: str, secret: Any) -> str:
@@ -236,9 +248,12 @@ def seal_api_alias(spec: AliasSpec, encrypt: Any) -> dict[str, Any]:
 class GatewayConfig:
     """The aliases a process knows from the built-ins and the config file."""
 
-    def __init__(self, router: RouterSpec, aliases: dict[str, ModelAlias]) -> None:
+    def __init__(self, router: RouterSpec, aliases: dict[str, ModelAlias], *, guardrails_default: str | None = None,
+                 guardrail_policies: dict[str, Policy] | None = None) -> None:
         self.router = router
         self.aliases = aliases
+        self.guardrails_default = guardrails_default  # policy for every alias; None or "off": none
+        self.guardrail_policies = guardrail_policies or {}
 
     @classmethod
     def from_specs(cls, data: GatewayFile, *, builtins: bool = True) -> GatewayConfig:
@@ -248,9 +263,35 @@ class GatewayConfig:
                 aliases[spec.name] = resolve_alias(spec, data.router, "builtin")
         for spec in data.models:
             aliases[spec.name] = resolve_alias(spec, data.router, "file")
-        cfg = cls(data.router, aliases)
+        g = data.guardrails
+        spec_g = GuardrailsSpec(default=g) if isinstance(g, str) else g or GuardrailsSpec()
+        try:
+            policies = check_policies(spec_g.policies, where="guardrails.policies")
+        except ValidationFailed as e:
+            raise ConfigurationError(f"gateway config: {e.message}") from e
+        cfg = cls(data.router, aliases, guardrails_default=spec_g.default, guardrail_policies=policies)
         cfg.check_fallbacks()
+        cfg.check_guardrails()
         return cfg
+
+    def check_guardrails(self) -> None:
+        """Every policy the file names exists (built-in or under ``guardrails.policies``), and
+        the built-in ones it names validate (their scanners are installed)."""
+        from podium.guardrails.policy import builtin_policy
+
+        named = [("guardrails.default", self.guardrails_default)]
+        named += [(f"models.{a.name}.guardrails", a.guardrails) for a in self.aliases.values()]
+        for where, name in named:
+            if not name or name == OFF or name in self.guardrail_policies:
+                continue
+            if name not in BUILTIN_POLICIES:
+                known = ", ".join(sorted({*BUILTIN_POLICIES, *self.guardrail_policies}))
+                raise ConfigurationError(f"{where}: guardrail policy {name!r} is not defined; use one of {known}, "
+                                         "off, or define it under guardrails.policies")
+            try:
+                builtin_policy(name)
+            except ValidationFailed as e:
+                raise ConfigurationError(f"{where}: guardrail policy {name!r} cannot be used: {e.message}") from e
 
     def check_fallbacks(self) -> None:
         for a in self.aliases.values():

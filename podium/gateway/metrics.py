@@ -64,6 +64,11 @@ class GatewayMetrics:
         self.fallbacks = Counter(
             "podium_gateway_fallbacks", "Requests answered by a fallback alias", ["model"], registry=r
         )
+        self.guardrails = Counter(
+            "podium_gateway_guardrail_decisions",
+            "Guardrail decisions by model alias, kind (input/output) and action (allow, warn, flag, redact, block)",
+            ["model", "kind", "action"], registry=r,
+        )
         self.in_flight = Gauge("podium_gateway_in_flight", "Gateway requests being served", registry=r)
         self.log_dropped = Counter(
             "podium_gateway_log_dropped", "Generation spans not logged because the ingest queue was full",
@@ -86,6 +91,9 @@ class GatewayMetrics:
             self.spend.labels(model, key).inc(cost)
         else:
             self.spend.labels(model).inc(cost)
+
+    def count_guardrail(self, model: str, kind: str, action: str) -> None:
+        self.guardrails.labels(model, kind, action).inc()
 
     def refused(self, error: PodiumError) -> None:
         """A request refused before a model was resolved (bad body, bad key, unknown model,

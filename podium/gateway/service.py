@@ -5,7 +5,12 @@ caller's JSON body, and do, in order: check the body, resolve the alias (and the
 model allow-list), look up the cache, reserve limits and budgets, route to a deployment
 (retries, fallbacks), settle the limits with the real usage and cost, store the answer
 in the cache, count metrics, and hand a ``generation`` span to ``sink`` (the ingest
-queue; never awaited). The database is not touched on this path: aliases declared
+queue; never awaited). With a guardrail policy (``podium.gateway.guardrails``), the input
+is scanned after the limits are taken and before the cache and the upstream, the answer
+after it (a stream in windows as it arrives); each decision is a ``guardrail`` span under
+the generation span, with one score per rule.
+
+The database is not touched on this path: aliases declared
 through the API, key and project limits and prices are read through short
 :class:`~podium.core.ttlcache.TTLCache` caches that :meth:`Gateway.warm` fills from a
 worker thread before ``prepare`` (the route awaits it), so no SQL runs on the event loop.
@@ -19,17 +24,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from podium.config import Settings
 from podium.core.pricing import ModelPrice, PriceTable, compute_cost
-from podium.core.records import CostIn, SpanIn, SpanKind, SpanStatus, UsageIn
+from podium.core.records import CostIn, ScoreDataType, ScoreIn, SpanIn, SpanKind, SpanStatus, UsageIn
 from podium.core.roles import Action, roles_for
 from podium.core.ttlcache import TTLCache
 from podium.errors import (
     BadRequest,
     ClientClosed,
+    ConfigurationError,
+    ContentBlocked,
     Forbidden,
     NotFound,
     PodiumError,
@@ -38,11 +45,23 @@ from podium.errors import (
 from podium.gateway import wire
 from podium.gateway.cache import ResponseCache, cache_bypass, cache_key, make_cache
 from podium.gateway.config import GatewayConfig, ModelAlias, load_config, parse_alias, resolve_alias
+from podium.gateway.guardrails import (
+    OFF,
+    GuardedStream,
+    Guards,
+    ProjectGuardrails,
+    context_documents,
+    prompt_text,
+    scan_input,
+    scan_output,
+)
 from podium.gateway.limits import Limiter, Limits, Scope, make_limiter
 from podium.gateway.metrics import GatewayMetrics
 from podium.gateway.providers.base import Deployment, Provider
 from podium.gateway.router import Routed, Router
 from podium.gateway.secrets import SecretBox
+from podium.guardrails.engine import Decision, Guard
+from podium.guardrails.record import score_values, span_fields
 from podium.store import Store
 from podium.store.repos.projects import ApiKey
 
@@ -91,6 +110,10 @@ class Call:
     max_out: int | None = None  # output tokens the caller allows (max_tokens x n); None: not set
     unpriced: bool = False  # the answering model has no price: budgets charged the fallback price
     cost: float | None = None  # USD of the answer, priced once here with the project's table (None: unpriced)
+    guard: Guard | None = None  # the guardrail policy of this call (None: none)
+    guarded: list[tuple[Decision, datetime]] = field(default_factory=list)  # decisions and when each started
+    restore: Decision | None = None  # the input decision whose reversible redactions go back into the answer
+    output_blocked: bool = False
 
     @property
     def alias(self) -> str:
@@ -103,7 +126,7 @@ class Gateway:
         settings: Settings,
         store: Store,
         *,
-        sink: Callable[[str, SpanIn], bool],
+        sink: Callable[[str, SpanIn | ScoreIn], bool],
         prices: Callable[[str], PriceTable],
         providers: dict[str, Provider] | None = None,
         limiter: Limiter | None = None,
@@ -129,6 +152,8 @@ class Gateway:
         self._box: SecretBox | None = None
         self._aliases: TTLCache[dict[str, ModelAlias]] = TTLCache(_TTL, max_entries=10_000)
         self._project_limits: TTLCache[Limits] = TTLCache(_TTL, max_entries=10_000)
+        self._project_guardrails: TTLCache[ProjectGuardrails] = TTLCache(_TTL, max_entries=10_000)
+        self.guards = Guards(self.config.guardrails_default, self.config.guardrail_policies, observer=_observer())
         self._spend: dict[tuple[str, str, str], float] = {}
         self._flusher: asyncio.Task[None] | None = None
 
@@ -165,6 +190,7 @@ class Gateway:
         and the call run no SQL. Cheap when warm (three dictionary lookups)."""
         await self._aliases.get_or_load(project_id, lambda: self._load_aliases(project_id))
         await self._project_limits.get_or_load(project_id, lambda: self._load_limits(project_id))
+        await self._project_guardrails.get_or_load(project_id, lambda: self._load_guardrails(project_id))
         if self._prices_async is not None:
             await self._prices_async(project_id)
 
@@ -185,13 +211,30 @@ class Gateway:
     def _load_limits(self, project_id: str) -> Limits:
         return Limits.from_dict(self.store.projects.project_limits(project_id))
 
+    def _load_guardrails(self, project_id: str) -> ProjectGuardrails:
+        return ProjectGuardrails.from_dict(self.store.projects.project_guardrails(project_id))
+
+    def check_policy_name(self, project_id: str, name: str | None, *, field: str) -> None:
+        """400 unless ``name`` is a policy a call of this project could run (or off/None); for
+        admin writes that name a policy (an API-declared alias), so a typo is refused when it is
+        saved rather than failing every call afterwards."""
+        if not name or name == OFF:
+            return
+        try:
+            self.guards._spec(project_id, name, self._load_guardrails(project_id))
+        except ConfigurationError as e:
+            raise BadRequest(f"{field}: {e.message}", details=[{"field": field, "message": "unknown policy"}]) from e
+
     def invalidate(self, project_id: str | None = None) -> None:
         if project_id is None:
             self._aliases.clear()
             self._project_limits.clear()
+            self._project_guardrails.clear()
         else:
             self._aliases.invalidate(project_id)
             self._project_limits.invalidate(project_id)
+            self._project_guardrails.invalidate(project_id)
+        self.guards.invalidate(project_id)
 
     def visible_aliases(self, key: ApiKey) -> list[ModelAlias]:
         aliases = self.aliases(key.project_id)
@@ -324,12 +367,73 @@ class Gateway:
                 call.cache_key = cache_key(endpoint, body, namespace=key.project_id)
         return call
 
+    # --- guardrails ------------------------------------------------------------------------------
+    async def _guard_for(self, call: Call) -> Guard | None:
+        """The call's compiled policy (key > alias > project > config default); None: none."""
+        pid = call.key.project_id
+        project = await self._project_guardrails.get_or_load(pid, lambda: self._load_guardrails(pid))
+        alias = call.chain[0].guardrails if call.chain else None
+        name = self.guards.name_for(call.key.guardrails, alias, project or ProjectGuardrails())
+        if name is None:
+            return None
+        return await self.guards.get(pid, name, project or ProjectGuardrails())
+
+    async def _guard_input(self, call: Call, ticket: Any) -> None:
+        """Resolve the policy and scan the request (the body sent upstream becomes the redacted
+        one). On a block (or any error) the limits are released, the call recorded, and it raises."""
+        try:
+            call.guard = await self._guard_for(call)
+            if call.guard is None:
+                return
+            started = datetime.now(UTC)
+            try:
+                decision, call.body = await scan_input(call.guard, call.endpoint, call.body)
+            except ContentBlocked as e:
+                blocked = _decision_of(e)
+                if blocked is not None:
+                    call.guarded.append((blocked, started))
+                raise
+            if decision is not None:
+                call.guarded.append((decision, started))
+                if decision.redactions:
+                    call.restore = decision
+        except BaseException as e:
+            await self.limiter.release(ticket, tokens=0, cost=0.0)
+            if isinstance(e, PodiumError):
+                self._finish(call, None, e, 0, 0.0)
+            raise
+
+    async def _guard_output(self, call: Call, out: dict[str, Any]) -> dict[str, Any]:
+        """The answer the caller gets: scanned, redacted, reversible redactions restored."""
+        if call.guard is None or call.endpoint == "embeddings":
+            return out
+        started = datetime.now(UTC)
+        try:
+            decisions, final = await scan_output(call.guard, call.endpoint, out,
+                                                 prompt_text(call.endpoint, call.body), call.restore,
+                                                 context_documents(call.endpoint, call.body))
+        except ContentBlocked as e:
+            blocked = _decision_of(e)
+            if blocked is not None:
+                call.guarded.append((blocked, started))
+            call.output_blocked = True
+            raise
+        call.guarded.extend((d, started) for d in decisions)
+        return final
+
     async def call(self, call: Call) -> dict[str, Any]:
         """A non-streaming call; returns the OpenAI-shaped response."""
         m = self.metrics
         ticket = await self._acquire(call)
+        await self._guard_input(call, ticket)
         cached = await self._cached(call, ticket)
         if cached is not None:
+            try:
+                cached = await self._guard_output(call, cached)
+            except PodiumError as e:
+                self._finish(call, None, e, 0, 0.0)
+                raise
+            self._finish(call, cached, None, 0, 0.0)
             return cached
         tokens, cost = 0, 0.0
         m.in_flight.inc()
@@ -347,18 +451,30 @@ class Gateway:
         finally:
             m.in_flight.dec()
             await self.limiter.release(ticket, tokens=tokens, cost=cost)
-        if call.cache_key is not None and call.cache_write:
+        if call.cache_key is not None and call.cache_write:  # the upstream's answer: guarded again on a hit
             await self.cache.set(call.cache_key, out, self.settings.gateway_cache_ttl)  # type: ignore[union-attr]
-        self._finish(call, out, None, tokens, cost)
-        return out
+        try:
+            final = await self._guard_output(call, out)
+        except PodiumError as e:
+            self._finish(call, out, e, tokens, cost)
+            raise
+        self._finish(call, final, None, tokens, cost)
+        return final
 
     async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         """A streaming call: an async iterator of chunks. The first chunk is fetched (with
         failover) before this returns, so errors before any byte still raise here."""
         m = self.metrics
         ticket = await self._acquire(call)
+        await self._guard_input(call, ticket)
         cached = await self._cached(call, ticket)
         if cached is not None:
+            try:
+                cached = await self._guard_output(call, cached)  # a whole answer: a block is still a 400
+            except PodiumError as e:
+                self._finish(call, None, e, 0, 0.0)
+                raise
+            self._finish(call, cached, None, 0, 0.0)
             return _replay(wire.chunks_from_response(cached, chat=call.endpoint == "chat"))
         _check, _op, sop, _mode = ENDPOINTS[call.endpoint]
         body = call.body
@@ -384,14 +500,33 @@ class Gateway:
         acc = wire.StreamAccumulator(call.endpoint == "chat")
         error: PodiumError | None = None
         tokens, cost = 0, 0.0
+        guarded = call.guard is not None
+        gs = GuardedStream(call.guard, chat=call.endpoint == "chat", restore=call.restore,
+                           prompt=prompt_text(call.endpoint, call.body) if guarded else None,
+                           documents=context_documents(call.endpoint, call.body) if guarded else ())
+        started = datetime.now(UTC)
         try:
             acc.add(first)
-            yield first
-            async for chunk in rest:
-                acc.add(chunk)
-                yield chunk
+            if not gs.active:
+                yield first
+                async for chunk in rest:
+                    acc.add(chunk)
+                    yield chunk
+            else:
+                out_chunk = await asyncio.to_thread(gs.chunk, first) if gs.slow else gs.chunk(first)
+                if out_chunk is not None:
+                    yield out_chunk
+                async for chunk in rest:
+                    acc.add(chunk)
+                    out_chunk = await asyncio.to_thread(gs.chunk, chunk) if gs.slow else gs.chunk(chunk)
+                    if out_chunk is not None:
+                        yield out_chunk
+                for out_chunk in await asyncio.to_thread(gs.end) if gs.slow else gs.end():
+                    yield out_chunk
         except PodiumError as e:
             error = e
+            if isinstance(e, ContentBlocked):
+                call.output_blocked = True
             raise
         except (asyncio.CancelledError, GeneratorExit):
             error = ClientClosed("the client disconnected before the stream ended; the upstream stream was closed")
@@ -404,6 +539,7 @@ class Gateway:
                 except Exception:
                     pass
             self.metrics.in_flight.dec()
+            call.guarded.extend((d, started) for d in gs.decisions())
             out = acc.response()
             usage = out.get("usage")
             if usage is None:  # the upstream sent no usage: count it ourselves
@@ -436,8 +572,7 @@ class Gateway:
         call.first_token = datetime.now(UTC)
         self.metrics.cache.labels(call.alias, "hit").inc()
         await self.limiter.release(ticket, tokens=0, cost=0.0)
-        self._finish(call, cached, None, 0, 0.0)
-        return cached
+        return cached  # the caller guards the answer and records the call
 
     async def _acquire(self, call: Call) -> Any:
         scopes = self._scopes(call.key)
@@ -501,6 +636,11 @@ class Gateway:
             span = self._span(call, out, error, usage, cost, elapsed)
             if not self._sink(call.key.project_id, span):
                 m.log_dropped.inc()
+            for decision, started in call.guarded:
+                m.count_guardrail(alias, decision.kind, decision.action)
+                for item in _guard_records(call, decision, started):
+                    if not self._sink(call.key.project_id, item):
+                        m.log_dropped.inc()
         except Exception:  # logging must never fail the call
             logger.exception("could not record the gateway call")
 
@@ -518,6 +658,8 @@ class Gateway:
             span_input = body.get("input")
             data = (out or {}).get("data") or []
             output = {"embeddings": len(data), "dimensions": wire.embedding_dimensions(data[0]) if data else 0}
+        if call.output_blocked:  # the blocked answer is on the guardrail span (as the policy recorded it)
+            output = None
         gw: dict[str, Any] = {
             "alias": call.alias,
             "deployment": dep.id if dep else None,
@@ -536,6 +678,8 @@ class Gateway:
                 {"deployment": a.deployment, "ok": a.ok, "status": a.status, "error": a.error, "ms": round(a.ms, 2)}
                 for a in call.routed.attempts
             ]
+        if call.guard is not None:
+            gw["guardrails"] = call.guard.policy.name
         meta = {**(call.options.metadata or {}), "gateway": gw}
         u = None
         if isinstance(usage, dict):
@@ -624,9 +768,42 @@ class Gateway:
         return await self.limiter.usage(kind, sid)
 
 
+def _decision_of(e: BaseException) -> Decision | None:
+    d = getattr(e, "decision", None)
+    return d if isinstance(d, Decision) else None
+
+
+def _observer() -> Callable[[Decision], None]:
+    """The guardrails' own metrics (``podium_guardrail_*``: per policy, per scanner, latencies)."""
+    from podium.guardrails import metrics
+
+    return metrics.observe
+
+
 async def _replay(chunks: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
     for c in chunks:
         yield c
+
+
+def _guard_records(call: Call, decision: Decision, started: datetime) -> list[SpanIn | ScoreIn]:
+    """A decision as a ``guardrail`` span under the call's generation span, and a score per rule
+    that scored above 0 (``podium.guardrails.record``)."""
+    f = span_fields(decision)
+    span_id = uuid.uuid4().hex[:16]
+    end = started + timedelta(milliseconds=decision.latency_ms)
+    span = SpanIn.model_construct(
+        id=span_id, trace_id=call.trace_id, parent_id=call.span_id, name=f["name"], kind=SpanKind.GUARDRAIL,
+        start_time=started, end_time=end, status=SpanStatus.ERROR if f["status"] == "error" else SpanStatus.OK,
+        status_message=f["status_message"], input=f["input"], output=f["output"], attributes=f["attributes"],
+    )
+    out: list[SpanIn | ScoreIn] = [span]
+    for name, value in score_values(decision).items():
+        if value <= 0:  # clean traffic leaves no rows of zeros: every rule's result is on the span
+            continue
+        out.append(ScoreIn.model_construct(
+            name=name, value=value, data_type=ScoreDataType.NUMERIC, trace_id=call.trace_id, span_id=span_id,
+            source="guardrail", timestamp=end))
+    return out
 
 
 def _chars(v: Any) -> int:

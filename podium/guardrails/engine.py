@@ -151,6 +151,11 @@ class Guard:
         for s in self._scanners.values():
             s.warm()
 
+    def slow(self, kind: Kind) -> bool:
+        """Whether a ``kind`` rule runs a model-backed scanner (``cost == "slow"``): a caller on
+        an event loop then runs :meth:`scan` (and :class:`StreamGuard`) in a worker thread."""
+        return any(s.cost == "slow" for (k, _), s in self._scanners.items() if k == kind)
+
     def _ctx(self, kind: Kind, prompt: str | None, documents: Sequence[str], final: bool,
              metadata: dict[str, Any] | None) -> Context:
         return Context(kind=kind, prompt=prompt, documents=tuple(documents), final=final,

@@ -50,7 +50,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -637,7 +637,7 @@ class LocalChatModel:
 
     def _chat_tokens(
         self, msgs: list[dict[str, str]], opts: _Options, run: _Run, cancel: threading.Event | None
-    ) -> Iterator[tuple[str, list[_TokenLogprob]]]:
+    ) -> Generator[tuple[str, list[_TokenLogprob]], None, None]:
         loaded = self._get_main()
         if not loaded.lock.acquire(cancel):
             run.finish_reason = "cancelled"
@@ -714,7 +714,7 @@ class LocalChatModel:
 
     def _completion_tokens(
         self, prompt: str, opts: _Options, run: _Run, cancel: threading.Event | None
-    ) -> Iterator[tuple[str, list[_TokenLogprob]]]:
+    ) -> Generator[tuple[str, list[_TokenLogprob]], None, None]:
         loaded = self._get_main()
         if not loaded.lock.acquire(cancel):
             run.finish_reason = "cancelled"

@@ -8,6 +8,8 @@ per thing it adds. Signatures of ``register``:
 - ``register_guardrails``: ``register(name, factory, *, kinds=("input", "output"), description="")``;
   ``factory(**params)`` builds a :class:`podium.guardrails.base.Scanner`.
 - ``register_alert_channels``: ``register(name, factory)`` (alert channels).
+- ``register_probes``: ``register(name, source, *, family=None)``; ``source`` is a YAML file's path
+  or its content (a dict, or a list of probes): a red-team probe set (:mod:`podium.redteam.probes`).
 """
 
 from __future__ import annotations
@@ -42,3 +44,8 @@ def register_guardrails(register: Register) -> None:
 @hookspec
 def register_alert_channels(register: Register) -> None:
     """Register alert channels: ``register(name, factory)``."""
+
+
+@hookspec
+def register_probes(register: Register) -> None:
+    """Register red-team probe sets: ``register("my-injections", Path(__file__).parent / "probes.yaml")``."""

@@ -19,8 +19,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "podium.evals.scorers.builtins",
     "podium.gateway.providers.builtins",
     "podium.guardrails.builtins",
+    "podium.redteam.builtins",
 )
-HOOKS = ("register_scorers", "register_providers", "register_guardrails", "register_alert_channels")
+HOOKS = ("register_scorers", "register_providers", "register_guardrails", "register_alert_channels",
+         "register_probes")
 
 
 class PluginError(ConfigurationError):
@@ -112,6 +114,13 @@ def load_guardrails(register_scanner: Callable[..., Any]) -> None:
     (``podium.guardrails.registry.register_scanner``), each tagged with its plugin."""
     for name, (owner, args, kwargs) in _collected()["register_guardrails"].items():
         register_scanner(name, *args, plugin=owner, replace_existing=True, **kwargs)
+
+
+def probe_sets() -> dict[str, dict[str, Any]]:
+    """``{set name: {"source", "family", "plugin"}}``: the red-team probe sets of every plugin
+    (``source`` a YAML path or its content; see :mod:`podium.redteam.probes`)."""
+    return {name: {"source": args[0] if args else kwargs["source"], "family": kwargs.get("family"), "plugin": owner}
+            for name, (owner, args, kwargs) in _collected()["register_probes"].items()}
 
 
 def list_plugins() -> list[PluginInfo]:

@@ -15,7 +15,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -45,7 +45,8 @@ MAX_COMMIT_MESSAGE = 10_000
 class PromptStore(Protocol):
     """What the registry needs from storage (``PromptRepo``)."""
 
-    def create_version(self, project_id: str, name: str, **kw: Any) -> dict[str, Any]: ...
+    @property  # (project_id, name, *, keyword fields as PromptRepo.create_version declares them)
+    def create_version(self) -> Callable[..., dict[str, Any]]: ...
     def get_version(self, project_id: str, name: str, version: int | str) -> dict[str, Any]: ...
     def get_label(self, project_id: str, name: str, label: str) -> dict[str, Any]: ...
     def set_label(self, project_id: str, name: str, label: str, targets: Sequence[Any], *,

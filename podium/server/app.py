@@ -21,7 +21,17 @@ from podium.server.errors import install_error_handlers
 from podium.server.gateway_log import GatewayLog
 from podium.server.ingest import Ingester
 from podium.server.metrics import install_metrics
-from podium.server.routes import admin, evals, gateway_admin, ingest, prompts, scores, traces
+from podium.server.routes import (
+    admin,
+    evals,
+    gateway_admin,
+    guard,
+    guardrail_policies,
+    ingest,
+    prompts,
+    scores,
+    traces,
+)
 from podium.server.routes import gateway as openai_routes
 from podium.server.routes import langfuse as langfuse_api
 from podium.server.routes import otlp_logs as otlp_logs_routes
@@ -126,6 +136,8 @@ def create_app(
     app.include_router(scores.router)
     app.include_router(admin.router)
     app.include_router(gateway_admin.router)
+    app.include_router(guardrail_policies.router)
+    app.include_router(guard.router)  # POST /api/v1/guard/scan
     app.include_router(prompts.router)
     app.include_router(evals.router)
     app.include_router(langfuse_api.router)  # Langfuse SDK compatibility under /api/public

@@ -11,7 +11,7 @@ from typing import Any
 from podium.core.pricing import PriceTable, compute_cost
 from podium.core.records import ScoreIn, SpanIn, SpanKind, SpanStatus, TraceIn
 from podium.core.tokens import estimate_usage
-from podium.store.repos.ingest import IngestBatch
+from podium.store.repos.ingest import IngestBatch, ScoreRow, SpanRow, TraceRow
 
 __all__ = ["BatchBuilder"]
 
@@ -48,94 +48,102 @@ class BatchBuilder:
         if cost and cost.get("total") is None:
             cost["total"] = (cost.get("input") or 0.0) + (cost.get("output") or 0.0)
         latency = (s.end_time - s.start_time).total_seconds() * 1000.0 if s.end_time else None
-        self.batch.spans.append(
-            {
-                "project_id": self.project_id,
-                "trace_id": s.trace_id,
-                "id": s.id,
-                "parent_id": s.parent_id,
-                "name": s.name,
-                "kind": s.kind.value,
-                "start_time": s.start_time,
-                "end_time": s.end_time,
-                "latency_ms": latency,
-                "status": (s.status.value if s.status else "unset"),
-                "status_message": s.status_message,
-                "model": s.model,
-                "provider": s.provider,
-                "model_parameters": s.model_parameters,
-                "input": s.input,
-                "output": s.output,
-                "metadata": s.metadata,
-                "attributes": s.attributes,
-                "input_tokens": usage.get("input_tokens") if usage else None,
-                "output_tokens": usage.get("output_tokens") if usage else None,
-                "total_tokens": usage.get("total_tokens") if usage else None,
-                "usage_details": usage.get("details") if usage else None,
-                "usage_estimated": estimated,
-                "cost_input": _money(cost.get("input")) if cost else None,
-                "cost_output": _money(cost.get("output")) if cost else None,
-                "cost_total": _money(cost.get("total")) if cost else None,
-                "completion_start_time": s.completion_start_time,
-                "prompt_name": s.prompt_name,
-                "prompt_version": s.prompt_version,
-                "updated_at": None,
-            }
-        )
-        hints = {
-            "user_id": s.user_id,
-            "session_id": s.session_id,
-            "release": s.release,
-            "environment": s.environment,
-            "metadata": s.trace_metadata,
-            "name": s.trace_name,
-            "input": s.trace_input,
-            "output": s.trace_output,
+        row: SpanRow = {
+            "project_id": self.project_id,
+            "trace_id": s.trace_id,
+            "id": s.id,
+            "parent_id": s.parent_id,
+            "name": s.name,
+            "kind": s.kind.value,
+            "start_time": s.start_time,
+            "end_time": s.end_time,
+            "latency_ms": latency,
+            "status": (s.status.value if s.status else "unset"),
+            "status_message": s.status_message,
+            "model": s.model,
+            "provider": s.provider,
+            "model_parameters": s.model_parameters,
+            "input": s.input,
+            "output": s.output,
+            "metadata": s.metadata,
+            "attributes": s.attributes,
+            "input_tokens": usage.get("input_tokens") if usage else None,
+            "output_tokens": usage.get("output_tokens") if usage else None,
+            "total_tokens": usage.get("total_tokens") if usage else None,
+            "usage_details": usage.get("details") if usage else None,
+            "usage_estimated": estimated,
+            "cost_input": _money(cost.get("input")) if cost else None,
+            "cost_output": _money(cost.get("output")) if cost else None,
+            "cost_total": _money(cost.get("total")) if cost else None,
+            "completion_start_time": s.completion_start_time,
+            "prompt_name": s.prompt_name,
+            "prompt_version": s.prompt_version,
+            "updated_at": None,
         }
-        if any(v is not None for v in hints.values()):
-            self.batch.traces.append({"project_id": self.project_id, "id": s.trace_id, **hints})
+        self.batch.spans.append(row)
+        if (
+            s.user_id is not None
+            or s.session_id is not None
+            or s.release is not None
+            or s.environment is not None
+            or s.trace_metadata is not None
+            or s.trace_name is not None
+            or s.trace_input is not None
+            or s.trace_output is not None
+        ):
+            hint: TraceRow = {
+                "project_id": self.project_id,
+                "id": s.trace_id,
+                "user_id": s.user_id,
+                "session_id": s.session_id,
+                "release": s.release,
+                "environment": s.environment,
+                "metadata": s.trace_metadata,
+                "name": s.trace_name,
+                "input": s.trace_input,
+                "output": s.trace_output,
+            }
+            self.batch.traces.append(hint)
         if s.tags:
             self.batch.tags.extend((self.project_id, s.trace_id, tag) for tag in s.tags)
 
     def add_trace(self, tr: TraceIn) -> None:
-        self.batch.traces.append(
-            {
-                "project_id": self.project_id,
-                "id": tr.id,
-                "name": tr.name,
-                "user_id": tr.user_id,
-                "session_id": tr.session_id,
-                "release": tr.release,
-                "environment": tr.environment,
-                "metadata": tr.metadata,
-                "input": tr.input,
-                "output": tr.output,
-                "start_time": tr.timestamp,
-            }
-        )
+        row: TraceRow = {
+            "project_id": self.project_id,
+            "id": tr.id,
+            "name": tr.name,
+            "user_id": tr.user_id,
+            "session_id": tr.session_id,
+            "release": tr.release,
+            "environment": tr.environment,
+            "metadata": tr.metadata,
+            "input": tr.input,
+            "output": tr.output,
+            "start_time": tr.timestamp,
+        }
+        self.batch.traces.append(row)
         if tr.tags:
             self.batch.tags.extend((self.project_id, tr.id, tag) for tag in tr.tags)
 
     def add_score(self, sc: ScoreIn) -> str:
         sid = sc.id or str(uuid.uuid4())
         numeric = sc.data_type is not None and sc.data_type.value in ("numeric", "boolean")
-        self.batch.scores.append(
-            {
-                "project_id": self.project_id,
-                "id": sid,
-                "trace_id": sc.trace_id,
-                "span_id": sc.span_id,
-                "session_id": sc.session_id,
-                "name": sc.name,
-                "data_type": sc.data_type.value if sc.data_type else "numeric",
-                "value": float(sc.value) if numeric else None,
-                "string_value": None if numeric else str(sc.value),
-                "source": sc.source,
-                "comment": sc.comment,
-                "metadata": sc.metadata,
-                "timestamp": sc.timestamp or datetime.now(UTC),
-            }
-        )
+        row: ScoreRow = {
+            "project_id": self.project_id,
+            "id": sid,
+            "trace_id": sc.trace_id,
+            "span_id": sc.span_id,
+            "session_id": sc.session_id,
+            "name": sc.name,
+            "data_type": sc.data_type.value if sc.data_type else "numeric",
+            "value": float(sc.value) if numeric else None,
+            "string_value": None if numeric else str(sc.value),
+            "source": sc.source,
+            "comment": sc.comment,
+            "metadata": sc.metadata,
+            "timestamp": sc.timestamp or datetime.now(UTC),
+        }
+        self.batch.scores.append(row)
         return sid
 
 

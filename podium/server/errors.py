@@ -64,7 +64,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
         details = pydantic_details(list(exc.errors()))
-        first = details[0] if details else {"field": None, "message": "invalid request"}
+        first: dict[str, Any] = details[0] if details else {"field": None, "message": "invalid request"}
         msg = f"invalid request: {first['field']}: {first['message']}" if first["field"] else first["message"]
         return error_response(400, "validation_error", msg, details)
 

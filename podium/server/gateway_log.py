@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from podium.core.pricing import PriceTable
-from podium.core.records import SpanIn
+from podium.core.records import ScoreIn, SpanIn
 from podium.server.convert import BatchBuilder
 from podium.server.ingest import Ingester
 
@@ -29,15 +29,16 @@ class GatewayLog:
         self._prices = prices
         self._max = max_buffer
         self._interval = interval
-        self._buf: list[tuple[str, SpanIn]] = []
+        self._buf: list[tuple[str, SpanIn | ScoreIn]] = []
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
-    def record(self, project_id: str, span: SpanIn) -> bool:
+    def record(self, project_id: str, item: SpanIn | ScoreIn) -> bool:
+        """Queue a span (the generation, a guardrail decision) or a score (a guardrail rule's)."""
         if len(self._buf) >= self._max:
             self.dropped += 1
             return False
-        self._buf.append((project_id, span))
+        self._buf.append((project_id, item))
         return True
 
     def start(self) -> None:
@@ -55,19 +56,23 @@ class GatewayLog:
             return
         items, self._buf = self._buf, []
         builders: dict[str, BatchBuilder] = {}
-        for pid, span in items:
+        for pid, item in items:
             b = builders.get(pid)
             if b is None:
                 b = builders[pid] = BatchBuilder(pid, lambda pid=pid: self._prices(pid))  # type: ignore[misc]
             try:
-                b.add_span(span)
+                if isinstance(item, ScoreIn):
+                    b.add_score(item)
+                else:
+                    b.add_span(item)
             except Exception:
                 logger.exception("could not convert a gateway span")
                 self.dropped += 1
         for b in builders.values():
             if not self._ingester.submit_nowait(b.batch):
                 self.dropped += len(b.batch.spans)
-                logger.warning("ingest queue full: %d gateway spans not logged", len(b.batch.spans))
+                logger.warning("ingest queue full: %d gateway spans and %d scores not logged", len(b.batch.spans),
+                               len(b.batch.scores))
 
     async def _loop(self) -> None:
         while True:

@@ -40,7 +40,7 @@ from fastapi import Depends, Request
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from podium.errors import ServiceUnavailable, TooManyRequests
-from podium.store.repos.ingest import IngestBatch, IngestRepo
+from podium.store.repos.ingest import IngestBatch, IngestRepo, TagRow, TraceRow
 
 if TYPE_CHECKING:
     from podium.config import Settings
@@ -400,10 +400,10 @@ def _entry(
 
 def _units(batch: IngestBatch) -> list[tuple[tuple[str, ...], IngestBatch]]:
     """Split a batch into independently writable items (a span with its trace's hints and tags)."""
-    hints: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    hints: dict[tuple[str, str], list[TraceRow]] = {}
     for h in batch.traces:
         hints.setdefault((h["project_id"], h["id"]), []).append(h)
-    tags: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    tags: dict[tuple[str, str], list[TagRow]] = {}
     for tg in batch.tags:
         tags.setdefault((tg[0], tg[1]), []).append(tg)
     units: list[tuple[tuple[str, ...], IngestBatch]] = []

@@ -1,5 +1,6 @@
 """The server's Prometheus exposition (``GET /metrics``): the gateway's metrics, ingestion,
-and the standard ``process_*``, ``python_info`` and ``python_gc_*`` collectors, in one registry.
+guardrail decisions (``podium.guardrails.metrics``), and the standard ``process_*``,
+``python_info`` and ``python_gc_*`` collectors, in one registry.
 
 Who may scrape (``check_scraper``):
 
@@ -32,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from podium.config import Settings
 from podium.errors import Forbidden, Unauthorized
+from podium.guardrails import metrics as guardrail_metrics
 from podium.server.auth import loopback_request
 
 __all__ = ["ServerMetrics", "check_scraper", "install_metrics"]
@@ -88,6 +90,7 @@ class ServerMetrics:
             PlatformCollector(registry=r)
             GCCollector(registry=r)
             r.register(_IngestCollector(state))
+            guardrail_metrics.register(r)  # per-scanner counters and latencies (podium.guardrails.metrics)
             self.write_seconds = Histogram(
                 "podium_ingest_write_duration_seconds", "Time the ingest writer takes per committed transaction",
                 buckets=_WRITE_BUCKETS, registry=r,

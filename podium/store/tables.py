@@ -68,6 +68,8 @@ project = Table(
     Column("created_at", UtcDateTime, nullable=False),
     # Gateway limits for the whole project: {"rpm", "tpm", "max_parallel", "budget_daily", ...}.
     Column("gateway_limits", JSONType),
+    # Guardrail policies: {"default": <policy name | "off" | null>, "policies": {name: spec}}.
+    Column("guardrails", JSONType),
 )
 
 api_key = Table(
@@ -86,6 +88,8 @@ api_key = Table(
     # Gateway (virtual key) limits and the model aliases the key may call (None: all).
     Column("limits", JSONType),
     Column("models", JSONType),
+    # The guardrail policy this key's gateway calls run under ("off": none; None: the project's).
+    Column("guardrails", String(128)),
 )
 
 trace = Table(

@@ -287,3 +287,10 @@ def test_concurrent_item_batches_of_one_experiment_count_every_item(store: Any) 
     assert not errors, errors
     exp = store.evals.get_experiment(pid, "exp-race")
     assert (exp["item_count"], exp["error_count"]) == (40, 8)
+
+
+def test_csv_with_bare_carriage_returns_parses_or_gets_a_400() -> None:
+    # Found by the schemathesis fuzz run: a bare \r in an unquoted cell was a 500 (csv.Error).
+    assert [i.input for i in parse_dataset_text("input\rx\r", format="csv")] == ["x"]
+    assert [i.input for i in parse_dataset_text('input\n"a\rb"\n', format="csv")] == ["a\rb"]
+    assert [i.input for i in parse_dataset_text("a,b\r\n1,2\r\n", format="csv")] == [{"a": "1", "b": "2"}]

@@ -24,8 +24,9 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_sdk_package_matches_the_facade() -> None:
-    # evaluate is the facade's own: it passes the default client to podium.experiments, a layer above the SDK
-    assert set(podium.sdk.__all__) == set(podium.__all__) - {"__version__", "evaluate"}
+    # evaluate and guard are the facade's own: they load podium.experiments / podium.guardrails, layers
+    # above the SDK, on first use
+    assert set(podium.sdk.__all__) == set(podium.__all__) - {"__version__", "evaluate", "guard"}
     assert podium.openai.__all__ == ["AsyncOpenAI", "OpenAI"]
 
 
@@ -48,6 +49,7 @@ def test_expected_surface() -> None:
         "get_current_trace_id",
         "get_dataset",
         "get_prompt",
+        "guard",
         "observe",
         "propagate_attributes",
         "shutdown",

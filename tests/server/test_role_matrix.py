@@ -2,8 +2,9 @@
 
 The route -> action mapping is read from the code: FastAPI routes carry it on their role
 dependency (``podium.server.auth.needs`` sets ``podium_action``), the gateway's ASGI endpoints
-carry it as a class attribute. A route that takes a key but names no action is open to any
-valid key (and must then never answer 403).
+carry it as a class attribute, and the web UI's handlers carry it as their ``@ui_action`` tag
+(``podium.server.ui.access``; every UI route must have one). A route that takes a key but names
+no action is open to any valid key (and must then never answer 403).
 """
 
 from __future__ import annotations
@@ -111,27 +112,58 @@ def test_every_api_route_follows_the_role_matrix(server: LiveServer, keys: dict[
     assert not failures, "\n".join(failures)
 
 
-def test_every_ui_page_follows_the_role_matrix(server: LiveServer, keys: dict[str, ProjectKeys]) -> None:
-    """Every UI GET page, remote (local mode off: a non-loopback Host), with each role's key.
+def _ui_routes(app: Any) -> list[tuple[str, str, Any]]:
+    """(method, path, action | None) for every route of the web UI (any module of podium.server.ui),
+    GET pages and POST forms alike; the action is the handler's ``@ui_action`` tag. An untagged
+    route is reported with ``_UNTAGGED`` (so a new UI module's routes are walked from day one)."""
+    out: list[tuple[str, str, Any]] = []
+    for r in _flat(app.routes):
+        if not isinstance(r, APIRoute) or not r.endpoint.__module__.startswith("podium.server.ui"):
+            continue
+        action = getattr(r.endpoint, "podium_action", _UNTAGGED)
+        out.extend((m, r.path, action) for m in sorted(r.methods - {"HEAD"}))
+    return out
 
-    Roles that may not ``read`` get 403 on every page; the others never a 401 or a 5xx (pages that
-    need ``admin`` or ``write`` say so inside a 200 or answer 403).
-    """
-    pages = sorted({
-        r.path for r in _flat(server.app.routes)
-        if isinstance(r, APIRoute) and "GET" in r.methods
-        and not r.path.startswith(("/api/", "/v1/", "/metrics", "/static", "/login", "/logout", "/docs"))
-    })
-    assert "/" in pages and "/traces" in pages and "/prompts" in pages and "/settings" in pages
+
+_UNTAGGED = object()
+
+
+def test_every_ui_route_is_tagged_with_its_action(server: LiveServer) -> None:
+    routes = _ui_routes(server.app)
+    untagged = [f"{m} {p}" for m, p, a in routes if a is _UNTAGGED]
+    assert not untagged, ("UI routes without @ui_action(Action.X) (podium.server.ui.access): tag each with the "
+                          "action its handler checks: " + ", ".join(untagged))
+    methods = {m for m, _, _ in routes}
+    assert methods == {"GET", "POST"}, methods
+    paths = {p for _, p, _ in routes}
+    for must in ("/", "/traces", "/prompts", "/settings", "/settings/keys", "/traces/{trace_id}/scores"):
+        assert must in paths, must
+    # Only the login pages need no key.
+    assert {p for _, p, a in routes if a is None} == {"/login", "/logout"}
+
+
+def test_every_ui_route_follows_the_role_matrix(server: LiveServer, keys: dict[str, ProjectKeys]) -> None:
+    """Every UI GET page and POST form, remote (local mode off: a non-loopback Host), with each role's key:
+    a role the route's action denies gets the 403 page; the others never a 403, a 401 or a 5xx.
+
+    POSTs carry an empty form and ids that do not exist, so an allowed role gets a 400 or 404 (or a
+    harmless save) and nothing the walk depends on changes."""
+    routes = [(m, p, a) for m, p, a in _ui_routes(server.app) if a is not None and a is not _UNTAGGED]
+    assert any(m == "POST" for m, _, _ in routes)
+    routes.sort(key=lambda t: t[0] == "POST")  # pages first, then the forms
     failures: list[str] = []
     for role, k in keys.items():
         with httpx.Client(base_url=server.url, timeout=30, auth=k.basic(),
                           headers={"host": "podium.example", "accept": "text/html"}) as c:
-            for path in pages:
-                r = c.get(_fill(path), follow_redirects=False)
-                where = f"{role:8} GET {path}: {r.status_code}"
+            for method, path, action in routes:
+                kw: dict[str, Any] = {"data": {}} if method == "POST" else {}
+                r = c.request(method, _fill(path), follow_redirects=False, **kw)
+                where = f"{role:8} {method} {path} ({action.value}): {r.status_code}"
                 if r.status_code >= 500 or r.status_code == 401:
-                    failures.append(where)
-                elif not allowed(role, Action.READ) and r.status_code != 403:
-                    failures.append(where + " expected 403 (this role may not read)")
+                    failures.append(where + " " + r.text[:200])
+                elif not allowed(role, action):
+                    if r.status_code != 403 or not r.headers.get("content-type", "").startswith("text/html"):
+                        failures.append(where + " expected the 403 page")
+                elif r.status_code == 403:
+                    failures.append(where + " expected not 403: " + r.text[:200])
     assert not failures, "\n".join(failures)

@@ -1,4 +1,5 @@
-"""An example Podium plugin: one scorer and one gateway provider, registered through the hooks."""
+"""An example Podium plugin: a scorer, a gateway provider and a guardrail scanner, registered through
+the hooks."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ def register_scorers(register: Callable[..., Any]) -> None:
 @hookimpl
 def register_providers(register: Callable[..., Any]) -> None:
     register("echo", lambda settings: EchoProvider())
+
+
+@hookimpl
+def register_guardrails(register: Callable[..., Any]) -> None:
+    from podium_example_plugin.scanner import NoPirates
+
+    register("no-pirates", NoPirates, kinds=("input", "output"))
 
 
 def _last_user_text(body: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Column, Table
@@ -21,6 +21,9 @@ from rich.table import Column, Table
 from podium.cli._common import api_call, console, err_console, print_json, server_extra_missing
 from podium.config import Settings, read_keys_file
 from podium.errors import ConfigurationError, PodiumError
+
+if TYPE_CHECKING:
+    from podium.experiments.results import SuiteResult
 
 __all__ = ["datasets_app", "eval_app"]
 
@@ -168,7 +171,7 @@ def eval_run(
         suite.prompts = specs
     settings = Settings()
 
-    def go(base_url: str, public: str | None, secret: str | None) -> dict[str, Any]:
+    def go(base_url: str, public: str | None, secret: str | None) -> SuiteResult:
         import podium
 
         if not secret:
@@ -194,8 +197,8 @@ def eval_run(
             with embedded_server(settings) as (url, pk, sk):
                 result = go(url, pk, sk)
         else:
-            pk, sk = _keys(settings)
-            result = go(settings.base_url.rstrip("/"), pk, sk)
+            public, secret = _keys(settings)
+            result = go(settings.base_url.rstrip("/"), public, secret)
     except SuiteError as e:
         raise _fail(e.message)
     except Interrupted as e:

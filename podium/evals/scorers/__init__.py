@@ -5,6 +5,8 @@ library (sacrebleu, rouge-score, jsonschema, openai) or loads a model until it i
 first used. See ``docs/scorers.md`` for every type and its parameters.
 """
 
+from typing import Any
+
 from podium.evals.scorers.base import (
     COMMON_PARAMS,
     FIELDS,
@@ -137,7 +139,7 @@ __all__ = [
     "to_score",
 ]
 
-_BUILTINS: list[tuple[str, type | object]] = [
+_BUILTINS: list[tuple[str, Any]] = [  # (category, scorer class)
     ("deterministic", Equals), ("deterministic", Contains), ("deterministic", IContains),
     ("deterministic", ContainsAny), ("deterministic", ContainsAll), ("deterministic", IContainsAny),
     ("deterministic", IContainsAll), ("deterministic", StartsWith), ("deterministic", Regex),

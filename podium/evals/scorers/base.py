@@ -266,8 +266,9 @@ class Scorer:
 
     # --- to override ---------------------------------------------------------------------
 
-    def compute(self, **fields: Any) -> Any:
-        """Score one item from its declared fields; return anything :func:`to_score` accepts."""
+    def compute(self, *args: Any, **fields: Any) -> Any:
+        """Score one item from its declared fields (passed by keyword; subclasses name the ones they
+        take, which ``*args`` lets mypy accept); return anything :func:`to_score` accepts."""
         raise NotImplementedError
 
     def compute_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -330,7 +331,7 @@ class Scorer:
                 out[i] = result
         return out
 
-    def _run(self, rows: list[dict[str, Any]]) -> list[Score | ScorerError]:
+    def _run(self, rows: list[dict[str, Any]]) -> list[Score | MissingField | ScorerError]:
         try:
             raw = self.compute_batch(rows)
         except (ConfigurationError, ScorerConfigError):
@@ -341,7 +342,7 @@ class Scorer:
         if len(raw) != len(rows):
             raise ScorerError(f"{self.name}: compute_batch returned {len(raw)} results for {len(rows)} items",
                               scorer=self.name)
-        out: list[Score | ScorerError] = []
+        out: list[Score | MissingField | ScorerError] = []
         for r in raw:
             if isinstance(r, Exception):
                 out.append(self._as_item_error(r))
@@ -358,7 +359,7 @@ class Scorer:
         except Exception as e:
             return self._as_item_error(e)
 
-    def _as_item_error(self, e: Exception) -> Exception:
+    def _as_item_error(self, e: Exception) -> MissingField | ScorerError:
         if isinstance(e, ConfigurationError | ScorerConfigError):
             raise e
         if isinstance(e, MissingField | ScorerError):

@@ -13,6 +13,6 @@ def register_scorers(register: Callable[..., Any]) -> None:
     from podium.evals.scorers import _BUILTINS, python_scorer
 
     for category, cls in _BUILTINS:
-        register(cls.type, cls, category=category)  # type: ignore[attr-defined]
+        register(cls.type, cls, category=category)
     register("python", python_scorer, category="custom",
              description="A custom Python function (a callable or 'module:function' / 'file.py:function').")

@@ -533,7 +533,7 @@ def load_callable(ref: str) -> Callable[..., Any]:
             raise ScorerConfigError(f"python: {mod_ref!r} has no attribute {attr!r}")
     if not callable(obj):
         raise ScorerConfigError(f"python: {ref!r} is not callable")
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 _CALLABLE_REF = re.compile(r"^[\w./\\~-]+:[A-Za-z_][\w.]*$")

@@ -116,7 +116,8 @@ class JudgeTemplate:
         def pick(key: str, default: Any) -> Any:
             return data[key] if data.get(key) is not None else default
 
-        cfg = data.get("config") if isinstance(data.get("config"), Mapping) else {}
+        raw_cfg = data.get("config")
+        cfg = raw_cfg if isinstance(raw_cfg, Mapping) else {}
         messages = pick("messages", base.messages if base else None)
         if messages is None:
             raise ScorerConfigError("a judge template needs `messages`")

@@ -20,7 +20,7 @@ health_router = APIRouter(prefix="/api/v1", tags=["meta"])  # the only admin rou
 
 
 def _st(request: Request) -> AppState:
-    return request.app.state.podium  # type: ignore[no-any-return]
+    return request.app.state.podium
 
 
 @health_router.get("/health", tags=["meta"], summary="Liveness and ingest counters (no auth)")
@@ -45,19 +45,19 @@ class KeyCreate(BaseModel):
 
 
 @router.get("/keys", response_model=list[KeyOut], summary="API keys of this project")
-def list_keys(request: Request, key: require_admin) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+def list_keys(request: Request, key: require_admin) -> list[dict[str, Any]]:
     return [asdict(k) for k in _st(request).store.projects.list_keys(key.project_id)]
 
 
 @router.post("/keys", response_model=NewKeyOut, status_code=201, summary="Create a key (secret shown once)")
-def create_key(request: Request, key: require_admin, body: KeyCreate | None = None) -> dict[str, Any]:  # type: ignore[valid-type]
+def create_key(request: Request, key: require_admin, body: KeyCreate | None = None) -> dict[str, Any]:
     body = body or KeyCreate()
     new = _st(request).store.projects.create_key(key.project_id, role=body.role, note=body.note)
     return {**asdict(new.key), "secret_key": new.secret_key}
 
 
 @router.delete("/keys/{public_key}", response_model=KeyOut, summary="Revoke a key")
-def revoke_key(request: Request, public_key: str, key: require_admin) -> dict[str, Any]:  # type: ignore[valid-type]
+def revoke_key(request: Request, public_key: str, key: require_admin) -> dict[str, Any]:
     st = _st(request)
     revoked = st.store.projects.revoke_key(key.project_id, public_key)
     st.auth.invalidate()
@@ -65,7 +65,7 @@ def revoke_key(request: Request, public_key: str, key: require_admin) -> dict[st
 
 
 @router.get("/prices", response_model=list[PriceOut], tags=["prices"], summary="Model price overrides")
-def list_prices(request: Request, key: require_read) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+def list_prices(request: Request, key: require_read) -> list[dict[str, Any]]:
     return _st(request).store.prices.list(key.project_id)
 
 
@@ -73,7 +73,7 @@ def list_prices(request: Request, key: require_read) -> list[dict[str, Any]]:  #
 def put_price(
     request: Request,
     model: str,
-    key: require_admin,  # type: ignore[valid-type]
+    key: require_admin,
     body: Annotated[PriceIn, Body()],
 ) -> dict[str, Any]:
     """USD per 1M tokens. Applies to spans ingested from now on (exact model name)."""
@@ -90,7 +90,7 @@ def put_price(
 
 
 @router.delete("/prices/{model:path}", status_code=204, tags=["prices"], summary="Remove a price override")
-def delete_price(request: Request, model: str, key: require_admin) -> None:  # type: ignore[valid-type]
+def delete_price(request: Request, model: str, key: require_admin) -> None:
     st = _st(request)
     st.store.prices.delete(key.project_id, model)
     st.invalidate_prices(key.project_id)

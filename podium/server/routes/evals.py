@@ -41,7 +41,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 
 
 def _st(request: Request) -> AppState:
-    return request.app.state.podium  # type: ignore[no-any-return]
+    return request.app.state.podium
 
 
 def _svc(request: Request) -> EvalService:
@@ -210,7 +210,7 @@ def list_datasets(request: Request, key: Reader, q: str | None = None, limit: Li
              openapi_extra=_doc(CreateDatasetIn), summary="Create a dataset (version 1 holds the items given)")
 async def create_dataset(request: Request, key: Writer) -> dict[str, Any]:
     body = await _object(request)
-    return await run_in_threadpool(_svc(request).create_dataset, key.project_id, body,  # type: ignore[no-any-return]
+    return await run_in_threadpool(_svc(request).create_dataset, key.project_id, body,
                                    actor=key.public_key)
 
 
@@ -230,7 +230,7 @@ async def update_dataset(request: Request, name: str, key: Writer) -> dict[str, 
         raise BadRequest("metadata must be an object")
     if "description" in body and body["description"] is not None and not isinstance(body["description"], str):
         raise BadRequest("description must be a string")
-    return await run_in_threadpool(  # type: ignore[no-any-return]
+    return await run_in_threadpool(
         _st(request).store.evals.update_dataset, key.project_id, name, description=body.get("description"),
         metadata=body.get("metadata"))
 
@@ -291,14 +291,14 @@ async def add_items(
         items = await run_in_threadpool(parse_dataset_text, text, format=_FILE_TYPES[ctype], source="body")
         _check_file_items(items)
         body = {"message": message, "replace": replace, "create": create}
-        return await run_in_threadpool(svc.change_items, key.project_id, name, body,  # type: ignore[no-any-return]
+        return await run_in_threadpool(svc.change_items, key.project_id, name, body,
                                        actor=key.public_key, items=items,
                                        source={"kind": "file", "format": _FILE_TYPES[ctype]})
     if ctype != "application/json":
         raise UnsupportedMediaType(f"Content-Type {ctype!r}: send application/json ({{\"items\": [...]}}), "
                                    "application/x-ndjson (JSONL) or text/csv")
     body = await _object(request)
-    return await run_in_threadpool(svc.change_items, key.project_id, name, body,  # type: ignore[no-any-return]
+    return await run_in_threadpool(svc.change_items, key.project_id, name, body,
                                    actor=key.public_key)
 
 
@@ -315,7 +315,7 @@ def _check_file_items(items: list[DatasetItem]) -> None:
              summary="Remove items (by id): a new version without them")
 async def delete_items(request: Request, name: str, key: Writer) -> dict[str, Any]:
     body = await _object(request)
-    return await run_in_threadpool(_svc(request).delete_items, key.project_id, name, body,  # type: ignore[no-any-return]
+    return await run_in_threadpool(_svc(request).delete_items, key.project_id, name, body,
                                    actor=key.public_key)
 
 
@@ -414,7 +414,7 @@ def list_experiments(
              openapi_extra=_doc(CreateExperimentIn), summary="Start recording an experiment")
 async def create_experiment(request: Request, key: Writer) -> dict[str, Any]:
     body = await _object(request)
-    return await run_in_threadpool(_svc(request).create_experiment, key.project_id, body,  # type: ignore[no-any-return]
+    return await run_in_threadpool(_svc(request).create_experiment, key.project_id, body,
                                    actor=key.public_key)
 
 
@@ -444,7 +444,7 @@ def get_experiment(request: Request, experiment_id: str, key: Reader) -> dict[st
               summary="Rename, label (add_labels/remove_labels), change metadata or status")
 async def update_experiment(request: Request, experiment_id: str, key: Writer) -> dict[str, Any]:
     body = await _object(request)
-    return await run_in_threadpool(_svc(request).update_experiment, key.project_id,  # type: ignore[no-any-return]
+    return await run_in_threadpool(_svc(request).update_experiment, key.project_id,
                                    experiment_id, body)
 
 
@@ -461,7 +461,7 @@ async def add_experiment_items(request: Request, experiment_id: str, key: Writer
     """Each result's scores are also stored as ``score`` rows (source ``eval``) on its trace,
     so the trace shows them and trace lists can filter on them."""
     body = await read_json(request, _st(request).settings.max_request_bytes)
-    return await run_in_threadpool(_svc(request).add_items, key.project_id,  # type: ignore[no-any-return]
+    return await run_in_threadpool(_svc(request).add_items, key.project_id,
                                    experiment_id, body)
 
 
@@ -488,5 +488,5 @@ def done_keys(request: Request, experiment_id: str, key: Reader,
 async def finish_experiment(request: Request, experiment_id: str, key: Writer) -> dict[str, Any]:
     body = await _object(request)
     status = body.get("status", "completed")
-    return await run_in_threadpool(_svc(request).finish, key.project_id, experiment_id,  # type: ignore[no-any-return]
+    return await run_in_threadpool(_svc(request).finish, key.project_id, experiment_id,
                                    status)

@@ -48,10 +48,10 @@ def _alias_out(a: ModelAlias, stored: dict[str, Any] | None = None) -> dict[str,
 
 
 @router.get("/models", summary="Model aliases this project can call (built-in, config file, API)")
-def list_models(request: Request, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
+def list_models(request: Request, key: require_read) -> dict[str, Any]:
     st, gw = _gw(request)
-    stored = {r["name"]: r["spec"] for r in st.store.gateway.list_models(key.project_id)}  # type: ignore[attr-defined]
-    aliases = gw.aliases(key.project_id)  # type: ignore[attr-defined]
+    stored = {r["name"]: r["spec"] for r in st.store.gateway.list_models(key.project_id)}
+    aliases = gw.aliases(key.project_id)
     return {"data": [_alias_out(a, stored.get(n)) for n, a in sorted(aliases.items())]}
 
 
@@ -59,7 +59,7 @@ def list_models(request: Request, key: require_read) -> dict[str, Any]:  # type:
 def put_model(
     request: Request,
     name: str,
-    key: require_admin,  # type: ignore[valid-type]
+    key: require_admin,
     body: dict[str, Any] = Body(..., examples=[{
         "deployments": [{"provider": "openai", "model": "gpt-4o-mini", "api_key": "sk-..."}],
         "fallbacks": ["local"],
@@ -73,15 +73,16 @@ def put_model(
     st, gw = _gw(request)
     spec = parse_alias({**body, "name": name})
     check_api_alias(spec, st.settings.gateway_env_names)
-    aliases = gw.aliases(key.project_id)  # type: ignore[attr-defined]
+    gw.check_policy_name(key.project_id, spec.guardrails, field="guardrails")
+    aliases = gw.aliases(key.project_id)
     for f in spec.fallbacks:
         if f not in aliases and f != name:
             raise BadRequest(f"fallback {f!r} is not a declared model; declared: {', '.join(sorted(aliases))}",
                              details=[{"field": "fallbacks", "message": "unknown model"}])
     stored = seal_api_alias(spec, gw.box.encrypt)
-    created = st.store.gateway.put_model(key.project_id, name, stored)  # type: ignore[attr-defined]
-    gw.invalidate(key.project_id)  # type: ignore[attr-defined]
-    alias = gw.aliases(key.project_id)[name]  # type: ignore[attr-defined]
+    created = st.store.gateway.put_model(key.project_id, name, stored)
+    gw.invalidate(key.project_id)
+    alias = gw.aliases(key.project_id)[name]
     import json
 
     return Response(json.dumps(_alias_out(alias, stored)), status_code=201 if created else 200,
@@ -89,32 +90,32 @@ def put_model(
 
 
 @router.delete("/models/{name:path}", status_code=204, summary="Remove a model alias declared through the API")
-def delete_model(request: Request, name: str, key: require_admin) -> Response:  # type: ignore[valid-type]
+def delete_model(request: Request, name: str, key: require_admin) -> Response:
     st, gw = _gw(request)
-    st.store.gateway.delete_model(key.project_id, name)  # type: ignore[attr-defined]
-    gw.invalidate(key.project_id)  # type: ignore[attr-defined]
+    st.store.gateway.delete_model(key.project_id, name)
+    gw.invalidate(key.project_id)
     return Response(status_code=204)
 
 
 @router.get("/limits", summary="The project's gateway limits")
-def get_limits(request: Request, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
+def get_limits(request: Request, key: require_read) -> dict[str, Any]:
     st, _ = _gw(request)
-    return {"limits": st.store.projects.project_limits(key.project_id) or {}}  # type: ignore[attr-defined]
+    return {"limits": st.store.projects.project_limits(key.project_id) or {}}
 
 
 @router.put("/limits", summary="Set the project's gateway limits (admin)")
-def put_limits(request: Request, key: require_admin, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # type: ignore[valid-type]
+def put_limits(request: Request, key: require_admin, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """Body: ``{"rpm", "tpm", "max_parallel", "budget_daily", "budget_monthly", "budget_total"}``
     (each optional; null or absent means no limit)."""
     st, gw = _gw(request)
     limits = Limits.from_dict(body).to_dict()
-    st.store.projects.set_project_limits(key.project_id, limits)  # type: ignore[attr-defined]
-    gw.invalidate(key.project_id)  # type: ignore[attr-defined]
+    st.store.projects.set_project_limits(key.project_id, limits)
+    gw.invalidate(key.project_id)
     return {"limits": limits}
 
 
 @router.put("/keys/{public_key}", summary="Set a key's gateway limits and model allow-list (admin)")
-def put_key(request: Request, public_key: str, key: require_admin, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # type: ignore[valid-type]
+def put_key(request: Request, public_key: str, key: require_admin, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """Body: ``{"limits": {...}, "models": ["gpt-4o", "local"] | null}``; fields left out stay."""
     st, _ = _gw(request)
     unknown = set(body) - {"limits", "models"}
@@ -129,27 +130,27 @@ def put_key(request: Request, public_key: str, key: require_admin, body: dict[st
             raise BadRequest("models must be a list of alias names or null (all models)",
                              details=[{"field": "models", "message": "list of strings or null"}])
         kw["models"] = models
-    updated = st.store.projects.update_key(key.project_id, public_key, **kw)  # type: ignore[attr-defined]
+    updated = st.store.projects.update_key(key.project_id, public_key, **kw)
     st.auth.invalidate()
     return {"public_key": updated.public_key, "role": updated.role, "limits": updated.limits or {},
             "models": updated.models}
 
 
 @router.get("/spend", summary="Live usage and spend of the project and of each key with limits")
-async def spend(request: Request, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
+async def spend(request: Request, key: require_read) -> dict[str, Any]:
     st, gw = _gw(request)
-    keys = [k for k in st.store.projects.list_keys(key.project_id) if k.revoked_at is None]  # type: ignore[attr-defined]
+    keys = [k for k in st.store.projects.list_keys(key.project_id) if k.revoked_at is None]
     out_keys = []
     for k in keys:
         out_keys.append({"public_key": k.public_key, "note": k.note, "role": k.role, "limits": k.limits or {},
                          "usage": await gw.spend("key", k.id)})
-    return {"project": {"limits": st.store.projects.project_limits(key.project_id) or {},  # type: ignore[attr-defined]
-                        "usage": await gw.spend("project", key.project_id)},  # type: ignore[attr-defined]
+    return {"project": {"limits": st.store.projects.project_limits(key.project_id) or {},
+                        "usage": await gw.spend("project", key.project_id)},
             "keys": out_keys}
 
 
 @router.get("/health", summary="Router state: consecutive failures and cooldowns per deployment")
-def router_health(request: Request, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
+def router_health(request: Request, key: require_read) -> dict[str, Any]:
     _st, gw = _gw(request)
     return {"deployments": gw.router.health()}
 

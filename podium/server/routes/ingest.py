@@ -40,7 +40,7 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
             return [walk(x) for x in v]
         return v
 
-    return walk(schema)  # type: ignore[no-any-return]
+    return walk(schema)
 
 
 def _item_doc(kind: str, model: type[BaseModel]) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def _describe(e: ValidationError) -> str:
     openapi_extra=_INGEST_DOC,
     summary="Ingest a batch of spans, traces and scores",
 )
-async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSONResponse:  # type: ignore[valid-type]
+async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSONResponse:
     """Body: ``{"batch": [{"type": "span"|"trace"|"score", "body": {...}}]}``.
 
     Each item is validated on its own; valid items are stored (idempotent upsert by id)
@@ -102,7 +102,7 @@ async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSO
             f"batch of {len(items)} items is over the limit of {st.settings.max_batch_items} "
             "(PODIUM_MAX_BATCH_ITEMS); split it",
         )
-    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))  # type: ignore[attr-defined]
+    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))
     successes: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     keys: dict[tuple[str, ...], int] = {}
@@ -161,7 +161,7 @@ def _otlp_batch(st: AppState, project_id: str, body: bytes, ctype: str) -> tuple
 
 @router.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip ok)")
 @router.post("/api/public/otel/v1/traces", include_in_schema=False)
-async def otlp_traces(request: Request, key: require_write, _room: IngestRoom) -> Response:  # type: ignore[valid-type]
+async def otlp_traces(request: Request, key: require_write, _room: IngestRoom) -> Response:
     st: AppState = request.app.state.podium
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if ctype not in ("application/x-protobuf", "application/protobuf", "application/json"):

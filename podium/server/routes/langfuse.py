@@ -67,7 +67,7 @@ class _LangfuseRoute(APIRoute):
                 return _error(e.status_code, e.code, e.message)
             except RequestValidationError as e:
                 d = pydantic_details(list(e.errors()))
-                first = d[0] if d else {"field": None, "message": "invalid request"}
+                first: dict[str, Any] = d[0] if d else {"field": None, "message": "invalid request"}
                 msg = f"invalid request: {first['field']}: {first['message']}" if first["field"] else first["message"]
                 return _error(400, "validation_error", msg)
             except StarletteHTTPException as e:
@@ -101,7 +101,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 def _st(request: Request) -> AppState:
-    return request.app.state.podium  # type: ignore[no-any-return]
+    return request.app.state.podium
 
 
 async def _body(request: Request) -> Any:
@@ -365,7 +365,7 @@ async def ingestion(request: Request, key: ScoreWriter) -> JSONResponse:
     builder = _builder(request, key)
     successes: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
-    pending: dict[tuple[str, ...], str] = {}
+    pending: dict[tuple[str, ...], str | None] = {}
     for ev in batch:
         eid = ev.get("id") if isinstance(ev, dict) else None
         typ = ev.get("type") if isinstance(ev, dict) else None
@@ -411,13 +411,14 @@ async def create_dataset(request: Request, key: Writer) -> dict[str, Any]:
     body = await _object(request)
     name, desc, meta = body.get("name"), body.get("description"), _as_object(body.get("metadata"))
     svc = _svc(request)
+    repo = _st(request).store.evals
 
     def work() -> dict[str, Any]:
         try:
             return svc.create_dataset(key.project_id, {"name": name, "description": desc, "metadata": meta},
                                       actor=key.public_key)
         except Conflict:
-            return svc.repo.update_dataset(key.project_id, name, description=desc, metadata=meta)  # type: ignore[attr-defined,no-any-return]
+            return repo.update_dataset(key.project_id, str(name), description=desc, metadata=meta)  # a str: create_dataset checked it
 
     return _dataset_out(await run_in_threadpool(work), key.project_id)
 
@@ -550,7 +551,7 @@ def _find_run(request: Request, project_id: str, dataset: str, run: str) -> dict
                                      with_summary=False)
         if not page.items:
             raise NotFound(f"dataset {dataset!r} has no run {run!r}") from None
-        return page.items[0]  # type: ignore[no-any-return]
+        return page.items[0]
 
 
 def _run_out(e: dict[str, Any]) -> dict[str, Any]:
@@ -600,10 +601,10 @@ async def create_dataset_run_item(request: Request, key: Writer) -> dict[str, An
                                       actor=key.public_key)
             except Conflict:
                 pass  # created by a concurrent run item
-        meta = {"observation_id": body["observationId"]} if body.get("observationId") else None
+        link = {"observation_id": body["observationId"]} if body.get("observationId") else None
         svc.add_items(key.project_id, eid, {"items": [{
             "item_id": item_id, "input": item.get("input"), "expected": item.get("expected"),
-            "context": item.get("context"), "trace_id": trace_id, "metadata": meta}]})
+            "context": item.get("context"), "trace_id": trace_id, "metadata": link}]})
         exp = svc.finish(key.project_id, eid)
         rows = repo.list_experiment_items(key.project_id, eid, limit=1000).items
         row = next((r for r in rows if r["item_id"] == item_id), {"item_id": item_id, "trace_id": trace_id})

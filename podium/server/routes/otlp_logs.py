@@ -20,7 +20,7 @@ router = APIRouter()
 
 @router.post("/v1/logs", summary="OTLP/HTTP logs export: GenAI events attached to their spans (protobuf or JSON)")
 @router.post("/api/public/otel/v1/logs", include_in_schema=False)
-async def otlp_logs_export(request: Request, key: require_write, _room: IngestRoom) -> Response:  # type: ignore[valid-type]
+async def otlp_logs_export(request: Request, key: require_write, _room: IngestRoom) -> Response:
     """Log records named ``gen_ai.system/user/assistant/tool.message``, ``gen_ai.choice`` or
     ``gen_ai.client.inference.operation.details`` become the input/output of the span they
     carry (``trace_id``/``span_id``), whether the span arrived before or arrives after. Other
@@ -34,7 +34,7 @@ async def otlp_logs_export(request: Request, key: require_write, _room: IngestRo
     as_json = ctype in JSON_CONTENT_TYPES
     body = await read_body(request, st.settings.max_request_bytes)
     rejected, message = await otlp_logs.ingest_logs(
-        st, key.project_id, body, content_type=ctype  # type: ignore[attr-defined]
+        st, key.project_id, body, content_type=ctype
     )
     out = otlp_logs.encode_response(rejected=rejected, error_message=message, json=as_json)
     return Response(out, media_type="application/json" if as_json else "application/x-protobuf")

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["scores"], route_class=StrictJSONRout
 @router.get("/scores", response_model=ScorePage, summary="List scores")
 def list_scores(
     request: Request,
-    key: require_read,  # type: ignore[valid-type]
+    key: require_read,
     trace_id: str | None = None,
     span_id: str | None = None,
     session_id: str | None = None,
@@ -47,7 +47,7 @@ def list_scores(
 
 
 @router.post("/scores", status_code=201, summary="Create (or replace, by id) a score")
-async def create_score(request: Request, body: ScoreIn, key: require_write) -> JSONResponse:  # type: ignore[valid-type]
+async def create_score(request: Request, body: ScoreIn, key: require_write) -> JSONResponse:
     st: AppState = request.app.state.podium
     builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))
     sid = builder.add_score(body)

@@ -37,7 +37,7 @@ def utc_param(name: str, value: datetime | None) -> datetime | None:
 
 
 def _st(request: Request) -> AppState:
-    return request.app.state.podium  # type: ignore[no-any-return]
+    return request.app.state.podium
 
 
 def _with_ttft(span: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def _with_ttft(span: dict[str, Any]) -> dict[str, Any]:
 @router.get("/traces", response_model=TracePage, summary="List and filter traces")
 def list_traces(
     request: Request,
-    key: require_read,  # type: ignore[valid-type]
+    key: require_read,
     start_after: Annotated[datetime | None, Query(alias="from", description="start_time >= (ISO 8601)")] = None,
     start_before: Annotated[datetime | None, Query(alias="to", description="start_time < (ISO 8601)")] = None,
     name: str | None = None,
@@ -106,7 +106,7 @@ def list_traces(
 def get_trace(
     request: Request,
     trace_id: str,
-    key: require_read,  # type: ignore[valid-type]
+    key: require_read,
     span_limit: Annotated[int, Query(ge=0, le=5000)] = 1000,
 ) -> dict[str, Any]:
     """The trace, its scores and the first ``span_limit`` spans in start order (use
@@ -125,7 +125,7 @@ def get_trace(
 def list_spans(
     request: Request,
     trace_id: str,
-    key: require_read,  # type: ignore[valid-type]
+    key: require_read,
     parent_id: Annotated[str | None, Query(description="only the children of this span (lazy tree)")] = None,
     roots: Annotated[bool, Query(description="only top-level spans (lazy tree)")] = False,
     include_io: bool = True,
@@ -148,7 +148,7 @@ def list_spans(
 
 
 @router.get("/traces/{trace_id}/spans/{span_id}", summary="One span with its full input and output")
-def get_span(request: Request, trace_id: str, span_id: str, key: require_read) -> dict[str, Any]:  # type: ignore[valid-type]
+def get_span(request: Request, trace_id: str, span_id: str, key: require_read) -> dict[str, Any]:
     span = _st(request).store.traces.get_span(key.project_id, trace_id, span_id)
     return SpanOut.model_validate(_with_ttft(span)).model_dump(mode="json")
 
@@ -156,7 +156,7 @@ def get_span(request: Request, trace_id: str, span_id: str, key: require_read) -
 @router.get("/sessions", response_model=GroupPage, summary="Sessions with aggregates")
 def list_sessions(
     request: Request,
-    key: require_read,  # type: ignore[valid-type]
+    key: require_read,
     user_id: str | None = None,
     start_after: Annotated[datetime | None, Query(alias="from")] = None,
     start_before: Annotated[datetime | None, Query(alias="to")] = None,
@@ -173,7 +173,7 @@ def list_sessions(
 @router.get("/users", response_model=GroupPage, summary="Users with aggregates")
 def list_users(
     request: Request,
-    key: require_read,  # type: ignore[valid-type]
+    key: require_read,
     start_after: Annotated[datetime | None, Query(alias="from")] = None,
     start_before: Annotated[datetime | None, Query(alias="to")] = None,
     limit: Limit = 50,

@@ -1,8 +1,8 @@
 """The web UI: server-rendered pages (Jinja2) with HTMX and uPlot, served by the API's app.
 
 ``install_ui(app)`` adds the pages under ``/`` (``/``, ``/traces``, ``/sessions``, ``/users``,
-``/prompts``, ``/datasets``, ``/experiments``, ``/settings``, ``/login``), the static files under ``/ui/static`` and HTML error pages for
-UI requests; API paths (``/api/...``, ``/v1/...``, ``/metrics``, ``/health``) keep their JSON
+``/prompts``, ``/datasets``, ``/experiments``, ``/guardrails``, ``/settings``, ``/login``), the
+static files under ``/ui/static`` and HTML error pages for UI requests; API paths (``/api/...``, ``/v1/...``, ``/metrics``, ``/health``) keep their JSON
 errors. The third-party files (HTMX, uPlot) come from the npm registry through
 ``scripts/ui-assets.sh`` into ``static/vendor/`` (not committed); without them pages still
 render and forms still work, without charts and partial updates.
@@ -24,6 +24,7 @@ from podium.errors import PodiumError
 from podium.server.ui.access import NeedLogin, UiError
 from podium.server.ui.evals import router as evals_router
 from podium.server.ui.gateway import router as gateway_router
+from podium.server.ui.guardrails import router as guardrails_router
 from podium.server.ui.pages import page, router
 from podium.server.ui.prompts import router as prompts_router
 
@@ -82,6 +83,7 @@ def install_ui(app: FastAPI) -> None:
     app.include_router(prompts_router)
     app.include_router(gateway_router)
     app.include_router(evals_router)
+    app.include_router(guardrails_router)
 
     prev_podium = app.exception_handlers.get(PodiumError)
     prev_http = app.exception_handlers.get(StarletteHTTPException)

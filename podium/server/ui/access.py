@@ -16,20 +16,25 @@
   SameSite=Strict cookie. Every request re-checks it through the API's ``Authenticator``,
   so a revoked key is logged out within its cache TTL (at once in this process).
 
-Roles are the API's: reading needs admin/member/viewer, adding scores admin/member/ingest,
-key management admin. State-changing requests must come from this origin (Origin/Referer
-check) as a CSRF guard.
+Roles are the API's, from the one table (``podium.core.roles``): every UI route is tagged
+with the action it needs (``@ui_action(Action.WRITE)``; ``None`` for the login pages) and its
+handler checks that same action (``pages._viewer(request, Action.WRITE, "change prompts")``);
+``tests/server/test_role_matrix.py`` walks every tagged route (GET pages and POST forms) for
+every role and fails on an untagged one. State-changing requests must come from this origin
+(Origin/Referer check) as a CSRF guard.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from podium.core.roles import Action, roles_for
+from podium.core.roles import Action, allowed, roles_for
 from podium.errors import Unauthorized
 from podium.server.auth import is_loopback_host, loopback_request
 from podium.server.state import AppState
@@ -47,6 +52,7 @@ __all__ = [
     "local_mode",
     "resolve_viewer",
     "safe_next",
+    "ui_action",
 ]
 
 COOKIE = "podium_ui_key"
@@ -59,6 +65,21 @@ ADMIN_ROLES = roles_for(Action.ADMIN)
 PROMPT_WRITE_ROLES = roles_for(Action.WRITE)
 #: Who the local-mode UI is, where an actor or a key is recorded (label history, gateway calls).
 LOCAL_ACTOR = "ui-local"
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+def ui_action(action: Action | None) -> Callable[[_Handler], _Handler]:
+    """Tag a UI route handler with the one action of the role matrix it needs (``None``: no key
+    needed, the login pages). Put it under ``@router.get/post``; the handler checks the same
+    action with ``_viewer(request, action, what)``. The tag is what the role-matrix test expects
+    of the route (as ``podium_action`` on the API's role dependencies)."""
+
+    def tag(handler: _Handler) -> _Handler:
+        handler.podium_action = action  # type: ignore[attr-defined]  # a plain function attribute
+        return handler
+
+    return tag
 
 
 class NeedLogin(Exception):
@@ -119,8 +140,10 @@ class Viewer:
     def can_edit_prompts(self) -> bool:
         return self.role in PROMPT_WRITE_ROLES
 
-    def need(self, roles: tuple[str, ...], what: str) -> None:
-        if self.role not in roles:
+    def need(self, action: Action, what: str) -> None:
+        """403 unless this viewer's role may perform ``action`` (podium.core.roles, the one table)."""
+        if not allowed(self.role, action):
+            roles = roles_for(action)
             raise UiError(
                 403,
                 "Not allowed",

@@ -16,10 +16,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from podium.core.roles import Action
 from podium.errors import BadRequest, NotFound, PodiumError
 from podium.evals.analysis import metric_of
 from podium.evals.service import EvalService
-from podium.server.ui.access import UiError
+from podium.server.ui.access import UiError, ui_action
 from podium.server.ui.pages import _dash, _get, _mark_ui, _st, _viewer, page
 from podium.store.repos.evals import ExperimentFilter
 
@@ -92,6 +93,7 @@ def _scorer_rows(summary: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 @router.get("/datasets", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def datasets(request: Request) -> HTMLResponse:
     v = _viewer(request)
     q = _get(request, "q")
@@ -105,6 +107,7 @@ def datasets(request: Request) -> HTMLResponse:
 
 
 @router.get("/datasets/{name}", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def dataset_page(request: Request, name: str) -> HTMLResponse:
     v = _viewer(request)
     repo = _repo(request)
@@ -136,6 +139,7 @@ def dataset_page(request: Request, name: str) -> HTMLResponse:
 
 
 @router.get("/experiments", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def experiments(request: Request) -> HTMLResponse:
     v = _viewer(request)
     status = _get(request, "status")
@@ -179,6 +183,7 @@ def _entry_lists(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict
 
 
 @router.get("/experiments/compare", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def compare_page(request: Request) -> HTMLResponse:
     v = _viewer(request)
     repo = _repo(request)
@@ -240,6 +245,7 @@ def compare_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/experiments/{experiment_id}", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def experiment_page(request: Request, experiment_id: str) -> HTMLResponse:
     v = _viewer(request)
     repo = _repo(request)

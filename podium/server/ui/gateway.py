@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from podium.core.roles import Action, roles_for
 from podium.errors import PodiumError
 from podium.server.routes import gateway_admin
-from podium.server.ui.access import ADMIN_ROLES, UiError, Viewer, check_origin
+from podium.server.ui.access import UiError, Viewer, check_origin, ui_action
 from podium.server.ui.pages import _form, _is_htmx, _mark_ui, _st, _viewer, fragment, page
 
 __all__ = ["router"]
@@ -52,6 +52,7 @@ def _gateway_off(request: Request) -> HTMLResponse | None:
 
 
 @router.get("/settings/gateway", response_class=HTMLResponse)
+@ui_action(Action.READ)
 async def gateway_settings(request: Request) -> HTMLResponse:
     v = _viewer(request)
     off = _gateway_off(request)
@@ -66,6 +67,7 @@ async def gateway_settings(request: Request) -> HTMLResponse:
 
 
 @router.get("/settings/gateway/usage", response_class=HTMLResponse)
+@ui_action(Action.READ)
 async def gateway_usage(request: Request) -> HTMLResponse:
     """The usage tables alone (the page refreshes them every few seconds)."""
     v = _viewer(request)
@@ -91,9 +93,10 @@ def _limits_from(form: dict[str, str]) -> dict[str, Any]:
 
 
 @router.post("/settings/gateway/limits", response_class=HTMLResponse)
+@ui_action(Action.ADMIN)
 async def save_project_limits(request: Request) -> Response:
     check_origin(request)
-    v = _viewer(request, ADMIN_ROLES, "change gateway limits")
+    v = _viewer(request, Action.ADMIN, "change gateway limits")
     form = await _form(request)
     try:
         await run_in_threadpool(gateway_admin.put_limits, request, v.api_key(), _limits_from(form))
@@ -127,8 +130,9 @@ def _key_ctx(request: Request, v: Viewer, public_key: str, **extra: Any) -> dict
 
 
 @router.get("/settings/gateway/keys/{public_key}", response_class=HTMLResponse)
+@ui_action(Action.ADMIN)
 def edit_key(request: Request, public_key: str) -> HTMLResponse:
-    v = _viewer(request, ADMIN_ROLES, "change a key's gateway limits")
+    v = _viewer(request, Action.ADMIN, "change a key's gateway limits")
     off = _gateway_off(request)
     if off is not None:
         return off
@@ -145,10 +149,11 @@ async def _form_multi(request: Request) -> tuple[dict[str, str], list[str]]:
 
 
 @router.post("/settings/gateway/keys/{public_key}", response_class=HTMLResponse)
+@ui_action(Action.ADMIN)
 async def save_key(request: Request, public_key: str) -> Response:
     """A key's limits and model allow-list (``PUT /api/v1/gateway/keys/{public_key}``)."""
     check_origin(request)
-    v = _viewer(request, ADMIN_ROLES, "change a key's gateway limits")
+    v = _viewer(request, Action.ADMIN, "change a key's gateway limits")
     off = _gateway_off(request)
     if off is not None:
         return off

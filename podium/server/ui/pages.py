@@ -18,20 +18,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from podium.core.records import ScoreIn
+from podium.core.roles import Action, allowed
 from podium.errors import BadRequest, NotFound, PodiumError
 from podium.server.convert import BatchBuilder
 from podium.server.state import AppState
 from podium.server.ui.access import (
-    ADMIN_ROLES,
     COOKIE,
-    READ_ROLES,
-    WRITE_ROLES,
     UiError,
     Viewer,
     check_origin,
     local_mode,
     resolve_viewer,
     safe_next,
+    ui_action,
 )
 from podium.server.ui.render import chat_messages, environment, path_segment, query
 from podium.store.repos.dashboard import Bucketing, DashboardRepo
@@ -81,13 +80,15 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(_mark_ui)])
 
 
 def _st(request: Request) -> AppState:
-    return request.app.state.podium  # type: ignore[no-any-return]
+    return request.app.state.podium
 
 
-def _viewer(request: Request, roles: tuple[str, ...] = READ_ROLES, what: str = "read data") -> Viewer:
+def _viewer(request: Request, action: Action = Action.READ, what: str = "read data") -> Viewer:
+    """The viewer of this request, or a 403 page unless its role may perform ``action`` (the
+    action the route is tagged with, ``@ui_action``)."""
     v = resolve_viewer(request)
     request.state.viewer = v
-    v.need(roles, what)
+    v.need(action, what)
     return v
 
 
@@ -137,6 +138,7 @@ def _get(request: Request, name: str) -> str | None:
 
 
 @router.get("/", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def dashboard(request: Request) -> HTMLResponse:
     v = _viewer(request)
     rng = request.query_params.get("range", "7d")
@@ -235,6 +237,7 @@ def trace_filter(request: Request) -> tuple[TraceFilter, list[str]]:
 
 
 @router.get("/traces", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def traces(request: Request) -> HTMLResponse:
     v = _viewer(request)
     f, errors = trace_filter(request)
@@ -252,8 +255,8 @@ def traces(request: Request) -> HTMLResponse:
             rows, next_cursor = pg.items, pg.next_cursor
         except BadRequest as e:
             errors.append(e.message)
-    ctx = dict(rows=rows, next_cursor=next_cursor, params=params, errors=errors, cursor=cursor, f=f, sort=sort,
-               order=order)
+    ctx: dict[str, Any] = dict(rows=rows, next_cursor=next_cursor, params=params, errors=errors, cursor=cursor,
+                               f=f, sort=sort, order=order)
     if _is_htmx(request) and request.headers.get("hx-target") == "results":
         return fragment("_traces_table.html", **ctx)
     return page(request, "traces.html", nav="traces", sorts=SORTS, ranges=TRACE_RANGES,
@@ -358,6 +361,7 @@ def _span_ctx(request: Request, v: Viewer, trace: dict[str, Any], span_id: str) 
 
 
 @router.get("/traces/{trace_id}", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def trace_page(request: Request, trace_id: str) -> HTMLResponse:
     v = _viewer(request)
     trace = _trace_or_404(request, v, trace_id)
@@ -381,6 +385,7 @@ def trace_page(request: Request, trace_id: str) -> HTMLResponse:
 
 
 @router.get("/traces/{trace_id}/children", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def trace_children(request: Request, trace_id: str) -> HTMLResponse:
     """Rows of the lazy tree: roots (no parent_id) or one span's children, a page at a time."""
     v = _viewer(request)
@@ -398,6 +403,7 @@ def trace_children(request: Request, trace_id: str) -> HTMLResponse:
 
 
 @router.get("/traces/{trace_id}/spans/{span_id}", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def span_detail(request: Request, trace_id: str, span_id: str) -> Response:
     v = _viewer(request)
     if not _is_htmx(request):
@@ -418,6 +424,7 @@ def _raw(value: Any, name: str) -> Response:
 
 
 @router.get("/traces/{trace_id}/spans/{span_id}/raw/{field}")
+@ui_action(Action.READ)
 def span_raw(request: Request, trace_id: str, span_id: str, field: str) -> Response:
     """One field of a span as plain JSON: the escape hatch from the truncated views."""
     v = _viewer(request)
@@ -431,6 +438,7 @@ def span_raw(request: Request, trace_id: str, span_id: str, field: str) -> Respo
 
 
 @router.get("/traces/{trace_id}/raw/{field}")
+@ui_action(Action.READ)
 def trace_raw(request: Request, trace_id: str, field: str) -> Response:
     v = _viewer(request)
     if field not in RAW_TRACE_FIELDS:
@@ -440,6 +448,7 @@ def trace_raw(request: Request, trace_id: str, field: str) -> Response:
 
 
 @router.get("/traces/{trace_id}/scores", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def trace_scores(request: Request, trace_id: str) -> HTMLResponse:
     v = _viewer(request)
     trace = _trace_or_404(request, v, trace_id)
@@ -485,10 +494,11 @@ def _parse_score(form: dict[str, str], trace_id: str) -> ScoreIn:
 
 
 @router.post("/traces/{trace_id}/scores", response_class=HTMLResponse)
+@ui_action(Action.INGEST)
 async def add_score(request: Request, trace_id: str) -> Response:
     """A score by hand (source "human"): thumbs, numeric or categorical, with a comment."""
     check_origin(request)
-    v = _viewer(request, WRITE_ROLES, "add scores")
+    v = _viewer(request, Action.INGEST, "add scores")
     st = _st(request)
     form = await _form(request)
     trace = _trace_or_404(request, v, trace_id)
@@ -521,6 +531,7 @@ async def add_score(request: Request, trace_id: str) -> Response:
 
 
 @router.get("/sessions", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def sessions(request: Request) -> HTMLResponse:
     v = _viewer(request)
     user_id = _get(request, "user_id")
@@ -535,6 +546,7 @@ def sessions(request: Request) -> HTMLResponse:
 
 
 @router.get("/sessions/{session_id:path}", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def session_page(request: Request, session_id: str) -> HTMLResponse:
     v = _viewer(request)
     repo = _dash(request)
@@ -555,6 +567,7 @@ def session_page(request: Request, session_id: str) -> HTMLResponse:
 
 
 @router.get("/users", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def users(request: Request) -> HTMLResponse:
     v = _viewer(request)
     try:
@@ -567,6 +580,7 @@ def users(request: Request) -> HTMLResponse:
 
 
 @router.get("/users/{user_id:path}", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def user_page(request: Request, user_id: str) -> HTMLResponse:
     v = _viewer(request)
     repo = _dash(request)
@@ -594,6 +608,7 @@ def _keys_ctx(request: Request, v: Viewer, **extra: Any) -> dict[str, Any]:
 
 
 @router.get("/settings", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def settings_page(request: Request) -> HTMLResponse:
     v = _viewer(request)  # the project and its protected labels: a read
     project = _st(request).store.projects.get_project(v.project_id)
@@ -603,9 +618,10 @@ def settings_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/settings/keys", response_class=HTMLResponse)
+@ui_action(Action.ADMIN)
 async def create_key(request: Request) -> HTMLResponse:
     check_origin(request)
-    v = _viewer(request, ADMIN_ROLES, "manage keys and settings")
+    v = _viewer(request, Action.ADMIN, "manage keys and settings")
     form = await _form(request)
     role = form.get("role", "member")
     note = form.get("note", "").strip()[:500] or None
@@ -624,9 +640,10 @@ async def create_key(request: Request) -> HTMLResponse:
 
 
 @router.post("/settings/keys/{public_key}/revoke", response_class=HTMLResponse)
+@ui_action(Action.ADMIN)
 async def revoke_key(request: Request, public_key: str) -> Response:
     check_origin(request)
-    v = _viewer(request, ADMIN_ROLES, "manage keys and settings")
+    v = _viewer(request, Action.ADMIN, "manage keys and settings")
     st = _st(request)
     error = None
     try:
@@ -649,12 +666,14 @@ async def revoke_key(request: Request, public_key: str) -> Response:
 
 
 @router.get("/login", response_class=HTMLResponse)
+@ui_action(None)
 def login_form(request: Request) -> HTMLResponse:
     return page(request, "login.html", next=safe_next(request.query_params.get("next")),
                 message=request.query_params.get("message"))
 
 
 @router.post("/login", response_class=HTMLResponse)
+@ui_action(None)
 async def login(request: Request) -> Response:
     check_origin(request)
     form = await _form(request)
@@ -667,7 +686,7 @@ async def login(request: Request) -> Response:
                     error="that secret key is unknown or revoked; `podium up` prints the default project's "
                           "keys (kept in $PODIUM_HOME/default-keys.env), and `podium keys create --role viewer` "
                           "makes a new one")
-    if key.role not in READ_ROLES:
+    if not allowed(key.role, Action.READ):
         return page(request, "login.html", status=403, next=nxt,
                     error=f"a key with role {key.role!r} cannot read data; use an admin, member or viewer key")
     resp = RedirectResponse(nxt, status_code=303)
@@ -677,6 +696,7 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
+@ui_action(None)
 async def logout(request: Request) -> Response:
     check_origin(request)
     resp = RedirectResponse("/login", status_code=303)

@@ -27,10 +27,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from podium.core.prompts import Prompt, check_label, check_targets
+from podium.core.roles import Action
 from podium.errors import BadRequest, NotFound, PodiumError
 from podium.prompts import PromptRegistry
 from podium.server.routes.prompts import RunIn, run_version
-from podium.server.ui.access import ADMIN_ROLES, PROMPT_WRITE_ROLES, UiError, Viewer, check_origin
+from podium.server.ui.access import UiError, Viewer, check_origin, ui_action
 from podium.server.ui.pages import _form, _get, _is_htmx, _mark_ui, _st, _viewer, fragment, page
 from podium.server.ui.render import pretty_json, side_by_side, targets_text
 
@@ -64,7 +65,7 @@ def _repo(request: Request) -> Any:
 
 
 def _version_options(request: Request, v: Viewer, name: str, limit: int = 200) -> list[dict[str, Any]]:
-    return _repo(request).list_versions(v.project_id, name, limit=limit).items  # type: ignore[no-any-return]
+    return _repo(request).list_versions(v.project_id, name, limit=limit).items
 
 
 def _labels_sorted(labels: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -80,6 +81,7 @@ def _labels_sorted(labels: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 @router.get("/prompts", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def prompts_list(request: Request) -> HTMLResponse:
     v = _viewer(request)
     repo = _repo(request)
@@ -98,8 +100,8 @@ def prompts_list(request: Request) -> HTMLResponse:
     except BadRequest as e:
         errors.append(e.message)
     params = [(k, val) for k, val in request.query_params.multi_items() if k != "cursor" and val != ""]
-    ctx = dict(rows=rows, next_cursor=next_cursor, params=params, errors=errors, cursor=cursor,
-               q=request.query_params, labels_sorted=_labels_sorted)
+    ctx: dict[str, Any] = dict(rows=rows, next_cursor=next_cursor, params=params, errors=errors, cursor=cursor,
+                               q=request.query_params, labels_sorted=_labels_sorted)
     if _is_htmx(request) and request.headers.get("hx-target") == "results":
         return fragment("_prompts_table.html", **ctx)
     protected = repo.get_settings(v.project_id)["protected_labels"]
@@ -107,10 +109,11 @@ def prompts_list(request: Request) -> HTMLResponse:
 
 
 @router.post("/settings/prompts", response_class=HTMLResponse)
+@ui_action(Action.ADMIN)
 async def save_protected_labels(request: Request) -> Response:
     """Protected labels (``PUT /api/v1/prompts/settings``): only admin keys move them."""
     check_origin(request)
-    v = _viewer(request, ADMIN_ROLES, "change prompt settings")
+    v = _viewer(request, Action.ADMIN, "change prompt settings")
     form = await _form(request)
     labels = [x.strip() for x in form.get("protected_labels", "").replace(",", " ").split() if x.strip()]
     try:
@@ -183,17 +186,19 @@ def _editor(request: Request, *, status: int = 200, **ctx: Any) -> HTMLResponse:
 
 
 @router.get("/prompts/new", response_class=HTMLResponse)
+@ui_action(Action.WRITE)
 def new_prompt_form(request: Request) -> HTMLResponse:
-    _viewer(request, PROMPT_WRITE_ROLES, "change prompts")
+    _viewer(request, Action.WRITE, "change prompts")
     form = {"type": _get(request, "type") or "text", "base_version": "0", "template_format": "mustache"}
     return _editor(request, form=form)
 
 
 @router.post("/prompts/new", response_class=HTMLResponse)
+@ui_action(Action.WRITE)
 async def new_prompt(request: Request) -> Response:
     """Create a prompt through the same registry call as ``POST /api/v1/prompts``."""
     check_origin(request)
-    v = _viewer(request, PROMPT_WRITE_ROLES, "change prompts")
+    v = _viewer(request, Action.WRITE, "change prompts")
     form = await _form(request)
     return await _save_version(request, v, form, name=None)
 
@@ -218,9 +223,10 @@ async def _save_version(request: Request, v: Viewer, form: dict[str, str], *, na
 
 
 @router.get("/prompts/{name:path}/versions/new", response_class=HTMLResponse)
+@ui_action(Action.WRITE)
 def new_version_form(request: Request, name: str) -> HTMLResponse:
     """A new version, pre-filled with the latest one's template, config, tags and format."""
-    v = _viewer(request, PROMPT_WRITE_ROLES, "change prompts")
+    v = _viewer(request, Action.WRITE, "change prompts")
     repo = _repo(request)
     try:
         prompt = repo.get_prompt(v.project_id, name)
@@ -240,10 +246,11 @@ def new_version_form(request: Request, name: str) -> HTMLResponse:
 
 
 @router.post("/prompts/{name:path}/versions/new", response_class=HTMLResponse)
+@ui_action(Action.WRITE)
 async def new_version(request: Request, name: str) -> Response:
     """A new version, through the same registry call as ``POST /api/v1/prompts/{name}/versions``."""
     check_origin(request)
-    v = _viewer(request, PROMPT_WRITE_ROLES, "change prompts")
+    v = _viewer(request, Action.WRITE, "change prompts")
     form = await _form(request)
     form.pop("name", None)
     return await _save_version(request, v, form, name=name)
@@ -261,6 +268,7 @@ def _analytics_range(request: Request) -> tuple[str, datetime | None]:
 
 
 @router.get("/prompts/{name:path}/versions/{version}/run", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def playground(request: Request, name: str, version: str) -> HTMLResponse:
     v = _viewer(request)
     ver = _reg(request).get_version(v.project_id, name, version)
@@ -296,11 +304,12 @@ def _params(form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
 
 
 @router.post("/prompts/{name:path}/versions/{version}/run", response_class=HTMLResponse)
+@ui_action(Action.WRITE)
 async def playground_run(request: Request, name: str, version: str) -> HTMLResponse:
     """Compile the version with the form's variables and call a gateway model, as
     ``POST /api/v1/prompts/{name}/versions/{version}/run`` does (same handler)."""
     check_origin(request)
-    v = _viewer(request, PROMPT_WRITE_ROLES, "run prompts in the playground")
+    v = _viewer(request, Action.WRITE, "run prompts in the playground")
     form = await _form(request)
     ver = await run_in_threadpool(_reg(request).get_version, v.project_id, name, version)
     prompt = Prompt.from_dict(ver)
@@ -313,7 +322,7 @@ async def playground_run(request: Request, name: str, version: str) -> HTMLRespo
         raw = form.get(f"ph:{ph}", "").strip() or "[]"
         try:
             variables[ph] = json.loads(raw)
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             errors.append(f"{ph} must be a JSON list of messages such as "
                           f'[{{"role": "user", "content": "Hi"}}] ({e.msg} at character {e.pos})')
     params, perr = _params(form)
@@ -338,6 +347,7 @@ async def playground_run(request: Request, name: str, version: str) -> HTMLRespo
 
 
 @router.get("/prompts/{name:path}/versions/{version}", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def version_page(request: Request, name: str, version: str) -> HTMLResponse:
     v = _viewer(request)
     ver = _reg(request).get_version(v.project_id, name, version)
@@ -355,6 +365,7 @@ def version_page(request: Request, name: str, version: str) -> HTMLResponse:
 
 
 @router.get("/prompts/{name:path}/diff", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def diff_page(request: Request, name: str) -> Response:
     """Two versions (numbers or labels) side by side: template and config."""
     v = _viewer(request)
@@ -431,6 +442,7 @@ def _move_ctx(request: Request, v: Viewer, name: str, label: str, form: dict[str
 
 
 @router.get("/prompts/{name:path}/labels", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def move_label_form(request: Request, name: str) -> Response:
     """The move form names the label in a field: go to that label's confirmation page."""
     _viewer(request)
@@ -443,18 +455,20 @@ def move_label_form(request: Request, name: str) -> Response:
 
 
 @router.get("/prompts/{name:path}/labels/{label}/move", response_class=HTMLResponse)
+@ui_action(Action.WRITE)
 def move_label_confirm(request: Request, name: str, label: str) -> HTMLResponse:
     """The confirmation step: where the label points now, where it will point, the diff link."""
-    v = _viewer(request, PROMPT_WRITE_ROLES, "move prompt labels")
+    v = _viewer(request, Action.WRITE, "move prompt labels")
     form = {k: val for k, val in request.query_params.items()}
     ctx = _move_ctx(request, v, name, label, form)
     return page(request, "label_move.html", status=400 if ctx["error"] else 200, nav="prompts", **ctx)
 
 
 @router.post("/prompts/{name:path}/labels/{label}", response_class=HTMLResponse)
+@ui_action(Action.WRITE)
 async def move_label(request: Request, name: str, label: str) -> Response:
     check_origin(request)
-    v = _viewer(request, PROMPT_WRITE_ROLES, "move prompt labels")
+    v = _viewer(request, Action.WRITE, "move prompt labels")
     form = await _form(request)
     try:
         body = _label_body(form)
@@ -468,8 +482,9 @@ async def move_label(request: Request, name: str, label: str) -> Response:
 
 
 @router.get("/prompts/{name:path}/labels/{label}/rollback", response_class=HTMLResponse)
+@ui_action(Action.WRITE)
 def rollback_confirm(request: Request, name: str, label: str) -> HTMLResponse:
-    v = _viewer(request, PROMPT_WRITE_ROLES, "roll back prompt labels")
+    v = _viewer(request, Action.WRITE, "roll back prompt labels")
     repo = _repo(request)
     prompt = repo.get_prompt(v.project_id, name)
     current = prompt["labels"].get(label)
@@ -482,9 +497,10 @@ def rollback_confirm(request: Request, name: str, label: str) -> HTMLResponse:
 
 
 @router.post("/prompts/{name:path}/labels/{label}/rollback", response_class=HTMLResponse)
+@ui_action(Action.WRITE)
 async def rollback(request: Request, name: str, label: str) -> Response:
     check_origin(request)
-    v = _viewer(request, PROMPT_WRITE_ROLES, "roll back prompt labels")
+    v = _viewer(request, Action.WRITE, "roll back prompt labels")
     form = await _form(request)
     try:
         await run_in_threadpool(_reg(request).rollback_label, v.project_id, name, label, role=v.role,
@@ -499,6 +515,7 @@ async def rollback(request: Request, name: str, label: str) -> Response:
 
 
 @router.get("/prompts/{name:path}/history", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def history_page(request: Request, name: str) -> HTMLResponse:
     v = _viewer(request)
     repo = _repo(request)
@@ -512,8 +529,8 @@ def history_page(request: Request, name: str) -> HTMLResponse:
     params = [(k, val) for k, val in request.query_params.multi_items() if k != "cursor" and val]
     latest_seq: dict[str, int] = {}
     if not cursor:  # the newest move of each label can be rolled back from here
-        for e in pg.items:
-            latest_seq.setdefault(e["label"], e["seq"])
+        for ev in pg.items:
+            latest_seq.setdefault(ev["label"], ev["seq"])
     return page(request, "prompt_history.html", nav="prompts", prompt=prompt, events=pg.items, latest_seq=latest_seq,
                 next_cursor=pg.next_cursor, cursor=cursor, label=label, params=params,
                 label_names=[lb for lb, _ in _labels_sorted(prompt["labels"]) if lb != "latest"])
@@ -523,6 +540,7 @@ def history_page(request: Request, name: str) -> HTMLResponse:
 
 
 @router.get("/prompts/{name:path}", response_class=HTMLResponse)
+@ui_action(Action.READ)
 def prompt_page(request: Request, name: str) -> HTMLResponse:
     v = _viewer(request)
     repo = _repo(request)

@@ -189,7 +189,8 @@ def _node(v: Any, depth: int, b: _Budget, max_items: int, max_str: int, open_dep
     n = len(v)
     label = f"{{…}} {n} key{'s' if n != 1 else ''}" if is_dict else f"[…] {n} item{'s' if n != 1 else ''}"
     parts: list[Markup] = []
-    pairs = list(islice(v.items(), max_items)) if is_dict else list(enumerate(v[:max_items]))
+    pairs: list[tuple[Any, Any]] = (list(islice(v.items(), max_items)) if isinstance(v, dict)
+                                    else list(enumerate(v[:max_items])))
     for k, child in pairs:
         if b.nodes <= 0:
             b.cut = True
@@ -250,7 +251,7 @@ def _messages_of(value: Any) -> list[dict[str, Any]] | None:
         if isinstance(value.get("messages"), list) and value["messages"] and all(
             _is_msg(m) for m in value["messages"]
         ):
-            return value["messages"]  # type: ignore[no-any-return]
+            return value["messages"]
         if _is_msg(value) and ("content" in value or "tool_calls" in value):
             return [value]
         choices = value.get("choices")

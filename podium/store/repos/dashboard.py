@@ -77,7 +77,7 @@ class DashboardRepo:
         if self._engine.dialect.name == "sqlite":
             # Stored as naive UTC text; strftime('%s') is whole epoch seconds; int // int truncates (>= 0 here).
             epoch: ColumnElement[Any] = cast(func.strftime("%s", col), Integer)
-            return (epoch - start) // seconds  # type: ignore[no-any-return]
+            return (epoch - start) // seconds
         return func.floor((extract("epoch", col) - start) / seconds)
 
     @staticmethod
@@ -212,11 +212,11 @@ class DashboardRepo:
                     if 0 <= idx < b.count:
                         cost[r.model][idx] = _f(r.cost)
                         calls[r.model][idx] = int(r.calls)
-        for r in rows:
-            r["cost"] = _f(r["cost"])
-            r["avg_latency_ms"] = _f(r["avg_latency_ms"])
+        for row in rows:
+            row["cost"] = _f(row["cost"])
+            row["avg_latency_ms"] = _f(row["avg_latency_ms"])
             for k in ("errors", "input_tokens", "output_tokens", "total_tokens"):
-                r[k] = int(r[k] or 0)
+                row[k] = int(row[k] or 0)
         return {"rows": rows, "models": top, "cost": cost, "calls": calls}
 
     def by_prompt(self, project_id: str, start: datetime | None, end: datetime | None,
@@ -371,6 +371,7 @@ class DashboardRepo:
         count, average of numeric/boolean values, and the most frequent categorical value."""
         sc = t.score.c
         tr = t.trace.c
+        target: ColumnElement[bool]
         if user_id is not None:
             target = sc.trace_id.in_(select(tr.id).where(tr.project_id == project_id, tr.user_id == user_id))
         elif session_id is not None:

@@ -26,7 +26,8 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, NotRequired, TypedDict, cast
 
 from sqlalchemy import (
     JSON,
@@ -37,24 +38,103 @@ from sqlalchemy import (
     bindparam,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import Insert
 
 from podium.store import tables as t
 from podium.store.types import UtcDateTime
 
-__all__ = ["IngestBatch", "IngestRepo"]
+__all__ = ["IngestBatch", "IngestRepo", "ScoreRow", "SpanRow", "TagRow", "TraceRow"]
 
 _CHUNK = 500
+
+
+# --- the rows of the seam (server/convert.py builds them, IngestRepo.write stores them) -------------
+# TypedDicts: plain dicts at run time (nothing added to the hot path), checked by mypy where built.
+
+
+class SpanRow(TypedDict):
+    """One span as written: every ``span`` column (``usage_counted`` is the writer's to set).
+    A row with an empty ``name`` is a partial update (see ``_span_upsert``)."""
+
+    project_id: str
+    trace_id: str
+    id: str
+    parent_id: str | None
+    name: str
+    kind: str
+    start_time: datetime
+    end_time: datetime | None
+    latency_ms: float | None
+    status: str
+    status_message: str | None
+    model: str | None
+    provider: str | None
+    model_parameters: Any
+    input: Any
+    output: Any
+    metadata: Any
+    attributes: Any
+    input_tokens: int | None
+    output_tokens: int | None
+    total_tokens: int | None
+    usage_details: Any
+    usage_estimated: bool | None
+    usage_counted: NotRequired[bool | None]
+    cost_input: Decimal | None
+    cost_output: Decimal | None
+    cost_total: Decimal | None
+    completion_start_time: datetime | None
+    prompt_name: str | None
+    prompt_version: int | None
+    updated_at: datetime | None  # stamped by the writer
+
+
+class TraceRow(TypedDict):
+    """Trace-level fields sent with a span (hints) or as a trace item (explicit ones). None keeps
+    what is stored; the aggregates are derived from the spans, never sent."""
+
+    project_id: str
+    id: str
+    name: str | None
+    user_id: str | None
+    session_id: str | None
+    release: str | None
+    environment: str | None
+    metadata: Any
+    input: Any
+    output: Any
+    start_time: NotRequired[datetime | None]  # trace items only
+
+
+class ScoreRow(TypedDict):
+    """One score as written (replaced whole by id)."""
+
+    project_id: str
+    id: str
+    trace_id: str | None
+    span_id: str | None
+    session_id: str | None
+    name: str
+    data_type: str
+    value: float | None
+    string_value: str | None
+    source: str
+    comment: str | None
+    metadata: Any
+    timestamp: datetime
+
+
+#: One trace tag: (project_id, trace_id, tag). Tags accumulate.
+TagRow = tuple[str, str, str]
 
 
 @dataclass
 class IngestBatch:
     """Rows ready for the store (already validated, priced and flattened)."""
 
-    spans: list[dict[str, Any]] = field(default_factory=list)
-    traces: list[dict[str, Any]] = field(default_factory=list)  # trace-level hints / explicit fields
-    tags: list[tuple[str, str, str]] = field(default_factory=list)  # (project_id, trace_id, tag)
-    scores: list[dict[str, Any]] = field(default_factory=list)
+    spans: list[SpanRow] = field(default_factory=list)
+    traces: list[TraceRow] = field(default_factory=list)  # trace-level hints / explicit fields
+    tags: list[TagRow] = field(default_factory=list)
+    scores: list[ScoreRow] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.spans) + len(self.traces) + len(self.scores)
@@ -64,7 +144,7 @@ SPAN_COLUMNS = [c.name for c in t.span.columns]
 TRACE_HINT_COLUMNS = ["user_id", "session_id", "release", "environment", "metadata"]
 
 
-def _insert(conn: Connection, table: Any) -> Insert:
+def _insert(conn: Connection, table: Any) -> postgresql.Insert | sqlite.Insert:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
@@ -102,7 +182,7 @@ class IngestRepo:
             self._upsert_scores(conn, list({(r["project_id"], r["id"]): r for r in batch.scores}.values()))
 
     # --- spans -------------------------------------------------------------------------------
-    def _upsert_spans(self, conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+    def _upsert_spans(self, conn: Connection, rows: list[SpanRow], now: datetime) -> None:
         # The hottest statement in Podium: a hand-built upsert run through the driver's
         # executemany, with values converted once per column. SQLAlchemy's per-row bind
         # processing cost ~3x the database's own time here (see docs/benchmarks.md).
@@ -111,7 +191,8 @@ class IngestRepo:
             r["updated_at"] = now
             # The span's own verdict; _mark_usage corrects it against the rest of its trace.
             r["usage_counted"] = _counts_alone(r)
-        sql.run(conn, [tuple(f(r[c]) for c, f in convert) for r in rows])
+        cells = cast(list[dict[str, Any]], rows)  # read by column name below
+        sql.run(conn, [tuple(f(r[c]) for c, f in convert) for r in cells])
 
     # --- traces ------------------------------------------------------------------------------
     def _upsert_trace_hints(self, conn: Connection, batch: IngestBatch, now: datetime) -> None:
@@ -123,7 +204,7 @@ class IngestRepo:
                 merged[key] = _blank_trace(key, s["start_time"], now)
             elif s["start_time"] < m["start_time"]:
                 m["start_time"] = s["start_time"]
-        for h in batch.traces:
+        for h in cast(list[dict[str, Any]], batch.traces):  # TraceRows, read by column name
             key = (h["project_id"], h["id"])
             m = merged.setdefault(key, _blank_trace(key, h.get("start_time") or now, now))
             for c in (*TRACE_HINT_COLUMNS, "input", "output"):
@@ -177,7 +258,7 @@ class IngestRepo:
                 conn.execute(stmt, {"p": project_id, "ids": list(chunk), "now": stamp})
 
     # --- scores ------------------------------------------------------------------------------
-    def _upsert_scores(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def _upsert_scores(self, conn: Connection, rows: list[ScoreRow]) -> None:
         stmt = _insert(conn, t.score)
         stmt = stmt.on_conflict_do_update(
             index_elements=["project_id", "id"],
@@ -350,7 +431,7 @@ def _refresh_statement(dialect: str) -> Any:
     return text(sql)
 
 
-def _counts_alone(r: dict[str, Any]) -> bool | None:
+def _counts_alone(r: SpanRow) -> bool | None:
     """A span's usage verdict on its own: None (no usage), False (a failed call whose usage was
     only estimated: it never reached a model, or we cannot know what it used), True."""
     if r.get("total_tokens") is None and r.get("cost_total") is None:
@@ -538,11 +619,11 @@ def _blank_trace(key: tuple[str, str], start: datetime, now: datetime) -> dict[s
     }
 
 
-def _dedupe(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+def _dedupe(rows: list[SpanRow], key: tuple[str, ...]) -> list[SpanRow]:
     """One row per key within a statement (PostgreSQL refuses to upsert a row twice in one
     statement); later rows merge over earlier ones, keeping non-null values."""
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in rows:
+    for r in cast(list[dict[str, Any]], rows):  # merged column by column
         k = tuple(r[c] for c in key)
         prev = out.get(k)
         if prev is None:
@@ -555,4 +636,4 @@ def _dedupe(rows: list[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, 
                 if c in ("name", "start_time") and r["name"] == "":  # a partial row (see _span_upsert)
                     continue
                 prev[c] = v
-    return list(out.values())
+    return cast(list[SpanRow], list(out.values()))

@@ -46,6 +46,7 @@ class ApiKey:
     revoked_at: datetime | None
     limits: dict[str, Any] | None = None  # gateway limits of this key (rpm, tpm, budgets...)
     models: list[str] | None = None  # model aliases this key may call through the gateway (None: all)
+    guardrails: str | None = None  # guardrail policy of this key's gateway calls ("off": none; None: inherit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class ProjectRepo:
         note: str | None = None,
         limits: dict[str, Any] | None = None,
         models: list[str] | None = None,
+        guardrails: str | None = None,
     ) -> NewKey:
         if role not in ROLES:
             raise ValidationFailed(f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
@@ -110,6 +112,7 @@ class ProjectRepo:
             revoked_at=None,
             limits=limits or None,
             models=models,
+            guardrails=guardrails,
         )
         with self._engine.begin() as conn:
             if conn.execute(select(t.project.c.id).where(t.project.c.id == project_id)).first() is None:
@@ -126,6 +129,7 @@ class ProjectRepo:
                     created_at=key.created_at,
                     limits=key.limits,
                     models=models,
+                    guardrails=guardrails,
                 )
             )
         return NewKey(key=key, secret_key=secret)
@@ -159,8 +163,10 @@ class ProjectRepo:
         limits: dict[str, Any] | _Unset | None = ...,
         models: list[str] | _Unset | None = ...,
         note: str | _Unset | None = ...,
+        guardrails: str | _Unset | None = ...,
     ) -> ApiKey:
-        """Change a key's gateway limits, model list or note (``...`` leaves a field as is)."""
+        """Change a key's gateway limits, model list, note or guardrail policy (``...`` leaves a
+        field as is)."""
         values: dict[str, Any] = {}
         if limits is not ...:
             values["limits"] = limits or None
@@ -168,6 +174,8 @@ class ProjectRepo:
             values["models"] = models
         if note is not ...:
             values["note"] = note
+        if guardrails is not ...:
+            values["guardrails"] = guardrails
         cond = (t.api_key.c.public_key == public_key) & (t.api_key.c.project_id == project_id)
         with self._engine.begin() as conn:
             if values:
@@ -186,6 +194,22 @@ class ProjectRepo:
     def set_project_limits(self, project_id: str, limits: dict[str, Any] | None) -> None:
         with self._engine.begin() as conn:
             conn.execute(update(t.project).where(t.project.c.id == project_id).values(gateway_limits=limits or None))
+
+    def project_guardrails(self, project_id: str) -> dict[str, Any]:
+        """The project's guardrail settings: ``{"default": name | "off" | None, "policies": {name: spec}}``."""
+        with self._engine.connect() as conn:
+            raw = conn.execute(select(t.project.c.guardrails).where(t.project.c.id == project_id)).scalar()
+        raw = raw if isinstance(raw, dict) else {}
+        policies = raw.get("policies")
+        return {"default": raw.get("default"), "policies": dict(policies) if isinstance(policies, dict) else {}}
+
+    def set_project_guardrails(self, project_id: str, data: dict[str, Any]) -> None:
+        """Replace the project's guardrail settings (the whole ``{"default", "policies"}`` object)."""
+        value = {"default": data.get("default"), "policies": dict(data.get("policies") or {})}
+        with self._engine.begin() as conn:
+            res = conn.execute(update(t.project).where(t.project.c.id == project_id).values(guardrails=value))
+        if res.rowcount == 0:
+            raise NotFound(f"no project with id {project_id!r}")
 
     def revocation_marker(self) -> tuple[int, datetime | None]:
         """(revoked keys, latest revocation): a cheap value that changes whenever any key is
@@ -224,4 +248,5 @@ def _key(r: object) -> ApiKey:
         revoked_at=r.revoked_at,  # type: ignore[attr-defined]
         limits=r.limits,  # type: ignore[attr-defined]
         models=r.models,  # type: ignore[attr-defined]
+        guardrails=getattr(r, "guardrails", None),
     )

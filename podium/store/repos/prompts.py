@@ -637,7 +637,7 @@ class PromptRepo:
         meta = {v.version: v for v in versions}
         for v in keys:
             st, pc = stats.get(v), pcts.get(v)
-            n = int(st.count) if st is not None else 0
+            n = int(st._mapping["count"]) if st is not None else 0  # `.count` is the tuple method to mypy
             cost = float(st.cost) if st is not None and st.cost is not None else 0.0
             out.append({
                 "version": v,

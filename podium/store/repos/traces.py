@@ -262,7 +262,7 @@ class TraceRepo:
             more = len(rows) > limit
             rows = rows[:limit]
             if with_child_counts and rows:
-                counts = dict(
+                counts: dict[str, int] = dict(
                     conn.execute(
                         select(s.parent_id, func.count())
                         .where(
