@@ -324,12 +324,13 @@ _PERIOD_TEXT = {"budget_daily": "per day", "budget_monthly": "per month", "budge
 def _budget_error(
     scope: Scope, which: str, budget: float, spent: float, reserved: float, est: float, now: float
 ) -> TooManyRequests:
+    reset: float | None
     if which == "budget_daily":
-        reset: float | None = _seconds_to_next_day(now)
-        when = f"resets at 00:00 UTC (in {_human(reset)})"
+        reset = secs = _seconds_to_next_day(now)
+        when = f"resets at 00:00 UTC (in {_human(secs)})"
     elif which == "budget_monthly":
-        reset = _seconds_to_next_month(now)
-        when = f"resets on the 1st at 00:00 UTC (in {_human(reset)})"
+        reset = secs = _seconds_to_next_month(now)
+        when = f"resets on the 1st at 00:00 UTC (in {_human(secs)})"
     else:
         reset = None
         when = "a total budget does not reset"

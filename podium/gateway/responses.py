@@ -117,7 +117,8 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
         chat["reasoning_effort"] = reasoning["effort"]
     meta = body.get("metadata")
     if isinstance(meta, dict) and meta:  # OpenAI keeps it with the stored response; Podium, in the trace
-        extra = chat.get("podium") if isinstance(chat.get("podium"), dict) else {}
+        extra = chat.get("podium")
+        extra = extra if isinstance(extra, dict) else {}
         if extra.get("metadata") is None:
             chat["podium"] = {**extra, "metadata": meta}
     fmt = _text_format(body.get("text"))
@@ -266,8 +267,10 @@ def _usage(u: Any) -> dict[str, Any] | None:
     if not isinstance(u, dict):
         return None
     n_in, n_out = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
-    pd = u.get("prompt_tokens_details") if isinstance(u.get("prompt_tokens_details"), dict) else {}
-    cd = u.get("completion_tokens_details") if isinstance(u.get("completion_tokens_details"), dict) else {}
+    pd = u.get("prompt_tokens_details")
+    pd = pd if isinstance(pd, dict) else {}
+    cd = u.get("completion_tokens_details")
+    cd = cd if isinstance(cd, dict) else {}
     return {
         "input_tokens": n_in,
         "input_tokens_details": {"cached_tokens": int(pd.get("cached_tokens") or 0)},

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from podium.config import Settings
@@ -104,7 +105,7 @@ class Call:
     trace_id: str = ""
     span_id: str = ""
     api: str | None = None  # the OpenAI API the caller used when it is not `endpoint` ("responses")
-    usage: dict[str, Any] | None = None  # a stream's usage (the upstream's, or counted) once it has ended
+    usage: wire.Usage | None = None  # a stream's usage (the upstream's, or counted) once it has ended
     budgeted: bool = False  # a scope of this request has a budget: reservations are priced
     est_in: int = 0  # estimated prompt tokens
     max_out: int | None = None  # output tokens the caller allows (max_tokens x n); None: not set
@@ -195,7 +196,7 @@ class Gateway:
             await self._prices_async(project_id)
 
     def aliases(self, project_id: str) -> dict[str, ModelAlias]:
-        return self._aliases.load(project_id, lambda: self._load_aliases(project_id))  # type: ignore[return-value]
+        return self._aliases.load(project_id, lambda: self._load_aliases(project_id))  # type: ignore[return-value]  # the loader never returns None
 
     def _load_aliases(self, project_id: str) -> dict[str, ModelAlias]:
         merged = dict(self.config.aliases)
@@ -269,7 +270,7 @@ class Gateway:
         scopes = []
         if key.limits:
             scopes.append(Scope("key", key.id, key.note or key.public_key, Limits.from_dict(key.limits)))
-        lim: Limits = self._project_limits.load(key.project_id, lambda: self._load_limits(key.project_id))  # type: ignore[assignment]
+        lim: Limits = self._project_limits.load(key.project_id, lambda: self._load_limits(key.project_id))  # type: ignore[assignment]  # never None
         if not lim.empty:
             scopes.append(Scope("project", key.project_id, "project", lim))
         return scopes
@@ -293,7 +294,7 @@ class Gateway:
         else:
             src = body.get("messages") if "messages" in body else body.get("prompt", body.get("input"))
             n_in = _chars(src) // 4 + 8
-            n = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 0) > 0 else 1
+            n = _choices(body)
             given = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
             call.est_in = n_in
             call.max_out = int(given) * n if isinstance(given, int) and given > 0 else None
@@ -310,15 +311,14 @@ class Gateway:
 
     def _unpriced_price(self) -> ModelPrice:
         s = self.settings
-        return ModelPrice(s.gateway_budget_unpriced_input, s.gateway_budget_unpriced_output)
+        return ModelPrice(Decimal(repr(s.gateway_budget_unpriced_input)), Decimal(repr(s.gateway_budget_unpriced_output)))
 
     def _dep_cost(self, call: Call, dep: Deployment, table: PriceTable) -> float:
         """The most this request can cost on ``dep`` (see :meth:`_estimate`)."""
         price = self._price(dep, table) or self._unpriced_price()
         n_out = call.max_out
         if n_out is None:
-            n = call.body.get("n") if isinstance(call.body.get("n"), int) and call.body.get("n", 0) > 0 else 1
-            n_out = price.output_bound(call.est_in, self.settings.gateway_budget_max_output) * n
+            n_out = price.output_bound(call.est_in, self.settings.gateway_budget_max_output) * _choices(call.body)
         return price.max_cost(call.est_in, n_out)
 
     def _before(self, call: Call, ticket: Any) -> Callable[[Deployment], Any] | None:
@@ -452,7 +452,7 @@ class Gateway:
             m.in_flight.dec()
             await self.limiter.release(ticket, tokens=tokens, cost=cost)
         if call.cache_key is not None and call.cache_write:  # the upstream's answer: guarded again on a hit
-            await self.cache.set(call.cache_key, out, self.settings.gateway_cache_ttl)  # type: ignore[union-attr]
+            await self.cache.set(call.cache_key, out, self.settings.gateway_cache_ttl)  # type: ignore[union-attr]  # cache_key implies a cache
         try:
             final = await self._guard_output(call, out)
         except PodiumError as e:
@@ -484,7 +484,7 @@ class Gateway:
             body = {**body, "stream_options": {**(so if isinstance(so, dict) else {}), "include_usage": True}}
         m.in_flight.inc()
         try:
-            first, rest = await self.router.stream(call.chain, sop, body, call.routed,  # type: ignore[arg-type]
+            first, rest = await self.router.stream(call.chain, sop, body, call.routed,  # type: ignore[arg-type]  # prepare refused stream=true where sop is None
                                                    before=self._before(call, ticket))
         except BaseException as e:
             m.in_flight.dec()
@@ -550,7 +550,7 @@ class Gateway:
             await self.limiter.release(ticket, tokens=tokens, cost=cost)
             if error is None and call.cache_key is not None and call.cache_write and not acc.tool_calls:
                 try:
-                    await self.cache.set(call.cache_key, out, self.settings.gateway_cache_ttl)  # type: ignore[union-attr]
+                    await self.cache.set(call.cache_key, out, self.settings.gateway_cache_ttl)  # type: ignore[union-attr]  # cache_key implies a cache
                 except Exception:
                     logger.exception("cache write failed")
             self._finish(call, out, error, tokens, cost)
@@ -561,7 +561,7 @@ class Gateway:
         if call.cache_key is None or not call.cache_read:
             return None
         try:
-            cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]
+            cached = await self.cache.get(call.cache_key)  # type: ignore[union-attr]  # cache_key implies a cache
         except BaseException:
             await self.limiter.release(ticket, tokens=0, cost=0.0)
             raise
@@ -816,7 +816,13 @@ def _chars(v: Any) -> int:
     return 0
 
 
-def _estimated_usage(call: Call, text: str) -> dict[str, int]:
+def _choices(body: dict[str, Any]) -> int:
+    """The caller's ``n`` (answers per request) when it is a positive integer, else 1."""
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 0 else 1
+
+
+def _estimated_usage(call: Call, text: str) -> wire.Usage:
     from podium.core.tokens import count_tokens
 
     src = call.body.get("messages") if call.endpoint == "chat" else call.body.get("prompt")

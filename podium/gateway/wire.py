@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import json
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypedDict
 
 from podium.errors import BadRequest, PodiumError, UpstreamError, ValidationFailed
 
 __all__ = [
     "MAX_JSON_DEPTH",
+    "ChatChoice",
+    "ChatChunk",
+    "ChatCompletion",
+    "ChatMessage",
+    "ChunkChoice",
+    "ChunkDelta",
+    "CompletionChoice",
+    "CompletionChunk",
+    "EmbeddingItem",
+    "EmbeddingList",
     "PodiumOptions",
+    "TextCompletion",
+    "ToolCall",
+    "Usage",
     "check_chat",
     "check_completion",
     "check_embeddings",
@@ -30,6 +43,145 @@ __all__ = [
     "response_from_chunks",
     "wants_usage",
 ]
+
+
+# --- the shapes the gateway reads and writes ---------------------------------------------
+# TypedDicts (plain dicts at run time: free on the hot path) for OpenAI's answer bodies as
+# providers return them and the gateway logs, caches and streams them. ``total=False``:
+# upstreams omit fields, and every reader uses ``.get``. Request bodies stay
+# ``dict[str, Any]``: unknown fields pass through to the upstream untouched.
+
+
+class PromptTokensDetails(TypedDict, total=False):
+    cached_tokens: int  # cache reads
+    cache_creation_tokens: int  # cache writes (Anthropic's cache_creation_input_tokens)
+    audio_tokens: int
+
+
+class CompletionTokensDetails(TypedDict, total=False):
+    reasoning_tokens: int
+    audio_tokens: int
+    accepted_prediction_tokens: int
+    rejected_prediction_tokens: int
+
+
+class Usage(TypedDict, total=False):
+    """``usage`` of a chat/completion answer or the last stream chunk (embeddings: no completion)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: CompletionTokensDetails
+
+
+class ToolCallFunction(TypedDict, total=False):
+    name: str | None  # as the upstream sent it
+    arguments: str  # JSON text
+
+
+class ToolCall(TypedDict, total=False):
+    id: str | None
+    type: str  # "function"
+    function: ToolCallFunction
+    index: int  # stream deltas only
+
+
+class ChatMessage(TypedDict, total=False):
+    """An answer's ``message`` (request messages may also carry a list of content parts)."""
+
+    role: str
+    content: str | None
+    name: str
+    tool_calls: list[ToolCall]
+    tool_call_id: str
+    refusal: str | None
+    reasoning_content: str  # Anthropic's thinking, as DeepSeek and vLLM name it
+
+
+class ChatChoice(TypedDict, total=False):
+    index: int
+    message: ChatMessage
+    finish_reason: str | None
+    logprobs: Any
+
+
+class CompletionChoice(TypedDict, total=False):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: Any
+
+
+class ChatCompletion(TypedDict, total=False):
+    """``/v1/chat/completions`` answer (``object: "chat.completion"``)."""
+
+    id: str | None
+    object: str
+    created: int | None  # OpenAI always sends it; translators pass the upstream's through
+    model: str | None
+    choices: list[ChatChoice]
+    usage: Usage
+    system_fingerprint: str | None
+
+
+class TextCompletion(TypedDict, total=False):
+    """``/v1/completions`` answer and stream chunk (``object: "text_completion"``)."""
+
+    id: str | None
+    object: str
+    created: int | None  # OpenAI always sends it; translators pass the upstream's through
+    model: str | None
+    choices: list[CompletionChoice]
+    usage: Usage | None
+    system_fingerprint: str | None
+
+
+class ChunkDelta(TypedDict, total=False):
+    role: str
+    content: str | None
+    tool_calls: list[ToolCall]
+    refusal: str | None
+    reasoning_content: str
+
+
+class ChunkChoice(TypedDict, total=False):
+    index: int
+    delta: ChunkDelta
+    finish_reason: str | None
+    logprobs: Any
+
+
+class ChatChunk(TypedDict, total=False):
+    """One ``chat.completion.chunk`` of a stream; the usage chunk has ``choices: []``."""
+
+    id: str | None
+    object: str
+    created: int | None  # OpenAI always sends it; translators pass the upstream's through
+    model: str | None
+    choices: list[ChunkChoice]
+    usage: Usage | None
+    system_fingerprint: str | None
+
+
+#: A completion stream chunk has the answer's shape.
+CompletionChunk = TextCompletion
+
+
+class EmbeddingItem(TypedDict, total=False):
+    object: str  # "embedding"
+    index: int
+    embedding: list[float] | str  # str: base64 of float32s (encoding_format="base64")
+
+
+class EmbeddingList(TypedDict, total=False):
+    """``/v1/embeddings`` answer (``object: "list"``)."""
+
+    object: str  # "list"
+    data: list[EmbeddingItem]
+    model: str | None
+    usage: Usage
+
 
 #: The deepest JSON a gateway body may nest (objects and arrays). Real requests, tool
 #: schemas included, stay far below; deeper ones are refused before anything recurses.
@@ -55,7 +207,7 @@ _PASS_THROUGH = frozenset({400, 409, 413, 415, 422})
 def http_status(exc: PodiumError) -> int:
     """The status the caller sees for ``exc``."""
     if isinstance(exc, UpstreamError) and exc.upstream_status in _PASS_THROUGH:
-        return exc.upstream_status  # type: ignore[return-value]
+        return exc.upstream_status
     return exc.status_code
 
 
@@ -289,10 +441,10 @@ def podium_options(headers: dict[str, str], body: dict[str, Any]) -> PodiumOptio
         prompt = {"name": name, "version": int(ver) if ver.isdigit() else ver}
     if prompt is not None:
         ok = isinstance(prompt, dict) and isinstance(prompt.get("name"), str) and 0 < len(prompt["name"]) <= 256
-        ver = prompt.get("version") if isinstance(prompt, dict) else None
-        if not ok or not isinstance(ver, int) or isinstance(ver, bool) or not 1 <= ver < 2**31:
+        version = prompt.get("version") if isinstance(prompt, dict) else None
+        if not ok or not isinstance(version, int) or isinstance(version, bool) or not 1 <= version < 2**31:
             raise _bad("podium.prompt", 'prompt must be {"name": "qa", "version": 3} (header: x-podium-prompt: qa@3)')
-        o.prompt_name, o.prompt_version = prompt["name"], ver
+        o.prompt_name, o.prompt_version = prompt["name"], version
     tp = headers.get("traceparent")
     if extra.get("trace_id"):
         o.trace_id = _short("podium.trace_id", extra.get("trace_id"), 128)
@@ -387,7 +539,7 @@ class StreamAccumulator:
                 choices.append({"index": i, "message": msg, "finish_reason": self.finish.get(i)})
             else:
                 choices.append({"index": i, "text": text, "finish_reason": self.finish.get(i), "logprobs": None})
-        out = {"id": self.id, "object": "chat.completion" if self.chat else "text_completion",
+        out: dict[str, Any] = {"id": self.id, "object": "chat.completion" if self.chat else "text_completion",
                "created": self.created, "model": self.model, "choices": choices}
         if self.usage:
             out["usage"] = self.usage

@@ -83,7 +83,7 @@ class ServerMetrics:
     def __init__(self, state: Any, registry: CollectorRegistry | None = None) -> None:
         gw = state.gateway
         self.registry = registry or (gw.metrics.registry if gw is not None else CollectorRegistry(auto_describe=True))
-        r = self.registry
+        r: CollectorRegistry = self.registry
         # A registry shared by two apps (tests inject one GatewayMetrics) gets its collectors once.
         if not getattr(r, "_podium_server_metrics", False):
             ProcessCollector(registry=r)
@@ -95,9 +95,9 @@ class ServerMetrics:
                 "podium_ingest_write_duration_seconds", "Time the ingest writer takes per committed transaction",
                 buckets=_WRITE_BUCKETS, registry=r,
             )
-            r._podium_server_metrics = self.write_seconds  # type: ignore[attr-defined]
+            r._podium_server_metrics = self.write_seconds  # type: ignore[attr-defined]  # a marker set on the shared registry
         else:
-            self.write_seconds = r._podium_server_metrics  # type: ignore[attr-defined]
+            self.write_seconds = r._podium_server_metrics  # type: ignore[attr-defined]  # set above by the first app
         state.ingester.observe_write = self._observe_write
 
     def _observe_write(self, items: int, seconds: float) -> None:

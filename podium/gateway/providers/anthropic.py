@@ -53,6 +53,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from podium.errors import UpstreamError
+from podium.gateway.wire import (
+    ChatChunk,
+    ChatCompletion,
+    ChatMessage,
+    ChunkDelta,
+    EmbeddingList,
+    TextCompletion,
+    ToolCall,
+    Usage,
+)
 
 from .base import Deployment
 from .http import (
@@ -125,17 +135,17 @@ class AnthropicProvider(HttpProvider):
 
     # --- chat ---------------------------------------------------------------------------
 
-    async def chat(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def chat(self, dep: Deployment, body: dict[str, Any]) -> ChatCompletion:
         payload = to_messages_request(body, default_max_tokens=self.default_max_tokens)
         data = await self.post_json(dep, self.url(dep), payload)
         if not isinstance(data, dict) or data.get("type") == "error":
             raise _error_event(data)
         return to_chat_completion(data, model=dep.model)
 
-    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[ChatChunk]:
         return self._stream(dep, body)
 
-    async def _stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[ChatChunk]:
         payload = to_messages_request(body, default_max_tokens=self.default_max_tokens)
         payload["stream"] = True
         resp = await self.open_stream(dep, self.url(dep), payload)
@@ -158,13 +168,13 @@ class AnthropicProvider(HttpProvider):
 
     # --- legacy completions / embeddings ------------------------------------------------
 
-    async def completion(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def completion(self, dep: Deployment, body: dict[str, Any]) -> TextCompletion:
         return chat_as_completion(await self.chat(dep, completion_as_chat(body, self.name)))
 
-    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[TextCompletion]:
         return chat_chunks_as_completion(self._stream(dep, completion_as_chat(body, self.name)))
 
-    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> EmbeddingList:
         raise bad_request(
             f"Anthropic has no embeddings endpoint (deployment {dep.id}): route embeddings to an "
             "OpenAI-compatible, Gemini or local deployment",
@@ -417,7 +427,7 @@ def to_messages_request(
 # --- answer translation ---------------------------------------------------------------------
 
 
-def to_usage(u: dict[str, Any] | None) -> dict[str, Any]:
+def to_usage(u: dict[str, Any] | None) -> Usage:
     """Anthropic usage → OpenAI usage (cache reads and writes counted into the prompt)."""
     u = u or {}
     read = u.get("cache_read_input_tokens") or 0
@@ -432,11 +442,11 @@ def to_usage(u: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def to_chat_completion(msg: dict[str, Any], *, model: str) -> dict[str, Any]:
+def to_chat_completion(msg: dict[str, Any], *, model: str) -> ChatCompletion:
     """An Anthropic ``message`` → an OpenAI ``chat.completion``."""
     text: list[str] = []
     thinking: list[str] = []
-    calls: list[dict[str, Any]] = []
+    calls: list[ToolCall] = []
     for block in msg.get("content") or []:
         kind = block.get("type")
         if kind == "text":
@@ -454,7 +464,7 @@ def to_chat_completion(msg: dict[str, Any], *, model: str) -> dict[str, Any]:
             )
         elif kind == "thinking":
             thinking.append(block.get("thinking") or "")
-    message: dict[str, Any] = {
+    message: ChatMessage = {
         "role": "assistant",
         "content": "".join(text) if text or not calls else None,
         "refusal": None,
@@ -505,7 +515,7 @@ class StreamTranslator:
         self.tools: dict[int, int] = {}  # content block index → tool_calls index
         self.done = False
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    def _chunk(self, delta: ChunkDelta, finish: str | None = None) -> ChatChunk:
         return {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -514,7 +524,7 @@ class StreamTranslator:
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
 
-    def feed(self, obj: dict[str, Any], event: str = "") -> list[dict[str, Any]]:
+    def feed(self, obj: dict[str, Any], event: str = "") -> list[ChatChunk]:
         kind = obj.get("type") or event
         if kind == "content_block_delta":
             delta = obj.get("delta") or {}
@@ -540,7 +550,7 @@ class StreamTranslator:
             block = obj.get("content_block") or {}
             if block.get("type") == "tool_use":
                 ti = self.tools[obj.get("index", len(self.tools))] = len(self.tools)
-                call = {
+                call: ToolCall = {
                     "index": ti,
                     "id": block.get("id"),
                     "type": "function",

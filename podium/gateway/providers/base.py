@@ -4,8 +4,9 @@ The gateway speaks OpenAI's wire format on both sides of a provider: ``body`` is
 caller's request (a JSON object as sent to ``/v1/chat/completions`` etc.) with ``model``
 already replaced by the deployment's upstream model name; the result is what OpenAI
 would have answered (``chat.completion`` / ``chat.completion.chunk`` / ``text_completion``
-/ embedding ``list`` dicts). Providers that speak another protocol (Anthropic, Gemini)
-translate both ways; the local provider runs llama.cpp in a worker thread.
+/ embedding ``list`` dicts, typed as :mod:`podium.gateway.wire`'s TypedDicts: plain dicts at
+run time). Providers that speak another protocol (Anthropic, Gemini) translate both ways;
+the local provider runs llama.cpp in a worker thread.
 
 Errors: a provider raises :class:`podium.errors.UpstreamError` (``retryable`` for 429,
 5xx and network errors; not for other 4xx) or :class:`podium.errors.UpstreamTimeout`.
@@ -19,6 +20,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from podium.gateway.wire import ChatChunk, ChatCompletion, EmbeddingList, TextCompletion
 
 __all__ = ["Deployment", "Provider"]
 
@@ -49,14 +52,14 @@ class Provider(Protocol):
 
     name: str
 
-    async def chat(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def chat(self, dep: Deployment, body: dict[str, Any]) -> ChatCompletion: ...
 
-    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[ChatChunk]: ...
 
-    async def completion(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def completion(self, dep: Deployment, body: dict[str, Any]) -> TextCompletion: ...
 
-    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[TextCompletion]: ...
 
-    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> EmbeddingList: ...
 
     async def aclose(self) -> None: ...

@@ -67,6 +67,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from podium.errors import UpstreamError
+from podium.gateway.wire import (
+    ChatChoice,
+    ChatChunk,
+    ChatCompletion,
+    ChatMessage,
+    ChunkChoice,
+    ChunkDelta,
+    EmbeddingItem,
+    EmbeddingList,
+    TextCompletion,
+    ToolCall,
+    Usage,
+)
 
 from .base import Deployment
 from .http import (
@@ -127,17 +140,17 @@ class GeminiProvider(HttpProvider):
 
     # --- chat ---------------------------------------------------------------------------
 
-    async def chat(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def chat(self, dep: Deployment, body: dict[str, Any]) -> ChatCompletion:
         payload = to_generate_request(body)
         data = await self.post_json(dep, self.url(dep, "generateContent"), payload)
         if not isinstance(data, dict):
             raise UpstreamError("Gemini answered something other than a JSON object", upstream_status=200)
         return to_chat_completion(data, model=dep.model)
 
-    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[ChatChunk]:
         return self._stream(dep, body)
 
-    async def _stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[ChatChunk]:
         payload = to_generate_request(body)
         resp = await self.open_stream(dep, self.url(dep, "streamGenerateContent?alt=sse"), payload)
         try:
@@ -166,15 +179,15 @@ class GeminiProvider(HttpProvider):
 
     # --- legacy completions -------------------------------------------------------------
 
-    async def completion(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def completion(self, dep: Deployment, body: dict[str, Any]) -> TextCompletion:
         return chat_as_completion(await self.chat(dep, completion_as_chat(body, self.name)))
 
-    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[TextCompletion]:
         return chat_chunks_as_completion(self._stream(dep, completion_as_chat(body, self.name)))
 
     # --- embeddings ---------------------------------------------------------------------
 
-    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> EmbeddingList:
         raw = body.get("input")
         inputs = [raw] if isinstance(raw, str) else raw
         if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
@@ -200,7 +213,7 @@ class GeminiProvider(HttpProvider):
                 upstream_status=200,
             )
         as_b64 = body.get("encoding_format") == "base64"
-        out = []
+        out: list[EmbeddingItem] = []
         for i, v in enumerate(vectors):
             values = v.get("values") or []
             out.append({"object": "embedding", "index": i, "embedding": _b64(values) if as_b64 else values})
@@ -365,7 +378,7 @@ def to_generate_request(body: dict[str, Any]) -> dict[str, Any]:
             _append(contents, "model", parts)
         elif role == "tool":
             call_id = str(m.get("tool_call_id") or "")
-            name = names.get(call_id) or m.get("name")
+            name = names.get(call_id) or m.get("name") or ""
             if not name:
                 raise bad_request(
                     f"{where}: no earlier assistant tool call has id {call_id!r}; Gemini needs the "
@@ -451,7 +464,7 @@ def to_generate_request(body: dict[str, Any]) -> dict[str, Any]:
 # --- answer translation ---------------------------------------------------------------------
 
 
-def to_usage(m: dict[str, Any] | None) -> dict[str, Any]:
+def to_usage(m: dict[str, Any] | None) -> Usage:
     m = m or {}
     prompt = (m.get("promptTokenCount") or 0) + (m.get("toolUsePromptTokenCount") or 0)
     thoughts = m.get("thoughtsTokenCount") or 0
@@ -472,9 +485,9 @@ def _new_call_id(signature: Any = None) -> str:
     return cid
 
 
-def _tool_call(part: dict[str, Any], index: int | None = None) -> dict[str, Any]:
+def _tool_call(part: dict[str, Any], index: int | None = None) -> ToolCall:
     fc = part.get("functionCall") or {}
-    call: dict[str, Any] = {
+    call: ToolCall = {
         "id": _new_call_id(part.get("thoughtSignature")),
         "type": "function",
         "function": {"name": fc.get("name"), "arguments": json.dumps(fc.get("args") or {})},
@@ -489,19 +502,19 @@ def _finish(reason: str | None, called: bool) -> str:
     return "tool_calls" if called and fr == "stop" else fr
 
 
-def to_chat_completion(data: dict[str, Any], *, model: str) -> dict[str, Any]:
+def to_chat_completion(data: dict[str, Any], *, model: str) -> ChatCompletion:
     """A Gemini ``GenerateContentResponse`` → an OpenAI ``chat.completion``."""
-    choices = []
+    choices: list[ChatChoice] = []
     for i, cand in enumerate(data.get("candidates") or []):
         text: list[str] = []
         reasoning: list[str] = []
-        calls: list[dict[str, Any]] = []
+        calls: list[ToolCall] = []
         for part in (cand.get("content") or {}).get("parts") or []:
             if "text" in part:
                 (reasoning if part.get("thought") else text).append(part["text"] or "")
             elif "functionCall" in part:
                 calls.append(_tool_call(part))
-        message: dict[str, Any] = {
+        message: ChatMessage = {
             "role": "assistant",
             "content": "".join(text) if text or not calls else None,
             "refusal": None,
@@ -550,17 +563,17 @@ class StreamTranslator:
         self.calls: dict[int, int] = {}  # candidate index → tool calls so far
         self.finished = False
 
-    def feed(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+    def feed(self, obj: dict[str, Any]) -> ChatChunk | None:
         if obj.get("responseId") and not self.started:
             self.id = obj["responseId"]
         if obj.get("modelVersion"):
             self.model = obj["modelVersion"]
         if obj.get("usageMetadata"):
             self.usage = obj["usageMetadata"]
-        choices = []
+        choices: list[ChunkChoice] = []
         for i, cand in enumerate(obj.get("candidates") or []):
             idx = cand.get("index", i)
-            delta: dict[str, Any] = {}
+            delta: ChunkDelta = {}
             if idx not in self.started:
                 self.started.add(idx)
                 delta["role"] = "assistant"
@@ -602,7 +615,7 @@ class StreamTranslator:
             return None
         return self._chunk(choices)
 
-    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    def _chunk(self, choices: list[ChunkChoice]) -> ChatChunk:
         return {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -611,7 +624,7 @@ class StreamTranslator:
             "choices": choices,
         }
 
-    def usage_chunk(self) -> dict[str, Any]:
+    def usage_chunk(self) -> ChatChunk:
         chunk = self._chunk([])
         chunk["usage"] = to_usage(self.usage)
         return chunk

@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from podium.errors import UpstreamError, UpstreamTimeout
+from podium.gateway.wire import ChatChunk, ChatCompletion, CompletionChoice, TextCompletion
 
 from .base import Deployment
 
@@ -700,9 +701,9 @@ def completion_as_chat(body: dict[str, Any], provider_name: str) -> dict[str, An
     return chat
 
 
-def chat_as_completion(resp: dict[str, Any]) -> dict[str, Any]:
+def chat_as_completion(resp: ChatCompletion) -> TextCompletion:
     """A ``chat.completion`` answer as a ``text_completion`` answer."""
-    out: dict[str, Any] = {
+    out: TextCompletion = {
         "id": resp.get("id"),
         "object": "text_completion",
         "created": resp.get("created"),
@@ -723,12 +724,12 @@ def chat_as_completion(resp: dict[str, Any]) -> dict[str, Any]:
 
 
 async def chat_chunks_as_completion(
-    chunks: AsyncIterator[dict[str, Any]],
-) -> AsyncIterator[dict[str, Any]]:
+    chunks: AsyncIterator[ChatChunk],
+) -> AsyncIterator[TextCompletion]:
     """``chat.completion.chunk`` dicts as ``text_completion`` chunks (role-only chunks dropped)."""
     try:
         async for ch in chunks:
-            choices = []
+            choices: list[CompletionChoice] = []
             for i, c in enumerate(ch.get("choices") or []):
                 text = (c.get("delta") or {}).get("content") or ""
                 finish = c.get("finish_reason")
@@ -739,7 +740,7 @@ async def chat_chunks_as_completion(
             usage = ch.get("usage")
             if not choices and not usage:
                 continue
-            out: dict[str, Any] = {
+            out: TextCompletion = {
                 "id": ch.get("id"),
                 "object": "text_completion",
                 "created": ch.get("created"),

@@ -27,6 +27,7 @@ from typing import Any
 from podium.config import Settings
 from podium.errors import PodiumError, UpstreamError, ValidationFailed
 from podium.gateway.providers.base import Deployment
+from podium.gateway.wire import ChatChunk, ChatCompletion, EmbeddingList, TextCompletion
 from podium.inference.embeddings import EMBED_MODEL_NAME, LocalEmbedder
 from podium.inference.llama import LocalChatModel, check_chat_params, check_completion_params
 
@@ -120,7 +121,7 @@ class LocalProvider:
             raise _bad("model", f"'{dep.alias}' is an embedding model: use /v1/embeddings, or a chat model "
                                 "such as 'local'")
 
-    async def chat(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def chat(self, dep: Deployment, body: dict[str, Any]) -> ChatCompletion:
         self._check_model(dep, embedding=False)
         params = _params(body)
         check_chat_params(body.get("messages"), params)
@@ -129,14 +130,14 @@ class LocalProvider:
             self._chat_pool, lambda c: self.chat_model.chat(messages, model=dep.alias, cancel=c, **params)
         )
 
-    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[ChatChunk]:
         self._check_model(dep, embedding=False)
         params = _params(body)
-        messages = body.get("messages")
+        messages: Any = body.get("messages")  # checked on the next line
         check_chat_params(messages, params)  # raise now: before the iterator exists
         return self._stream(lambda c: self.chat_model.chat_stream(messages, model=dep.alias, cancel=c, **params))
 
-    async def completion(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def completion(self, dep: Deployment, body: dict[str, Any]) -> TextCompletion:
         self._check_model(dep, embedding=False)
         params = _params(body)
         check_completion_params(body.get("prompt"), params)
@@ -145,16 +146,16 @@ class LocalProvider:
             self._chat_pool, lambda c: self.chat_model.complete(prompt, model=dep.alias, cancel=c, **params)
         )
 
-    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[TextCompletion]:
         self._check_model(dep, embedding=False)
         params = _params(body)
-        prompt = body.get("prompt")
+        prompt: Any = body.get("prompt")  # checked on the next line
         check_completion_params(prompt, params)
         return self._stream(lambda c: self.chat_model.complete_stream(prompt, model=dep.alias, cancel=c, **params))
 
     # --- embeddings and scoring --------------------------------------------------------------
 
-    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> EmbeddingList:
         self._check_model(dep, embedding=True)
         texts = _embedding_inputs(body.get("input"))
         fmt = body.get("encoding_format") or "float"
@@ -211,7 +212,9 @@ class LocalProvider:
             raise _shut_down()
         return result
 
-    async def _stream(self, make: Callable[[threading.Event], Iterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    async def _stream(
+        self, make: Callable[[threading.Event], Iterator[dict[str, Any]]]
+    ) -> AsyncIterator[Any]:  # podium.inference's OpenAI-shaped chunks (it sits below podium.gateway.wire)
         if self._closed:
             raise UpstreamError("the local provider is closed", retryable=True)
         loop = asyncio.get_running_loop()

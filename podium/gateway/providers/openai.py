@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from podium.errors import UpstreamError
+from podium.gateway.wire import ChatChunk, ChatCompletion, EmbeddingList, TextCompletion
 
 from .base import Deployment
 from .http import HttpProvider, error_from_payload, iter_sse, stream_ended
@@ -49,7 +50,7 @@ class OpenAIProvider(HttpProvider):
 
     # --- JSON ---------------------------------------------------------------------------
 
-    async def _call(self, dep: Deployment, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, dep: Deployment, path: str, body: dict[str, Any]) -> Any:  # the upstream's JSON object
         data = await self.post_json(dep, (dep.api_base or self.default_base).rstrip("/") + path, body)
         if not isinstance(data, dict):
             raise UpstreamError(
@@ -61,26 +62,26 @@ class OpenAIProvider(HttpProvider):
             raise error_from_payload(data, self.name, status=None)
         return data
 
-    async def chat(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def chat(self, dep: Deployment, body: dict[str, Any]) -> ChatCompletion:
         return await self._call(dep, "/chat/completions", body)
 
-    async def completion(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def completion(self, dep: Deployment, body: dict[str, Any]) -> TextCompletion:
         return await self._call(dep, "/completions", body)
 
-    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+    async def embeddings(self, dep: Deployment, body: dict[str, Any]) -> EmbeddingList:
         return await self._call(dep, "/embeddings", body)
 
     # --- streams ------------------------------------------------------------------------
 
-    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[ChatChunk]:
         return self._stream(dep, "/chat/completions", body)
 
-    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[TextCompletion]:
         return self._stream(dep, "/completions", body)
 
     async def _stream(
         self, dep: Deployment, path: str, body: dict[str, Any]
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[Any]:  # the upstream's chunks, JSON objects
         payload = dict(body)
         payload["stream"] = True
         if payload.get("stream_options") is None:

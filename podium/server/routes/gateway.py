@@ -198,7 +198,7 @@ class ChatEndpoints:
 
     def translate(self, body: Any) -> dict[str, Any]:
         """The body the gateway's ``endpoint`` takes (the Responses endpoint translates)."""
-        return body  # type: ignore[no-any-return]
+        return body
 
     async def _handle(self, scope: Scope, receive: Any, send: Any) -> None:
         st = _state(scope)
@@ -293,7 +293,7 @@ class ChatEndpoints:
                 await send({"type": "http.response.body", "body": shape.error(err), "more_body": False})
                 return
             finally:
-                await it.aclose()  # type: ignore[attr-defined]
+                await it.aclose()  # type: ignore[attr-defined]  # an async generator, typed as an iterator
             await send({"type": "http.response.body", "body": shape.end(call), "more_body": False})
 
         task = asyncio.ensure_future(run())
@@ -369,7 +369,7 @@ class ModelsEndpoint:
                 gw.metrics.refused(e)
             await _send_error(send, e)
             return
-        data = [
+        data: list[dict[str, Any]] = [
             {"id": a.name, "object": "model", "created": 0, "owned_by": _owner(a), "mode": a.mode,
              "description": a.description}
             for a in aliases

@@ -11,8 +11,9 @@ render and forms still work, without charts and partial updates.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -31,6 +32,7 @@ from podium.server.ui.prompts import router as prompts_router
 __all__ = ["STATIC", "VENDOR_FILES", "install_ui"]
 
 logger = logging.getLogger("podium.server.ui")
+_Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 STATIC = Path(__file__).parent / "static"
 VENDOR_FILES = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css")
@@ -85,9 +87,10 @@ def install_ui(app: FastAPI) -> None:
     app.include_router(evals_router)
     app.include_router(guardrails_router)
 
-    prev_podium = app.exception_handlers.get(PodiumError)
-    prev_http = app.exception_handlers.get(StarletteHTTPException)
-    prev_any = app.exception_handlers.get(Exception)
+    # The handlers installed before these (podium.server.app's) are all async.
+    prev_podium = cast("_Handler | None", app.exception_handlers.get(PodiumError))
+    prev_http = cast("_Handler | None", app.exception_handlers.get(StarletteHTTPException))
+    prev_any = cast("_Handler | None", app.exception_handlers.get(Exception))
 
     async def need_login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NeedLogin)

@@ -7,9 +7,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import EllipsisType
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from podium.core.roles import ROLES as _ROLES
@@ -187,7 +188,7 @@ class ProjectRepo:
 
     def project_limits(self, project_id: str) -> dict[str, Any] | None:
         with self._engine.connect() as conn:
-            return conn.execute(  # type: ignore[no-any-return]
+            return conn.execute(
                 select(t.project.c.gateway_limits).where(t.project.c.id == project_id)
             ).scalar()
 
@@ -233,20 +234,20 @@ class ProjectRepo:
         return _key(r)
 
 
-_Unset = type(Ellipsis)
+_Unset = EllipsisType  # `...` in a keyword: leave the field as is
 
 
-def _key(r: object) -> ApiKey:
+def _key(r: Row[Any]) -> ApiKey:
     return ApiKey(
-        id=r.id,  # type: ignore[attr-defined]
-        project_id=r.project_id,  # type: ignore[attr-defined]
-        public_key=r.public_key,  # type: ignore[attr-defined]
-        secret_hint=r.secret_hint,  # type: ignore[attr-defined]
-        role=r.role,  # type: ignore[attr-defined]
-        note=r.note,  # type: ignore[attr-defined]
-        created_at=r.created_at,  # type: ignore[attr-defined]
-        revoked_at=r.revoked_at,  # type: ignore[attr-defined]
-        limits=r.limits,  # type: ignore[attr-defined]
-        models=r.models,  # type: ignore[attr-defined]
+        id=r.id,
+        project_id=r.project_id,
+        public_key=r.public_key,
+        secret_hint=r.secret_hint,
+        role=r.role,
+        note=r.note,
+        created_at=r.created_at,
+        revoked_at=r.revoked_at,
+        limits=r.limits,
+        models=r.models,
         guardrails=getattr(r, "guardrails", None),
     )
