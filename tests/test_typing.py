@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # `# type: ignore[...]` without a reason after it on the same line. New ignores carry one
 # (`# type: ignore[attr-defined]  # why`); lower this number as old ones are fixed, never raise it.
-UNREASONED_IGNORE_BASELINE = 34
+UNREASONED_IGNORE_BASELINE = 33
 
 _IGNORE = re.compile(r"#\s*type:\s*ignore(\[[^\]]*\])?(?P<rest>.*)$")
 

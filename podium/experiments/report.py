@@ -9,15 +9,17 @@ and SVG charts; no scripts, fonts, images or links to anything outside the file)
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
-import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from podium.core.reporting import badge as _badge
+from podium.core.reporting import bar_chart, close_suite, cut, gate_cases, junit_document
+from podium.core.reporting import clean as _clean
+from podium.core.reporting import esc as _e
 from podium.experiments.results import ItemResult, SuiteResult
 
 __all__ = ["REPORT_SUFFIXES", "render_csv", "render_html", "render_json", "render_junit", "write_report"]
@@ -34,23 +36,12 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, default=default, allow_nan=False)
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def render_json(result: SuiteResult) -> str:
     return _dumps(_clean(result)) + "\n"
 
 
 def _text(v: Any, n: int = 2000) -> str:
-    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-    return s if len(s) <= n else s[: n - 1] + "…"
+    return cut(v, n)
 
 
 def _case_name(item: ItemResult) -> str:
@@ -132,28 +123,13 @@ def render_junit(result: SuiteResult) -> str:
                 el.text = "\n".join(reasons)
             out = ET.SubElement(case, "system-out")
             out.text = _text(it.get("output"), 10_000) if it.get("output") is not None else ""
-        for g in exp["gates"]:
-            n += 1
-            case = ET.SubElement(suite, "testcase", classname=f"{exp['variant']['name']} gates", name=g["gate"],
-                                 time="0")
-            if g["status"] == "failed":
-                fails += 1
-                el = ET.SubElement(case, "failure", message=_text(g["detail"], 500), type="gate")
-                el.text = g["detail"]
-            elif g["status"] == "skipped":
-                ET.SubElement(case, "skipped", message=_text(g["detail"], 500))
-        suite.set("tests", str(n))
-        suite.set("failures", str(fails))
-        suite.set("errors", str(errs))
-        suite.set("time", f"{total_time:.3f}")
+        n += len(exp["gates"])
+        fails += gate_cases(suite, exp["gates"], f"{exp['variant']['name']} gates")
+        close_suite(suite, n, fails, errs, total_time)
         totals["tests"] += n
         totals["failures"] += fails
         totals["errors"] += errs
-    for k, v in totals.items():
-        root.set(k, str(v))
-    root.set("time", f"{result.get('duration_s', 0.0):.3f}")
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return junit_document(root, totals, result.get("duration_s", 0.0))
 
 
 # --- HTML ---------------------------------------------------------------------------------------------------
@@ -176,10 +152,6 @@ details summary{cursor:pointer}svg text{fill:var(--fg);font:12px system-ui,sans-
 """
 
 
-def _e(v: Any) -> str:
-    return html.escape(str(v), quote=True)
-
-
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return "–"
@@ -190,39 +162,11 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return _e(v)
 
 
-def _badge(status: str) -> str:
-    cls = {"passed": "pass", "failed": "fail", "skipped": "skip"}.get(status, "skip")
-    return f'<span class="badge {cls}">{_e(status.upper())}</span>'
-
-
-def _chart(rows: Sequence[tuple[str, float | None, float | None, float | None]], width: int = 640) -> str:
-    """Horizontal bars (0..1) with 95% CI whiskers, as inline SVG."""
-    rows = [r for r in rows if r[1] is not None and 0.0 <= float(r[1]) <= 1.0]
-    if not rows:
-        return ""
-    label_w, bar_w, row_h = 180, width - 180 - 60, 24
-    h = row_h * len(rows) + 24
-    parts = [f'<svg role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}">']
-    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = label_w + t * bar_w
-        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{h - 18}" stroke="currentColor" '
-                     f'stroke-opacity="0.15"/><text x="{x:.1f}" y="{h - 4}" text-anchor="middle">{t:g}</text>')
-    for i, (name, mean, lo, hi) in enumerate(rows):
-        y = i * row_h + 4
-        m = float(mean)  # type: ignore[arg-type]
-        parts.append(f'<text x="{label_w - 8}" y="{y + 14}" text-anchor="end">{_e(name[:28])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{m * bar_w:.1f}" height="{row_h - 8}" rx="3" '
-                     f'fill="var(--bar)"><title>{_e(name)}: {m:.3f}</title></rect>')
-        if lo is not None and hi is not None:
-            x1, x2 = label_w + max(0.0, lo) * bar_w, label_w + min(1.0, hi) * bar_w
-            yc = y + row_h / 2 - 1
-            parts.append(f'<line x1="{x1:.1f}" y1="{yc:.1f}" x2="{x2:.1f}" y2="{yc:.1f}" stroke="var(--ci)" '
-                         f'stroke-width="1.5"/><line x1="{x1:.1f}" y1="{yc - 5:.1f}" x2="{x1:.1f}" y2="{yc + 5:.1f}" '
-                         f'stroke="var(--ci)"/><line x1="{x2:.1f}" y1="{yc - 5:.1f}" x2="{x2:.1f}" y2="{yc + 5:.1f}" '
-                         f'stroke="var(--ci)"/>')
-        parts.append(f'<text x="{width - 52}" y="{y + 14}">{m:.3f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def _chart(rows: list[tuple[str, float | None, float | None, float | None]], width: int = 640) -> str:
+    """Horizontal bars (0..1) with 95% CI whiskers (clamped to the axis), as inline SVG."""
+    bars = [(name, float(mean), None if lo is None else max(0.0, lo), None if hi is None else min(1.0, hi))
+            for name, mean, lo, hi in rows if mean is not None and 0.0 <= float(mean) <= 1.0]
+    return bar_chart(bars, label_w=180, name_chars=28, width=width)
 
 
 def _metric_rows(summary: Mapping[str, Any]) -> list[tuple[str, float | None, float | None, float | None]]:

@@ -436,46 +436,48 @@ class _Stream:
             out += self.restorer.finish()
         return out, None
 
+    def _step(self, item: Any) -> list[Any] | None:
+        """What to yield for one item of the answer (``[]``: nothing yet); None once the guard blocked."""
+        if not isinstance(item, str):
+            return [item]
+        out = self._feed(item)
+        if self.sg is not None and self.sg.blocked:
+            return None
+        return [out] if out else []
+
+    def _last(self, refuse: Callable[[Decision], str]) -> list[str]:
+        """What to yield after the last item: the held-back text, or the refusal when blocked."""
+        out, stop = self._end()
+        if stop is not None:
+            return [refuse(stop)]
+        return [out] if out else []
+
     def iter(self, items: Iterator[Any], refuse: Callable[[Decision], str]) -> Iterator[Any]:
         try:
             for item in items:
-                if not isinstance(item, str):
-                    yield item
-                    continue
-                out = self._feed(item)
-                if self.sg is not None and self.sg.blocked:
+                step = self._step(item)
+                if step is None:
                     break
-                if out:
-                    yield out
+                yield from step
         finally:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
-        out, stop = self._end()
-        if stop is not None:
-            yield refuse(stop)
-        elif out:
-            yield out
+        yield from self._last(refuse)
 
     async def aiter(self, items: AsyncIterator[Any], refuse: Callable[[Decision], str]) -> AsyncIterator[Any]:
         try:
             async for item in items:
-                if not isinstance(item, str):
-                    yield item
-                    continue
-                out = self._feed(item)
-                if self.sg is not None and self.sg.blocked:
+                step = self._step(item)
+                if step is None:
                     break
-                if out:
+                for out in step:
                     yield out
         finally:
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
                 await aclose()
-        out, stop = self._end()
-        if stop is not None:
-            yield refuse(stop)
-        elif out:
+        for out in self._last(refuse):
             yield out
 
 

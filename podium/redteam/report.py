@@ -7,36 +7,25 @@ SVG, as ``podium eval run``'s report; nothing loaded from outside the file).
 
 from __future__ import annotations
 
-import html
 import json
-import math
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from podium.core.reporting import badge as _badge
+from podium.core.reporting import bar_chart, close_suite, gate_cases, junit_document
+from podium.core.reporting import clean as _clean
+from podium.core.reporting import cut as _cut
+from podium.core.reporting import esc as _e
 
 __all__ = ["REPORT_SUFFIXES", "render_html", "render_json", "render_junit", "write_report"]
 
 REPORT_SUFFIXES = (".json", ".xml", ".html", ".htm")
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def render_json(result: Mapping[str, Any]) -> str:
     return json.dumps(_clean(result), indent=2, ensure_ascii=False, default=str) + "\n"
-
-
-def _cut(s: Any, n: int) -> str:
-    s = s if isinstance(s, str) else json.dumps(s, ensure_ascii=False, default=str)
-    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def _case_name(r: Mapping[str, Any]) -> str:
@@ -90,31 +79,16 @@ def render_junit(result: Mapping[str, Any]) -> str:
             g = r.get("guard")
             extra = f"\n\nguard: {g}" if g else ""
             out.text = _cut(_conversation(r), 10_000) + f"\n\nverdict: {r.get('reason')}" + extra
-        suite.set("tests", str(n))
-        suite.set("failures", str(fails))
-        suite.set("errors", str(errs))
-        suite.set("time", f"{secs_total:.3f}")
+        close_suite(suite, n, fails, errs, secs_total)
         for k, v in (("tests", n), ("failures", fails), ("errors", errs)):
             totals[k] += v
     gates = ET.SubElement(root, "testsuite", name="gates", tests=str(len(result["gates"])))
-    gfails = 0
-    for g in result["gates"]:
-        case = ET.SubElement(gates, "testcase", classname="redteam.gates", name=g["gate"], time="0")
-        if g["status"] == "failed":
-            gfails += 1
-            el = ET.SubElement(case, "failure", message=_cut(g["detail"], 500), type="gate")
-            el.text = g["detail"]
-        elif g["status"] == "skipped":
-            ET.SubElement(case, "skipped", message=_cut(g["detail"], 500))
+    gfails = gate_cases(gates, result["gates"], "redteam.gates")
     gates.set("failures", str(gfails))
     gates.set("errors", "0")
     totals["tests"] += len(result["gates"])
     totals["failures"] += gfails
-    for k, v in totals.items():
-        root.set(k, str(v))
-    root.set("time", f"{result.get('duration_s', 0.0):.3f}")
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return junit_document(root, totals, result.get("duration_s", 0.0))
 
 
 # --- HTML ---------------------------------------------------------------------------------------------------
@@ -136,17 +110,8 @@ pre{margin:0;white-space:pre-wrap;word-break:break-word;font:12px/1.4 ui-monospa
 """
 
 
-def _e(v: Any) -> str:
-    return html.escape(str(v), quote=True)
-
-
 def _f(v: Any, digits: int = 3) -> str:
     return "–" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else _e(v))
-
-
-def _badge(status: str) -> str:
-    cls = {"passed": "pass", "failed": "fail"}.get(status, "skip")
-    return f'<span class="badge {cls}">{_e(status.upper())}</span>'
 
 
 def _chart(families: Mapping[str, Mapping[str, Any]], key: str, width: int = 640) -> str:
@@ -154,29 +119,7 @@ def _chart(families: Mapping[str, Mapping[str, Any]], key: str, width: int = 640
     suffix = key.removeprefix("asr")
     rows = [(f, s[key], s.get("low" + suffix), s.get("high" + suffix)) for f, s in families.items()
             if s.get(key) is not None]
-    if not rows:
-        return ""
-    label_w, bar_w, row_h = 190, width - 190 - 60, 24
-    h = row_h * len(rows) + 24
-    parts = [f'<svg role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}">']
-    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        x = label_w + t * bar_w
-        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{h - 18}" stroke="currentColor" '
-                     f'stroke-opacity="0.15"/><text x="{x:.1f}" y="{h - 4}" text-anchor="middle">{t:g}</text>')
-    for i, (name, m, lo, hi) in enumerate(rows):
-        y = i * row_h + 4
-        parts.append(f'<text x="{label_w - 8}" y="{y + 14}" text-anchor="end">{_e(name[:30])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{m * bar_w:.1f}" height="{row_h - 8}" rx="3" '
-                     f'fill="var(--bar)"><title>{_e(name)}: {m:.3f}</title></rect>')
-        if lo is not None and hi is not None:
-            x1, x2, yc = label_w + lo * bar_w, label_w + hi * bar_w, y + row_h / 2 - 1
-            parts.append(f'<line x1="{x1:.1f}" y1="{yc:.1f}" x2="{x2:.1f}" y2="{yc:.1f}" stroke="var(--ci)" '
-                         f'stroke-width="1.5"/><line x1="{x1:.1f}" y1="{yc - 5:.1f}" x2="{x1:.1f}" y2="{yc + 5:.1f}" '
-                         f'stroke="var(--ci)"/><line x1="{x2:.1f}" y1="{yc - 5:.1f}" x2="{x2:.1f}" y2="{yc + 5:.1f}" '
-                         f'stroke="var(--ci)"/>')
-        parts.append(f'<text x="{width - 52}" y="{y + 14}">{m:.3f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    return bar_chart(rows, label_w=190, name_chars=30, width=width)
 
 
 def render_html(result: Mapping[str, Any]) -> str:

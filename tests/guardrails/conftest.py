@@ -2,7 +2,8 @@
 
 SDK/API/CLI helpers (``sdk_*``): tiny real scanners registered under ``sdk-*`` names and a
 policy that uses them, so the SDK, API and CLI tests do not depend on which built-in scanners
-are installed. Other parts of the suite add their own helpers below in their own sections.
+are installed; the gateway tests subclass ``SdkKeyword``/``SdkEmail`` under ``gw-*`` names. Other
+parts of the suite add their own helpers below in their own sections.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ are small real scanners registered for the test (``gw-*``); the last tests run t
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,10 +19,11 @@ import httpx
 import openai
 import pytest
 
-from podium.guardrails import Context, Finding, Result, Scanner
+from podium.guardrails import Context, Result, Scanner
 from podium.guardrails.registry import register_scanner, scanner_specs
 from tests.conftest import LiveServer, ProjectKeys, ServerThread
 from tests.gateway.fake_upstream import FakeUpstream, Reply
+from tests.guardrails.conftest import SdkEmail, SdkKeyword
 
 pytestmark = pytest.mark.integration
 
@@ -32,30 +32,16 @@ SECRET = "TOPSECRET-PHRASE-0042"
 WINDOW = 32
 
 
-class Keyword(Scanner):
-    """Fires on any of ``words`` (case-insensitive)."""
+class Keyword(SdkKeyword):
+    """Fires on any of ``words`` (case-insensitive): the SDK tests' scanner under a gateway name."""
 
     name = "gw-keyword"
 
-    def __init__(self, words: list[str]) -> None:
-        self.words = [w.lower() for w in words]
 
-    def scan(self, text: str, ctx: Context) -> Result:
-        low = text.lower()
-        found = [Finding(m.start(), m.end(), "KEYWORD", text[m.start():m.end()])
-                 for w in self.words for m in re.finditer(re.escape(w), low)]
-        return Result(score=1.0 if found else 0.0, findings=found,
-                      detail=f"matched {found[0].text!r}" if found else None)
-
-
-class Email(Scanner):
-    """Finds e-mail addresses (label EMAIL)."""
+class Email(SdkEmail):
+    """Finds e-mail addresses (label EMAIL): the SDK tests' scanner under a gateway name."""
 
     name = "gw-email"
-
-    def scan(self, text: str, ctx: Context) -> Result:
-        found = [Finding(m.start(), m.end(), "EMAIL", m.group()) for m in re.finditer(r"[\w.]+@[\w.]+\.\w+", text)]
-        return Result(score=1.0 if found else 0.0, findings=found)
 
 
 class SlowKeyword(Keyword):

@@ -61,7 +61,10 @@ def test_playground_run_is_traced_and_linked(server: LiveServer, upstream: FakeU
         def logged() -> Any:
             r = c.get(f"/api/v1/traces/{out['trace_id']}")
             spans = r.json().get("spans") if r.status_code == 200 else None
-            return r.json() if spans and spans[0]["prompt_version"] and spans[0]["output"] else None
+            # The gateway's span batch (user, tags) and the playground's trace row (its name) are
+            # two writes, and a trace read is two queries: wait until both have landed.
+            done = spans and spans[0]["prompt_version"] and spans[0]["output"] and r.json()["user_id"]
+            return r.json() if done else None
 
         t = wait_for(logged)
         assert t["name"] == "playground support/qa v1", t
