@@ -1,7 +1,8 @@
 """The plugin contract (docs/plugins.md) with the real example package, examples/plugin, installed
 in the test environment (`make setup` runs `pip install -e examples/plugin`): it shows up in
 `podium plugins list`, its scorer runs from a suite YAML with `podium eval run`, and its provider
-serves `/v1/chat/completions` from a gateway config file, through the official `openai` client."""
+serves `/v1/chat/completions` from a gateway config file, through the official `openai` client, and its
+`file` alert channel builds and sends through `podium.alerts`."""
 
 from __future__ import annotations
 
@@ -51,15 +52,39 @@ def test_plugins_list_shows_builtins_and_the_example_with_its_version() -> None:
     by_name = {p["name"]: p for p in json.loads(r.output)}
     ex = by_name["podium-example-plugin"]
     assert ex["version"] == "0.1.0" and ex["module"] == "podium_example_plugin"
-    assert ex["hooks"] == ["register_guardrails", "register_providers", "register_scorers"]
+    assert ex["hooks"] == ["register_alert_channels", "register_guardrails", "register_providers",
+                           "register_scorers"]
     assert ex["registered"] == {"scorers": ["word-count-between"], "providers": ["echo"],
-                                "guardrails": ["no-pirates"]}
+                                "guardrails": ["no-pirates"], "alert_channels": ["file"]}
+    assert by_name["podium.alerts.builtins"]["registered"]["alert_channels"] == ["email", "pagerduty", "webhook"]
     builtin_scorers = by_name["podium.evals.scorers.builtins"]
     assert builtin_scorers["version"] == "built-in" and "llm-rubric" in builtin_scorers["registered"]["scorers"]
     assert by_name["podium.gateway.providers.builtins"]["registered"]["providers"] == [
         "anthropic", "gemini", "local", "openai"]
     text = CliRunner().invoke(app, ["plugins", "list"], catch_exceptions=False).output
     assert "podium-example-plugin 0.1.0" in text and "providers: echo" in text and "guardrails: no-pirates" in text
+    assert "alert_channels: file" in text and "alert_channels: email, pagerduty, webhook" in text
+
+
+def test_the_plugin_alert_channel_builds_and_sends(tmp_path: Path) -> None:
+    from podium.alerts import Alert, build, channel_specs
+
+    assert channel_specs()["file"].plugin == "podium-example-plugin"
+    out = tmp_path / "alerts.jsonl"
+    channel = build("file", {"path": str(out)})
+    fired = Alert(rule="error-rate", project="demo", title="Error rate above 5%", severity="critical",
+                  value=0.08, threshold=0.05, labels={"model": "gpt-4o"})
+    d = channel.send(fired)
+    assert d.ok and d.channel == "file" and d.attempts == 1 and d.error is None
+    channel.send(Alert(rule="error-rate", project="demo", title="Error rate above 5%", status="resolved",
+                       labels={"model": "gpt-4o"}))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [x["status"] for x in lines] == ["firing", "resolved"]
+    assert lines[0]["value"] == 0.08 and lines[0]["labels"] == {"model": "gpt-4o"}
+    assert lines[0]["dedup_key"] == lines[1]["dedup_key"] == fired.key
+    broken = build("file", {"path": str(tmp_path / "missing-dir" / "a.jsonl")})
+    d = broken.send(fired)  # a failed Delivery, not an exception
+    assert not d.ok and "cannot append" in (d.error or "")
 
 
 def test_the_plugin_scanner_runs_through_guard_and_the_cli(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ per thing it adds. Signatures of ``register``:
   implementing :class:`podium.gateway.providers.base.Provider`.
 - ``register_guardrails``: ``register(name, factory, *, kinds=("input", "output"), description="")``;
   ``factory(**params)`` builds a :class:`podium.guardrails.base.Scanner`.
-- ``register_alert_channels``: ``register(name, factory)`` (alert channels).
+- ``register_alert_channels``: ``register(name, factory, *, description="")``; ``factory(**params)``
+  builds a :class:`podium.alerts.Channel` (``send(alert) -> Delivery``).
 - ``register_probes``: ``register(name, source, *, family=None)``; ``source`` is a YAML file's path
   or its content (a dict, or a list of probes): a red-team probe set (:mod:`podium.redteam.probes`).
 """
@@ -43,7 +44,7 @@ def register_guardrails(register: Register) -> None:
 
 @hookspec
 def register_alert_channels(register: Register) -> None:
-    """Register alert channels: ``register(name, factory)``."""
+    """Register alert channels: ``register("file", FileChannel, description="JSON lines to a file")``."""
 
 
 @hookspec

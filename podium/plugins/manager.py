@@ -20,6 +20,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "podium.gateway.providers.builtins",
     "podium.guardrails.builtins",
     "podium.redteam.builtins",
+    "podium.alerts.builtins",
 )
 HOOKS = ("register_scorers", "register_providers", "register_guardrails", "register_alert_channels",
          "register_probes")
@@ -114,6 +115,13 @@ def load_guardrails(register_scanner: Callable[..., Any]) -> None:
     (``podium.guardrails.registry.register_scanner``), each tagged with its plugin."""
     for name, (owner, args, kwargs) in _collected()["register_guardrails"].items():
         register_scanner(name, *args, plugin=owner, replace_existing=True, **kwargs)
+
+
+def load_alert_channels(register_channel: Callable[..., Any]) -> None:
+    """Feed every plugin's alert channels to the channel registry
+    (``podium.alerts.registry.register_channel``), each tagged with its plugin."""
+    for name, (owner, args, kwargs) in _collected()["register_alert_channels"].items():
+        register_channel(name, *args, plugin=owner, replace_existing=True, **kwargs)
 
 
 def probe_sets() -> dict[str, dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""An example Podium plugin: a scorer, a gateway provider and a guardrail scanner, registered through
-the hooks."""
+"""An example Podium plugin: a scorer, a gateway provider, a guardrail scanner and an alert channel,
+registered through the hooks."""
 
 from __future__ import annotations
 
@@ -28,6 +28,13 @@ def register_guardrails(register: Callable[..., Any]) -> None:
     from podium_example_plugin.scanner import NoPirates
 
     register("no-pirates", NoPirates, kinds=("input", "output"))
+
+
+@hookimpl
+def register_alert_channels(register: Callable[..., Any]) -> None:
+    from podium_example_plugin.channel import FileChannel
+
+    register("file", FileChannel, description=FileChannel.description)
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
