@@ -140,6 +140,19 @@ class Settings(BaseSettings):
         "loopback too. Default: off, forwarded requests must log in.",
     )
 
+    # --- end-user feedback (docs/feedback.md) -------------------------------------------------
+    feedback_cors_origins: str = Field(
+        default="",
+        description="Comma-separated browser origins (https://app.example.com) allowed to call "
+        "`POST /api/v1/feedback`, or * for any. Default: none, no CORS headers (server-side and mobile "
+        "callers need none).",
+    )
+    feedback_rate: int = Field(
+        default=60, ge=1,
+        description="Feedback requests each public key may send per minute from one client IP (a token "
+        "bucket kept per server process); more get 429 with Retry-After.",
+    )
+
     # --- SDK ------------------------------------------------------------------------------
     base_url: str = Field(default="http://127.0.0.1:8700", description="Where the SDK sends data.")
     public_key: str | None = Field(default=None, description="Project public key (pk-...).")
@@ -186,6 +199,11 @@ class Settings(BaseSettings):
                 "the database URL and the encryption key; list provider key variables such as OPENAI_API_KEY"
             )
         return ",".join(names)
+
+    @property
+    def feedback_origins(self) -> frozenset[str]:
+        """The origins ``PODIUM_FEEDBACK_CORS_ORIGINS`` allows (``*``: any), without trailing slashes."""
+        return frozenset(o.strip().rstrip("/") for o in self.feedback_cors_origins.split(",") if o.strip())
 
     @property
     def gateway_env_names(self) -> frozenset[str]:

@@ -258,7 +258,7 @@ class ScoreIn(_Strict):
     trace_id: Id | None = None
     span_id: Id | None = None
     session_id: Annotated[str, Field(max_length=256)] | None = None
-    source: Literal["api", "sdk", "human", "eval", "llm", "otel", "guardrail"] = "api"
+    source: Literal["api", "sdk", "human", "eval", "llm", "otel", "guardrail", "feedback"] = "api"
     comment: Annotated[str, Field(max_length=10_000)] | None = None
     metadata: dict[str, Any] | None = None
     timestamp: UtcTime | None = None

@@ -37,6 +37,7 @@ class Action(StrEnum):
     ADMIN = "admin"
     CALL_MODELS = "call_models"
     GUARD_SCAN = "guard_scan"
+    FEEDBACK = "feedback"
 
 
 #: Every valid role, in the order the UI and error messages list them.
@@ -56,6 +57,8 @@ MATRIX: Mapping[Action, frozenset[Role]] = MappingProxyType(
         Action.CALL_MODELS: frozenset({_A, _M, _G}),
         # Apps check their own text before and after their model calls, with the key they have.
         Action.GUARD_SCAN: frozenset({_A, _M, _I, _G}),
+        # End users' thumbs up/down, sent from browsers and apps with the public key alone.
+        Action.FEEDBACK: frozenset({_A, _M, _I}),
     }
 )
 
@@ -69,6 +72,8 @@ _DESCRIPTIONS: Mapping[Action, str] = MappingProxyType(
         Action.CALL_MODELS: "call models through the OpenAI-compatible gateway",
         Action.GUARD_SCAN: "scan text with a guardrail policy (`POST /api/v1/guard/scan`; with `trace_id`, "
         "record the decision on that trace)",
+        Action.FEEDBACK: "send end-user feedback (`POST /api/v1/feedback`) with the key's public key alone: "
+        "write-only, rate-limited; the public key grants nothing else",
     }
 )
 

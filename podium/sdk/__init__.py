@@ -15,6 +15,7 @@ from podium.sdk.prompts import create_prompt, get_prompt
 from podium.sdk.span import Span
 from podium.sdk.tracing import (
     create_score,
+    feedback,
     flush,
     observe,
     shutdown,
@@ -33,6 +34,7 @@ __all__ = [
     "create_dataset",
     "create_prompt",
     "create_score",
+    "feedback",
     "flush",
     "get_client",
     "get_current_span_id",

@@ -295,6 +295,60 @@ class Podium:
         self._export(ScoreRecord(score.model_dump(mode="json", exclude_none=True), metadata))
         return score.id
 
+    def feedback(
+        self,
+        trace_id: str,
+        value: float | bool | str,
+        *,
+        name: str = "user-feedback",
+        comment: str | None = None,
+        span_id: str | None = None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Record an end user's feedback on a trace: a score with source ``feedback``.
+
+        ``value`` is a number, a boolean, or ``"up"``/``"down"`` (stored as true/false, 1/0);
+        ``user_id`` goes into the score's metadata. Queued and sent like every score (drops are
+        counted); returns the score's id, or None when invalid (a WARNING says why). Never raises.
+        Browsers and mobile apps send the same thing to ``POST /api/v1/feedback`` with the
+        public key alone (docs/feedback.md)."""
+        if not self.enabled:
+            return None
+        try:
+            if isinstance(value, str):
+                if value not in ("up", "down"):
+                    logger.warning("Podium: feedback %r not sent: value must be a number, a boolean, "
+                                   "'up' or 'down', got %r", name, value[:100])
+                    return None
+                value = value == "up"
+            meta = dict(metadata or {})
+            if user_id is not None:
+                meta["user_id"] = user_id
+            score = ScoreIn(
+                id=new_trace_id(),
+                name=name,
+                value=value,
+                trace_id=trace_id,
+                span_id=span_id,
+                session_id=session_id,
+                source="feedback",
+                comment=comment,
+                timestamp=datetime.now(UTC),
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'feedback'}: {e['msg']}" for e in exc.errors()
+            )
+            logger.warning("Podium: feedback %r not sent: %s", name, problems)
+            return None
+        except Exception:
+            logger.debug("Podium: feedback failed", exc_info=True)
+            return None
+        self._export(ScoreRecord(score.model_dump(mode="json", exclude_none=True), meta or None))
+        return score.id
+
     # --- delivery ------------------------------------------------------------------------
 
     def _export(self, item: Exportable) -> None:

@@ -24,6 +24,7 @@ from podium.sdk.span import KINDS, NOOP_SPAN, KindLike, Span, StatusLike, check_
 
 __all__ = [
     "create_score",
+    "feedback",
     "flush",
     "observe",
     "shutdown",
@@ -435,6 +436,34 @@ def create_score(
         )
     except Exception:
         logger.debug("Podium: create_score failed", exc_info=True)
+        return None
+
+
+def feedback(
+    trace_id: str,
+    value: float | bool | str,
+    *,
+    name: str = "user-feedback",
+    comment: str | None = None,
+    span_id: str | None = None,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Record an end user's feedback (thumbs up/down, a rating) on a trace (see :meth:`Podium.feedback`)."""
+    try:
+        return get_client().feedback(
+            trace_id,
+            value,
+            name=name,
+            comment=comment,
+            span_id=span_id,
+            session_id=session_id,
+            user_id=user_id,
+            metadata=metadata,
+        )
+    except Exception:
+        logger.debug("Podium: feedback failed", exc_info=True)
         return None
 
 

@@ -24,6 +24,7 @@ from podium.server.metrics import install_metrics
 from podium.server.routes import (
     admin,
     evals,
+    feedback,
     gateway_admin,
     guard,
     guardrail_policies,
@@ -134,6 +135,7 @@ def create_app(
     app.include_router(otlp_logs_routes.router, tags=["ingestion"])
     app.include_router(traces.router)
     app.include_router(scores.router)
+    app.include_router(feedback.router)  # POST /api/v1/feedback: the public key alone, write-only
     app.include_router(admin.router)
     app.include_router(gateway_admin.router)
     app.include_router(guardrail_policies.router)

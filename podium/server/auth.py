@@ -147,6 +147,23 @@ class Authenticator:
         return key
 
 
+    async def authenticate_public(self, public_key: str) -> ApiKey:
+        """The active key with this public key, for ``POST /api/v1/feedback`` only (the public key
+        ships in browsers and apps; every other route still needs the secret). Cached like the rest."""
+        if not public_key.startswith("pk-") or len(public_key) > 128:
+            raise Unauthorized("invalid public key: send the project's public key (pk-...) in the "
+                               "`x-podium-public-key` header; `podium keys list` shows it")
+        if self._due(time.monotonic()):
+            fut = asyncio.get_running_loop().run_in_executor(None, self._check_revocations)
+            fut.add_done_callback(_ignore_result)
+        key = await self._cache.get_or_load("public|" + public_key,
+                                            lambda: self._store.projects.by_public_key(public_key))
+        if key is None:
+            raise Unauthorized("invalid or revoked public key: send an active key's public key (pk-...); "
+                               "`podium keys list` shows them")
+        return key
+
+
 def _ignore_result(fut: Any) -> None:
     if not fut.cancelled():
         fut.exception()

@@ -43,6 +43,7 @@ def test_expected_surface() -> None:
         "create_prompt",
         "create_score",
         "evaluate",
+        "feedback",
         "flush",
         "get_client",
         "get_current_span_id",

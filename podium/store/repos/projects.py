@@ -223,6 +223,13 @@ class ProjectRepo:
             ).one()
         return int(r[0]), r[1]
 
+    def by_public_key(self, public_key: str) -> ApiKey | None:
+        """The active key whose public key is ``public_key`` (the feedback endpoint accepts the
+        public key alone, and grants it nothing but writing feedback)."""
+        with self._engine.connect() as conn:
+            r = conn.execute(select(t.api_key).where(t.api_key.c.public_key == public_key)).first()
+        return None if r is None or r.revoked_at is not None else _key(r)
+
     def authenticate(self, secret_key: str, public_key: str | None = None) -> ApiKey | None:
         """The active key whose secret is ``secret_key`` (and whose public key matches, if given)."""
         with self._engine.connect() as conn:
