@@ -255,6 +255,7 @@ class ScoreIn(_Strict):
         str, Field(max_length=10_000)
     ]
     data_type: ScoreDataType | None = None  # inferred from value when left out
+    config_id: Id | None = None  # a score config to validate against (a config with this name applies anyway)
     trace_id: Id | None = None
     span_id: Id | None = None
     session_id: Annotated[str, Field(max_length=256)] | None = None

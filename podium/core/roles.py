@@ -68,7 +68,7 @@ _DESCRIPTIONS: Mapping[Action, str] = MappingProxyType(
         Action.INGEST: "send telemetry: traces, spans, logs, scores and feedback (OTLP, Langfuse ingestion)",
         Action.USE_PROMPTS: "fetch and compile prompts (apps running with an ingest key may)",
         Action.WRITE: "change prompts, labels, datasets and experiments",
-        Action.ADMIN: "manage keys, settings, limits, aliases, deletions and protected labels",
+        Action.ADMIN: "manage keys, settings, limits, aliases, score configs, deletions and protected labels",
         Action.CALL_MODELS: "call models through the OpenAI-compatible gateway",
         Action.GUARD_SCAN: "scan text with a guardrail policy (`POST /api/v1/guard/scan`; with `trace_id`, "
         "record the decision on that trace)",

@@ -30,6 +30,7 @@ from podium.server.routes import (
     guardrail_policies,
     ingest,
     prompts,
+    score_configs,
     scores,
     traces,
 )
@@ -135,6 +136,7 @@ def create_app(
     app.include_router(otlp_logs_routes.router, tags=["ingestion"])
     app.include_router(traces.router)
     app.include_router(scores.router)
+    app.include_router(score_configs.router)  # typed scores: /api/v1/score-configs
     app.include_router(feedback.router)  # POST /api/v1/feedback: the public key alone, write-only
     app.include_router(admin.router)
     app.include_router(gateway_admin.router)

@@ -12,6 +12,7 @@ from podium.core.pricing import PriceTable, compute_cost
 from podium.core.records import ScoreIn, SpanIn, SpanKind, SpanStatus, TraceIn
 from podium.core.tokens import estimate_usage
 from podium.store.repos.ingest import IngestBatch, ScoreRow, SpanRow, TraceRow
+from podium.store.repos.score_configs import ScoreConfigs
 
 __all__ = ["BatchBuilder"]
 
@@ -21,10 +22,13 @@ _PRICED_KINDS = (SpanKind.GENERATION, SpanKind.EMBEDDING)
 class BatchBuilder:
     """Accumulates one request's valid items as store rows for ``project_id``."""
 
-    def __init__(self, project_id: str, prices: Callable[[], PriceTable]) -> None:
+    def __init__(
+        self, project_id: str, prices: Callable[[], PriceTable], score_configs: ScoreConfigs | None = None
+    ) -> None:
         self.project_id = project_id
         self.batch = IngestBatch()
         self._prices = prices
+        self._score_configs = score_configs  # when given, add_score validates against them
 
     def add_span(self, s: SpanIn) -> None:
         usage = s.usage.model_dump(exclude_none=True) if s.usage else None
@@ -126,8 +130,16 @@ class BatchBuilder:
             self.batch.tags.extend((self.project_id, tr.id, tag) for tag in tr.tags)
 
     def add_score(self, sc: ScoreIn) -> str:
+        """Add one score; with score configs, raises ValidationFailed (nothing added) when the
+        score breaks the config it names or whose name it has."""
+        checked = self._score_configs.check(sc) if self._score_configs is not None else None
         sid = sc.id or str(uuid.uuid4())
         numeric = sc.data_type is not None and sc.data_type.value in ("numeric", "boolean")
+        data_type = sc.data_type.value if sc.data_type else "numeric"
+        value = float(sc.value) if numeric else None
+        string_value = None if numeric else str(sc.value)
+        if checked is not None:  # a categorical score under a config keeps its label and its number
+            data_type, value, string_value = checked.data_type, checked.value, checked.string_value
         row: ScoreRow = {
             "project_id": self.project_id,
             "id": sid,
@@ -135,9 +147,9 @@ class BatchBuilder:
             "span_id": sc.span_id,
             "session_id": sc.session_id,
             "name": sc.name,
-            "data_type": sc.data_type.value if sc.data_type else "numeric",
-            "value": float(sc.value) if numeric else None,
-            "string_value": None if numeric else str(sc.value),
+            "data_type": data_type,
+            "value": value,
+            "string_value": string_value,
             "source": sc.source,
             "comment": sc.comment,
             "metadata": sc.metadata,

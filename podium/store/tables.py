@@ -44,6 +44,7 @@ __all__ = [
     "prompt_settings",
     "prompt_version",
     "score",
+    "score_config",
     "span",
     "trace",
     "trace_tag",
@@ -205,6 +206,26 @@ score = Table(
     Index(None, "project_id", "trace_id"),
     Index(None, "project_id", "name", "timestamp"),
     Index(None, "project_id", "session_id"),
+)
+
+# Typed score definitions (docs/data-model.md, "Score configs"): a score that names one (``config_id``)
+# or whose name matches a non-archived one is validated against it at ingestion. Never deleted:
+# ``archived`` stops name matching and keeps old scores readable.
+score_config = Table(
+    "score_config",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("data_type", String(16), nullable=False),  # numeric | boolean | categorical
+    Column("min_value", Float),
+    Column("max_value", Float),
+    Column("categories", JSONType),  # [{"label": str, "value": float}] (categorical only)
+    Column("description", Text),
+    Column("archived", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "name", unique=True),
 )
 
 model_price = Table(

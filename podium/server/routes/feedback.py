@@ -28,6 +28,7 @@ from podium.errors import BadRequest, Forbidden, PodiumError, TooManyRequests, U
 from podium.server.body import read_json
 from podium.server.convert import BatchBuilder
 from podium.server.errors import error_response, pydantic_details
+from podium.server.routes.score_configs import score_configs_for
 from podium.server.state import AppState
 from podium.store.repos.projects import ApiKey
 
@@ -192,8 +193,9 @@ async def send_feedback(request: Request, key: Annotated[ApiKey, Depends(_feedba
         raise ValidationFailed(f"invalid feedback: {where}{first['message']}; send "
                                '{"trace_id": "<trace id>", "value": "up"|"down"|true|false|<number>}',
                                details=details) from None
-    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))
-    sid = builder.add_score(score)
+    configs = await score_configs_for(request, key.project_id)
+    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id), configs)
+    sid = builder.add_score(score)  # feedback that breaks a score config of its name: 400
     refused = await st.ingester.submit(builder.batch)
     if refused:
         raise BadRequest(refused[0][1])

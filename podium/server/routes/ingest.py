@@ -17,6 +17,7 @@ from podium.server.body import StrictJSONRoute, read_body, read_json
 from podium.server.convert import BatchBuilder
 from podium.server.errors import pydantic_details
 from podium.server.ingest import IngestRoom
+from podium.server.routes.score_configs import score_configs_for
 from podium.server.state import AppState
 
 __all__ = ["router"]
@@ -102,7 +103,9 @@ async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSO
             f"batch of {len(items)} items is over the limit of {st.settings.max_batch_items} "
             "(PODIUM_MAX_BATCH_ITEMS); split it",
         )
-    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))
+    has_scores = any(isinstance(it, dict) and it.get("type") == "score" for it in items)
+    configs = await score_configs_for(request, key.project_id) if has_scores else None
+    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id), configs)
     successes: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     keys: dict[tuple[str, ...], int] = {}
@@ -135,7 +138,11 @@ async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSO
             builder.add_trace(rec)  # type: ignore[arg-type]
             keys[("trace", rec.id)] = i  # type: ignore[attr-defined]
         else:
-            item_id = builder.add_score(rec)  # type: ignore[arg-type]
+            try:
+                item_id = builder.add_score(rec)  # type: ignore[arg-type]
+            except ValidationFailed as e:  # breaks its score config
+                errors.append({"index": i, "id": item_id, "status": 400, "message": f"score: {e.message}"})
+                continue
             keys[("score", item_id)] = i
         successes.append({"index": i, "id": item_id})
     refused = await st.ingester.submit(builder.batch)

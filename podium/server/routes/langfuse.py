@@ -44,9 +44,12 @@ from podium.server.auth import CurrentKey, needs
 from podium.server.body import read_json
 from podium.server.convert import BatchBuilder
 from podium.server.errors import pydantic_details
+from podium.server.routes import score_configs as _score_configs
+from podium.server.routes.score_configs import score_configs_for
 from podium.server.state import AppState
 from podium.store.repos.evals import ExperimentFilter
 from podium.store.repos.projects import ApiKey
+from podium.store.repos.score_configs import ScoreConfigRepo
 
 __all__ = ["ENDPOINTS", "router"]
 
@@ -254,13 +257,14 @@ def _score_in(b: Any) -> ScoreIn:
     if dtype == "BOOLEAN" and isinstance(value, int | float) and not isinstance(value, bool):
         value = bool(value)
     meta = _as_object(b.get("metadata"))
-    extra = {k: b[k] for k in ("environment", "configId", "datasetRunId", "queueId") if b.get(k) is not None}
+    extra = {k: b[k] for k in ("environment", "datasetRunId", "queueId") if b.get(k) is not None}
     if extra:
         meta = {**(meta or {}), "langfuse": extra}
     try:
         return ScoreIn.model_validate({
             "id": b.get("id"), "name": b.get("name"), "value": value,
-            "data_type": _DATA_TYPES.get(dtype) if dtype else None, "trace_id": b.get("traceId"),
+            "data_type": _DATA_TYPES.get(dtype) if dtype else None, "config_id": b.get("configId"),
+            "trace_id": b.get("traceId"),
             "span_id": b.get("observationId"), "session_id": b.get("sessionId"), "source": "sdk",
             "comment": b.get("comment"), "metadata": meta, "timestamp": b.get("timestamp"),
         })
@@ -274,16 +278,18 @@ async def _submit(request: Request, builder: BatchBuilder) -> list[tuple[tuple[s
     return await _st(request).ingester.submit(builder.batch)
 
 
-def _builder(request: Request, key: ApiKey) -> BatchBuilder:
+async def _builder(request: Request, key: ApiKey) -> BatchBuilder:
+    """A batch builder that validates scores against the project's score configs."""
     st = _st(request)
-    return BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))
+    configs = await score_configs_for(request, key.project_id)
+    return BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id), configs)
 
 
 @_route("POST", "/scores")
 async def create_scores(request: Request, key: ScoreWriter) -> JSONResponse:
     """One score object (answers ``{"id"}``), or a list (Langfuse SDK v5: 202, or 207 with counts)."""
     body = await _body(request)
-    builder = _builder(request, key)
+    builder = await _builder(request, key)
     if isinstance(body, list):
         errors: list[dict[str, str]] = []
         ids: list[str] = []
@@ -304,6 +310,54 @@ async def create_scores(request: Request, key: ScoreWriter) -> JSONResponse:
     if refused:
         raise BadRequest(refused[0][1])
     return JSONResponse({"id": sid}, status_code=200)
+
+
+ConfigAdmin = Annotated[ApiKey, _role(Action.ADMIN, "manage score configs")]
+
+
+def _config_out(c: dict[str, Any], project_id: str) -> dict[str, Any]:
+    return {"id": c["id"], "projectId": project_id, "name": c["name"], "dataType": str(c["data_type"]).upper(),
+            "isArchived": c["archived"], "minValue": c["min_value"], "maxValue": c["max_value"],
+            "categories": c["categories"], "description": c["description"],
+            "createdAt": _iso(c["created_at"]), "updatedAt": _iso(c["updated_at"])}
+
+
+@_route("GET", "/score-configs")
+def list_score_configs(request: Request, key: Reader, page: Page = 1, limit: Limit = 50) -> dict[str, Any]:
+    rows = ScoreConfigRepo(_st(request).store.engine).list(key.project_id)
+    chunk = rows[(page - 1) * limit: page * limit]
+    return {"data": [_config_out(c, key.project_id) for c in chunk], "meta": _meta(page, limit, len(rows))}
+
+
+@_route("GET", "/score-configs/{config_id}")
+def get_score_config(request: Request, config_id: str, key: Reader) -> dict[str, Any]:
+    c = ScoreConfigRepo(_st(request).store.engine).get(key.project_id, config_id)
+    if c is None:
+        raise NotFound(f"no score config {config_id!r} in this project")
+    return _config_out(c, key.project_id)
+
+
+@_route("POST", "/score-configs")
+async def create_score_config(request: Request, key: ConfigAdmin) -> dict[str, Any]:
+    """Langfuse's body (``name``, ``dataType``, ``minValue``, ``maxValue``, ``categories``,
+    ``description``) -> a Podium score config (docs/data-model.md, "Score configs")."""
+    b = await _object(request)
+    dtype = b.get("dataType")
+    if dtype not in ("NUMERIC", "BOOLEAN", "CATEGORICAL"):
+        raise ValidationFailed(f"dataType must be NUMERIC, BOOLEAN or CATEGORICAL; got {dtype!r}")
+    try:
+        body = _score_configs.ScoreConfigIn.model_validate({
+            "name": b.get("name"), "data_type": dtype.lower(), "min_value": b.get("minValue"),
+            "max_value": b.get("maxValue"), "categories": b.get("categories"), "description": b.get("description"),
+        })
+    except ValidationError as e:
+        parts = [f"{d['field']}: {d['message']}" if d["field"] else d["message"]
+                 for d in pydantic_details(list(e.errors()))]
+        raise ValidationFailed("invalid score config: " + "; ".join(parts[:3])) from None
+    repo = ScoreConfigRepo(_st(request).store.engine)
+    c = await run_in_threadpool(repo.create, key.project_id, body.model_dump())
+    _score_configs.invalidate(request, key.project_id)
+    return _config_out(c, key.project_id)
 
 
 def _score_out(s: dict[str, Any]) -> dict[str, Any]:
@@ -362,7 +416,7 @@ async def ingestion(request: Request, key: ScoreWriter) -> JSONResponse:
     batch = body.get("batch")
     if not isinstance(batch, list):
         raise ValidationFailed('send {"batch": [{"id", "type", "timestamp", "body"}, ...]}')
-    builder = _builder(request, key)
+    builder = await _builder(request, key)
     successes: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     pending: dict[tuple[str, ...], str | None] = {}

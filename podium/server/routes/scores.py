@@ -13,6 +13,7 @@ from podium.errors import BadRequest
 from podium.server.auth import require_read, require_write
 from podium.server.body import StrictJSONRoute
 from podium.server.convert import BatchBuilder
+from podium.server.routes.score_configs import score_configs_for
 from podium.server.routes.traces import utc_param
 from podium.server.schemas import ScorePage
 from podium.server.state import AppState
@@ -49,8 +50,9 @@ def list_scores(
 @router.post("/scores", status_code=201, summary="Create (or replace, by id) a score")
 async def create_score(request: Request, body: ScoreIn, key: require_write) -> JSONResponse:
     st: AppState = request.app.state.podium
-    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id))
-    sid = builder.add_score(body)
+    configs = await score_configs_for(request, key.project_id)
+    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id), configs)
+    sid = builder.add_score(body)  # a score that breaks its score config: 400 naming the config
     refused = await st.ingester.submit(builder.batch)
     if refused:
         raise BadRequest(refused[0][1])
