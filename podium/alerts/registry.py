@@ -11,6 +11,7 @@ from typing import Any
 
 from podium.alerts.base import Channel
 from podium.errors import ValidationFailed
+from podium.plugins.factory import build_registered
 
 __all__ = ["ChannelSpec", "build", "channel_specs", "register_channel"]
 
@@ -63,30 +64,9 @@ def build(type: str, params: dict[str, Any] | None = None, *, where: str = "chan
     """Build channel ``type`` with ``params``; unknown types and bad parameters are a 400 that
     lists what exists / what the channel accepts. ``env:NAME`` values are read now."""
     specs = channel_specs()
-    spec = specs.get(type)
-    if spec is None:
-        raise ValidationFailed(
-            f"unknown alert channel type {type!r}; use one of {', '.join(sorted(specs))} "
-            "(or install the plugin that provides it: see docs/plugins.md)",
-            details=[{"loc": where, "msg": "unknown alert channel type", "type": type}])
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise ValidationFailed(f"params for alert channel {type!r} must be a mapping, not {params!r}",
-                               details=[{"loc": where, "msg": "params must be a mapping", "type": type}])
-    try:
-        channel = spec.factory(**params)
-    except TypeError as e:
-        try:
-            accepted = [p for p in inspect.signature(spec.factory).parameters if p != "self"]
-        except (TypeError, ValueError):
-            accepted = []
-        raise ValidationFailed(
-            f"bad params for alert channel {type!r}: {e}; it accepts {', '.join(accepted) or 'no params'}",
-            details=[{"loc": where, "msg": str(e), "type": type}]) from e
-    except ValueError as e:
-        raise ValidationFailed(f"bad params for alert channel {type!r}: {e}",
-                               details=[{"loc": where, "msg": str(e), "type": type}]) from e
+    channel = build_registered("alert channel", type, {n: sp.factory for n, sp in specs.items()}, params,
+                               where=where, unknown="alert channel type")
+    spec = specs[type]
     if not callable(getattr(channel, "send", None)):
         raise ValidationFailed(
             f"alert channel {type!r} (plugin {spec.plugin!r}) built {channel.__class__.__name__}, which has no "

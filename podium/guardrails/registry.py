@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from podium.errors import ValidationFailed
 from podium.guardrails.base import KINDS, Kind, Scanner
+from podium.plugins.factory import build_registered
 
 __all__ = ["ScannerSpec", "build", "register_scanner", "scanner_specs"]
 
@@ -65,25 +65,8 @@ def build(name: str, params: dict[str, Any], *, where: str = "scanner") -> Scann
     """Build scanner ``name`` with ``params``; unknown names and bad parameters are a 400 that
     lists what exists / what the scanner accepts."""
     specs = scanner_specs()
-    spec = specs.get(name)
-    if spec is None:
-        raise ValidationFailed(
-            f"unknown guardrail scanner {name!r}; use one of {', '.join(sorted(specs))} "
-            "(or install the plugin that provides it: see docs/plugins.md)",
-            details=[{"loc": where, "msg": "unknown scanner", "type": name}])
-    try:
-        return spec.factory(**params)
-    except TypeError as e:
-        try:
-            accepted = [p for p in inspect.signature(spec.factory).parameters if p != "self"]
-        except (TypeError, ValueError):
-            accepted = []
-        raise ValidationFailed(
-            f"bad params for guardrail scanner {name!r}: {e}; it accepts {', '.join(accepted) or 'no params'}",
-            details=[{"loc": where, "msg": str(e), "type": name}]) from e
-    except ValueError as e:
-        raise ValidationFailed(f"bad params for guardrail scanner {name!r}: {e}",
-                               details=[{"loc": where, "msg": str(e), "type": name}]) from e
+    return build_registered("guardrail scanner", name, {n: sp.factory for n, sp in specs.items()}, params,
+                            where=where)
 
 
 def _reset() -> None:
