@@ -9,6 +9,7 @@ checked against this class by a test.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -151,6 +152,27 @@ class Settings(BaseSettings):
         default=60, ge=1,
         description="Feedback requests each public key may send per minute from one client IP (a token "
         "bucket kept per server process); more get 429 with Retry-After.",
+    )
+
+    # --- background worker and job queue (docs/worker.md) -------------------------------------
+    queue: Literal["database", "redis"] = Field(
+        default="database",
+        description="Job queue of the background worker: database (the store: PostgreSQL SKIP LOCKED or "
+        "SQLite) or redis (streams; needs PODIUM_REDIS_URL).",
+    )
+    worker_embedded: bool = Field(
+        default=True,
+        description="Run the background worker (online evaluation, drift, alerts) inside `podium up`. "
+        "false: run `podium worker` processes instead (as many as needed; they share the queue).",
+    )
+    online_eval_batch: int = Field(
+        default=200, ge=1, le=10_000,
+        description="Traces an online evaluation worker claims and scores per round (docs/online-evaluation.md).",
+    )
+    online_eval_judge_concurrency: int = Field(
+        default=8, ge=1, le=256,
+        description="Most LLM judge calls in flight per judge model and worker process; an AIMD limiter "
+        "halves it on 429 and grows it back by one per window of successes.",
     )
 
     # --- SDK ------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Alert channels: where an alert goes (webhook/Slack, e-mail, PagerDuty, plugins). Rules and
-their evaluation come later (issue 14); they build channels with :func:`build` and call
-``channel.send(alert)``. User docs: docs/alerts.md."""
+their evaluation live in :mod:`podium.monitor.alerting`; they build channels with :func:`build`
+and call ``channel.send(alert)``. User docs: docs/alerts.md."""
 
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from podium.cli.commands.alerts import alerts_app
 from podium.cli.commands.evals import datasets_app, eval_app
+from podium.cli.commands.evaluators import evaluators_app
 from podium.cli.commands.gateway import chat, gateway, limits_app, models_app
 from podium.cli.commands.guard import guard_app
 from podium.cli.commands.plugins import plugins_app
@@ -13,6 +15,7 @@ from podium.cli.commands.prompts import prompts_app
 from podium.cli.commands.redteam import redteam_app
 from podium.cli.commands.server import db_app, up
 from podium.cli.commands.traces import traces_app
+from podium.cli.commands.worker import worker
 
 __all__ = ["app", "main"]
 
@@ -36,6 +39,9 @@ app.command("chat")(chat)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(redteam_app, name="redteam")
 app.add_typer(guard_app, name="guard")
+app.add_typer(evaluators_app, name="evaluators")  # online evaluation rules (docs/online-evaluation.md)
+app.command("worker")(worker)  # background jobs outside the server (docs/worker.md)
+app.add_typer(alerts_app, name="alerts")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -15,6 +16,7 @@ from podium._version import __version__
 from podium.config import Settings
 from podium.core.tokens import tokenizer_name
 from podium.gateway.service import Gateway
+from podium.monitor.worker import start_embedded_worker
 from podium.server.auth import Authenticator
 from podium.server.body import RefuseNulMiddleware
 from podium.server.errors import install_error_handlers
@@ -23,17 +25,22 @@ from podium.server.ingest import Ingester
 from podium.server.metrics import install_metrics
 from podium.server.routes import (
     admin,
+    alerts,
+    dashboards,
+    drift,
     evals,
     feedback,
     gateway_admin,
     guard,
     guardrail_policies,
     ingest,
+    online_evals,
     prompts,
     score_configs,
     scores,
     traces,
 )
+from podium.server.routes import annotations as annotation_routes
 from podium.server.routes import gateway as openai_routes
 from podium.server.routes import langfuse as langfuse_api
 from podium.server.routes import otlp_logs as otlp_logs_routes
@@ -94,6 +101,9 @@ def create_app(
         gateway_log.start()
         await state.gateway.start()  # type: ignore[union-attr]
         state.start()  # with Redis: the key revocation channel
+        # The background worker (online evaluation, drift, alerts) in this process unless PODIUM_WORKER_EMBEDDED=0
+        worker = start_embedded_worker(store, settings, state.gateway) if mode == "all" else None
+        _app.state.metrics.queue.worker = worker
         if grpc_receiver is not None:
             await grpc_receiver.start()
         # Load the tokenizer off the request path (~130 ms, only needed when usage is missing).
@@ -101,6 +111,8 @@ def create_app(
         try:
             yield
         finally:
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
             if grpc_receiver is not None:
                 await grpc_receiver.stop()
             state.stop()
@@ -137,6 +149,10 @@ def create_app(
     app.include_router(traces.router)
     app.include_router(scores.router)
     app.include_router(score_configs.router)  # typed scores: /api/v1/score-configs
+    app.include_router(dashboards.router)  # /api/v1/metrics/query and /api/v1/dashboards
+    app.include_router(online_evals.router)  # online evaluation rules: /api/v1/evaluation-rules
+    app.include_router(alerts.router)  # alert rules and history: /api/v1/alert-rules, /api/v1/alerts
+    app.include_router(drift.router)  # drift monitors: /api/v1/drift-monitors
     app.include_router(feedback.router)  # POST /api/v1/feedback: the public key alone, write-only
     app.include_router(admin.router)
     app.include_router(gateway_admin.router)
@@ -144,6 +160,7 @@ def create_app(
     app.include_router(guard.router)  # POST /api/v1/guard/scan
     app.include_router(prompts.router)
     app.include_router(evals.router)
+    app.include_router(annotation_routes.router)  # /api/v1/annotation-queues: review traces, kappa, to dataset
     app.include_router(langfuse_api.router)  # Langfuse SDK compatibility under /api/public
     install_ui(app)
     openai_routes.install_fallback(app, otlp=True)  # last: other /v1 paths answer in OpenAI's shape

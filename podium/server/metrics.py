@@ -34,6 +34,9 @@ from prometheus_client.registry import Collector
 from podium.config import Settings
 from podium.errors import Forbidden, Unauthorized
 from podium.guardrails import metrics as guardrail_metrics
+from podium.monitor.online import metrics as online_eval_metrics
+from podium.monitor.queue.factory import make_queue
+from podium.monitor.queue.metrics import QueueCollector
 from podium.server.auth import loopback_request
 
 __all__ = ["ServerMetrics", "check_scraper", "install_metrics"]
@@ -84,6 +87,8 @@ class ServerMetrics:
         gw = state.gateway
         self.registry = registry or (gw.metrics.registry if gw is not None else CollectorRegistry(auto_describe=True))
         r: CollectorRegistry = self.registry
+        # podium_queue_* and podium_worker_* (podium.monitor.queue.metrics); the queue is made on the first scrape
+        self.queue = QueueCollector(make=lambda: make_queue(state.settings, state.store))
         # A registry shared by two apps (tests inject one GatewayMetrics) gets its collectors once.
         if not getattr(r, "_podium_server_metrics", False):
             ProcessCollector(registry=r)
@@ -91,6 +96,8 @@ class ServerMetrics:
             GCCollector(registry=r)
             r.register(_IngestCollector(state))
             guardrail_metrics.register(r)  # per-scanner counters and latencies (podium.guardrails.metrics)
+            online_eval_metrics.register(r)  # podium_online_eval_* (podium.monitor.online.metrics)
+            r.register(self.queue)
             self.write_seconds = Histogram(
                 "podium_ingest_write_duration_seconds", "Time the ingest writer takes per committed transaction",
                 buckets=_WRITE_BUCKETS, registry=r,

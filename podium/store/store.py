@@ -6,9 +6,16 @@ from sqlalchemy import Engine
 
 from podium.store.engine import make_engine
 from podium.store.migrate import upgrade
+from podium.store.repos.alerts import AlertRepo
+from podium.store.repos.annotations import AnnotationRepo
+from podium.store.repos.dashboards import DashboardsRepo
+from podium.store.repos.drift import DriftRepo
 from podium.store.repos.evals import EvalRepo
 from podium.store.repos.gateway import GatewayRepo
 from podium.store.repos.ingest import IngestRepo
+from podium.store.repos.jobs import JobRepo
+from podium.store.repos.metrics import MetricsRepo
+from podium.store.repos.online_evals import OnlineEvalRepo
 from podium.store.repos.prices import PriceRepo
 from podium.store.repos.projects import ProjectRepo
 from podium.store.repos.prompts import PromptRepo
@@ -29,6 +36,13 @@ class Store:
         self.gateway = GatewayRepo(engine)
         self.prompts = PromptRepo(engine)
         self.evals = EvalRepo(engine)
+        self.metrics = MetricsRepo(engine)  # metric queries: charts and alert rules
+        self.dashboards = DashboardsRepo(engine)
+        self.annotations = AnnotationRepo(engine)
+        self.drift = DriftRepo(engine)
+        self.online_evals = OnlineEvalRepo(engine)
+        self.alerts = AlertRepo(engine)
+        self.jobs = JobRepo(engine)  # the worker's job queue (podium.monitor.queue)
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True) -> Store:

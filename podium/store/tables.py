@@ -26,10 +26,19 @@ from sqlalchemy import (
 from podium.store.types import JSONType, UtcDateTime
 
 __all__ = [
+    "alert_event",
+    "alert_rule",
+    "annotation",
+    "annotation_item",
+    "annotation_queue",
     "api_key",
+    "dashboard",
+    "dashboard_chart",
     "dataset",
     "dataset_item",
     "dataset_version",
+    "drift_monitor",
+    "drift_result",
     "experiment",
     "experiment_item",
     "experiment_label",
@@ -37,6 +46,9 @@ __all__ = [
     "gateway_spend",
     "metadata",
     "model_price",
+    "monitor_job",
+    "online_eval_rule",
+    "online_eval_stat",
     "project",
     "prompt",
     "prompt_label",
@@ -480,4 +492,312 @@ experiment_item = Table(
     ForeignKeyConstraint(
         ["project_id", "experiment_id"], ["experiment.project_id", "experiment.id"], ondelete="CASCADE"
     ),
+)
+
+# --- monitoring (issue 14): each section is owned by one change; add its names to __all__ ---
+
+# === job queue (0008_monitor_jobs) ===
+
+# The worker's job queue (podium.store.repos.jobs, podium/monitor/queue/base.py). One row per
+# pending job; acked jobs are deleted. ``available_at`` is when the row may be claimed next: for a
+# ready job when it becomes due (nack backoff), for a leased one when its lease runs out (so an
+# expired lease is claimable again by the same query). Dedup keys are unique per
+# (project, kind) among the rows present (ready, leased or dead).
+monitor_job = Table(
+    "monitor_job",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("dedup_key", String(256)),
+    Column("payload", JSONType),
+    Column("status", String(16), nullable=False),  # ready | leased | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("available_at", UtcDateTime, nullable=False),
+    Column("leased_by", String(128)),
+    Column("lease_until", UtcDateTime),
+    Column("last_error", Text),
+    Column("enqueued_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "kind", "dedup_key", unique=True),
+    # The claim: one kind, not dead, due, in available_at order (dead rows stay out of the index).
+    Index(None, "kind", "available_at", sqlite_where=text("status <> 'dead'"),
+          postgresql_where=text("status <> 'dead'")),
+    Index(None, "id", unique=True),  # ack / nack by id
+)
+
+# === online evaluation (0009_online_evals) ===
+
+# Online evaluation rules (docs/online-evaluation.md): a trace filter, a sample rate, scorers and a
+# variable mapping; the producer walks traces by ``updated_at`` from the keyset cursor
+# (``cursor_time``, ``cursor_id``) and enqueues the matching ones for the evaluator.
+online_eval_rule = Table(
+    "online_eval_rule",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("target", JSONType, nullable=False),  # {"type": "trace"} | {"type": "span", "name", "kind"}
+    Column("filter", JSONType),  # the trace filters (TraceFilter's fields)
+    Column("sample_rate", Float, nullable=False, default=1.0),
+    Column("scorers", JSONType, nullable=False),
+    Column("mapping", JSONType),  # scorer field -> path ("trace.input", "span[name=retrieve].output")
+    Column("delay_s", Float, nullable=False, default=0.0),
+    Column("cursor_time", UtcDateTime),
+    Column("cursor_id", String(128)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "name", unique=True),
+)
+
+# Per-rule counters in one-minute buckets (stats, throughput, the UI's charts): incremented by the
+# producer (matched) and the evaluator (evaluated, failed, judge calls and cost, lag).
+online_eval_stat = Table(
+    "online_eval_stat",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("rule_id", String(64), primary_key=True),
+    Column("bucket", UtcDateTime, primary_key=True),
+    Column("matched", BigInteger, nullable=False, default=0),
+    Column("evaluated", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("judge_calls", BigInteger, nullable=False, default=0),
+    Column("judge_cost", Float, nullable=False, default=0.0),
+    Column("lag_s_sum", Float, nullable=False, default=0.0),
+    ForeignKeyConstraint(
+        ["project_id", "rule_id"], ["online_eval_rule.project_id", "online_eval_rule.id"], ondelete="CASCADE"
+    ),
+)
+
+# The producer reads traces by last update.
+Index("ix_trace_project_id_updated_at", trace.c.project_id, trace.c.updated_at)
+
+# === annotation queues (0010_annotation_queues) ===
+
+# Annotation queues (docs/annotation.md): traces or spans people review against one or more score
+# configs. ``score_config_ids`` is a JSON list (at least one); ``source`` says how items came in
+# ({"kind": "filter", "filter": {...}, "limit": n} or {"kind": "ids"}).
+annotation_queue = Table(
+    "annotation_queue",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("description", Text),
+    Column("score_config_ids", JSONType, nullable=False),
+    Column("reviews_per_item", Integer, nullable=False, default=1),
+    Column("lock_seconds", Integer, nullable=False, default=600),
+    Column("source", JSONType),
+    Column("created_by", String(256)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "name", unique=True),
+)
+
+# One trace (``span_id`` NULL) or span to review. ``id`` is derived from (trace_id, span_id), so
+# adding the same target twice is a no-op. ``assigned_to``/``locked_until``: the annotator holding
+# it now (a claim from ``/next``) and until when. status: pending | in_progress | done | skipped.
+annotation_item = Table(
+    "annotation_item",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("queue_id", String(64), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("trace_id", String(128), nullable=False),
+    Column("span_id", String(128)),
+    Column("position", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("review_count", Integer, nullable=False, default=0),
+    Column("assigned_to", String(256)),
+    Column("locked_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["project_id", "queue_id"], ["annotation_queue.project_id", "annotation_queue.id"], ondelete="CASCADE"
+    ),
+    Index(None, "project_id", "queue_id", "status", "position"),
+)
+
+# One annotator's value for one score config on one item (submitting again replaces it). The same
+# value is a row of ``score`` (source "human", id ``score_id``) on the item's trace/span.
+annotation = Table(
+    "annotation",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("queue_id", String(64), primary_key=True),
+    Column("item_id", String(64), primary_key=True),
+    Column("annotator", String(256), primary_key=True),
+    Column("score_config_id", String(64), primary_key=True),
+    Column("value", Float),
+    Column("string_value", Text),
+    Column("comment", Text),
+    Column("score_id", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["project_id", "queue_id", "item_id"],
+        ["annotation_item.project_id", "annotation_item.queue_id", "annotation_item.id"],
+        ondelete="CASCADE",
+    ),
+    Index(None, "project_id", "queue_id", "annotator", "created_at"),
+)
+
+# === dashboards (0011_dashboards) ===
+# A saved dashboard (podium/store/repos/dashboards.py) and its charts, in order. A chart is a
+# MetricQuery (podium/core/metrics.py) plus how to draw it; ``layout`` holds grid hints.
+dashboard = Table(
+    "dashboard",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text),
+    Column("layout", JSONType),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "name", unique=True),
+)
+
+dashboard_chart = Table(
+    "dashboard_chart",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("dashboard_id", String(64), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("metric", String(300), nullable=False),
+    Column("agg", String(16), nullable=False),
+    Column("dimension", String(32)),
+    Column("filters", JSONType),
+    Column("chart_type", String(16), nullable=False),  # line | bar | number
+    Column("interval_s", Integer),  # None: picked from the range
+    Column("range_s", Integer),  # the default time range (seconds back from now)
+    Column("top", Integer),
+    ForeignKeyConstraint(
+        ["project_id", "dashboard_id"], ["dashboard.project_id", "dashboard.id"], ondelete="CASCADE"
+    ),
+)
+
+
+# === drift (0012_drift) ===
+
+# A drift monitor (docs/drift.md): which traces (``scope``: trace filters, optional span kind/name),
+# which reference (``{"kind": "rolling"|"fixed"|"dataset", ...}``), the current window's length,
+# the features compared and the thresholds. ``next_run_at`` / ``lease_*``: the worker's
+# compare-and-set so that two workers never run the same monitor at once.
+drift_monitor = Table(
+    "drift_monitor",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text),
+    Column("scope", JSONType),
+    Column("reference", JSONType, nullable=False),
+    Column("window_s", Integer, nullable=False),
+    Column("features", JSONType, nullable=False),
+    Column("thresholds", JSONType),
+    Column("sample_size", Integer, nullable=False),
+    Column("interval_s", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("next_run_at", UtcDateTime),
+    Column("lease_owner", String(128)),
+    Column("lease_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "name", unique=True),
+    Index(None, "next_run_at"),
+)
+
+# One run of a monitor: windows, sample sizes, every statistic (flat ``{name: number}``, the
+# names docs/drift.md lists and alert rules watch), the verdict and details (per-feature
+# tables, new topic clusters with example texts).
+drift_result = Table(
+    "drift_result",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("monitor_id", String(64), nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # ok | insufficient | error
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("window_end", UtcDateTime, nullable=False),
+    Column("reference_start", UtcDateTime),
+    Column("reference_end", UtcDateTime),
+    Column("reference_n", Integer, nullable=False, default=0),
+    Column("current_n", Integer, nullable=False, default=0),
+    Column("drifted", Boolean, nullable=False, default=False),
+    Column("statistics", JSONType),
+    Column("details", JSONType),
+    Column("error", Text),
+    Column("duration_ms", Float),
+    ForeignKeyConstraint(
+        ["project_id", "monitor_id"], ["drift_monitor.project_id", "drift_monitor.id"], ondelete="CASCADE"
+    ),
+    Index(None, "project_id", "monitor_id", "computed_at"),
+)
+
+
+# === alert rules (0013_alert_rules) ===
+
+# A rule watches one value (a metric query or a drift statistic) and fires through its channels;
+# the state columns belong to the evaluator (podium.monitor.alerting), the rest to the API.
+alert_rule = Table(
+    "alert_rule",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("description", Text),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("severity", String(16), nullable=False),  # info | warning | critical
+    Column("condition", JSONType, nullable=False),  # {"metric": ..., "agg": ..., "filters": ...} | {"drift": ..., "statistic": ...}
+    Column("kind", String(16), nullable=False),  # threshold | change | anomaly
+    Column("op", String(4), nullable=False),  # > >= < <=
+    Column("threshold", Float, nullable=False),
+    Column("params", JSONType),  # kind-specific: baseline_offset_s, change_mode, anomaly_windows, two_sided
+    Column("window_s", Integer, nullable=False),
+    Column("min_samples", Integer, nullable=False, default=0),
+    Column("cooldown_s", Integer, nullable=False, default=0),
+    Column("renotify_s", Integer, nullable=False, default=0),
+    Column("eval_interval_s", Integer, nullable=False),
+    Column("channels", JSONType),  # [{"type": ..., "params": {...}}]
+    Column("muted_until", UtcDateTime),
+    Column("state", String(16), nullable=False, default="ok"),  # ok | firing
+    Column("episode", Integer, nullable=False, default=0),  # +1 per firing; part of the dedup key
+    Column("notified_episode", Integer, nullable=False, default=0),  # the last episode whose firing was sent
+    Column("fired_at", UtcDateTime),
+    Column("last_notified_at", UtcDateTime),
+    Column("last_evaluated_at", UtcDateTime),
+    Column("next_eval_at", UtcDateTime, nullable=False),
+    Column("last_value", Float),
+    Column("last_error", Text),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "name", unique=True),
+    Index(None, "next_eval_at"),
+)
+
+# The history: fired / resolved / renotified / suppressed / test / error, with the deliveries.
+alert_event = Table(
+    "alert_event",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("rule_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("episode", Integer, nullable=False, default=0),
+    Column("value", Float),
+    Column("threshold", Float),
+    Column("window_start", UtcDateTime),
+    Column("window_end", UtcDateTime),
+    Column("message", Text),
+    Column("actor", String(64)),
+    Column("deliveries", JSONType),  # [{"channel", "ok", "status", "error", "latency_ms", "attempts", "target"}]
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "rule_id"], ["alert_rule.project_id", "alert_rule.id"], ondelete="CASCADE"),
+    Index(None, "project_id", "created_at"),
+    Index(None, "project_id", "rule_id", "created_at"),
 )

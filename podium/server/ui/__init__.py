@@ -23,9 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from podium.errors import PodiumError
 from podium.server.ui.access import NeedLogin, UiError
+from podium.server.ui.alerts import router as alerts_router
+from podium.server.ui.annotations import router as annotations_router
+from podium.server.ui.dashboards import router as dashboards_router
+from podium.server.ui.drift import router as drift_router
 from podium.server.ui.evals import router as evals_router
 from podium.server.ui.gateway import router as gateway_router
 from podium.server.ui.guardrails import router as guardrails_router
+from podium.server.ui.online_evals import router as online_evals_router
 from podium.server.ui.pages import page, router
 from podium.server.ui.prompts import router as prompts_router
 
@@ -86,6 +91,11 @@ def install_ui(app: FastAPI) -> None:
     app.include_router(gateway_router)
     app.include_router(evals_router)
     app.include_router(guardrails_router)
+    app.include_router(alerts_router)
+    app.include_router(drift_router)
+    app.include_router(online_evals_router)  # /evaluators: online evaluation rules
+    app.include_router(annotations_router)
+    app.include_router(dashboards_router)  # /dashboards: saved and default dashboards, the chart editor
 
     # The handlers installed before these (podium.server.app's) are all async.
     prev_podium = cast("_Handler | None", app.exception_handlers.get(PodiumError))

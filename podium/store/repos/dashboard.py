@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from podium.store import tables as t
 
-__all__ = ["Bucketing", "DashboardRepo"]
+__all__ = ["Bucketing", "DashboardRepo", "nearest_rank", "time_bucket"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,26 @@ class Bucketing:
         return [s + i * self.seconds for i in range(self.count)]
 
 
+def time_bucket(dialect: str, col: Any, b: Bucketing) -> ColumnElement[Any]:
+    """The index (0, 1, ...) of the bucket of ``b`` that the timestamp ``col`` falls in."""
+    # Integers we computed, inlined (not bound) so the same expression in SELECT and GROUP BY
+    # renders identically: PostgreSQL refuses two differently-numbered parameters.
+    start = literal_column(str(int(b.start.timestamp())), Integer)
+    seconds = literal_column(str(int(b.seconds)), Integer)
+    if dialect == "sqlite":
+        # Stored as naive UTC text; strftime('%s') is whole epoch seconds; int // int truncates (>= 0 here).
+        epoch: ColumnElement[Any] = cast(func.strftime("%s", col), Integer)
+        return (epoch - start) // seconds
+    return func.floor((extract("epoch", col) - start) / seconds)
+
+
+def nearest_rank(rn: Any, n: Any, p: float, value: Any) -> ColumnElement[Any]:
+    """The ``p`` quantile (0..1, nearest rank) of ``value`` in a group, as an aggregate over rows
+    that carry ``rn = ROW_NUMBER() OVER (PARTITION BY group ORDER BY value)`` and ``n = COUNT(*)
+    OVER (PARTITION BY group)``."""
+    return func.min(case((rn >= n * p, value)))
+
+
 def _f(v: Any) -> float:
     return float(v) if v is not None else 0.0
 
@@ -70,15 +90,7 @@ class DashboardRepo:
 
     # --- helpers ----------------------------------------------------------------------------
     def _bucket(self, col: Any, b: Bucketing) -> ColumnElement[Any]:
-        # Integers we computed, inlined (not bound) so the same expression in SELECT and GROUP BY
-        # renders identically: PostgreSQL refuses two differently-numbered parameters.
-        start = literal_column(str(int(b.start.timestamp())), Integer)
-        seconds = literal_column(str(int(b.seconds)), Integer)
-        if self._engine.dialect.name == "sqlite":
-            # Stored as naive UTC text; strftime('%s') is whole epoch seconds; int // int truncates (>= 0 here).
-            epoch: ColumnElement[Any] = cast(func.strftime("%s", col), Integer)
-            return (epoch - start) // seconds
-        return func.floor((extract("epoch", col) - start) / seconds)
+        return time_bucket(self._engine.dialect.name, col, b)
 
     @staticmethod
     def _range(project_id: str, start: datetime | None, end: datetime | None) -> list[ColumnElement[bool]]:
@@ -125,12 +137,12 @@ class DashboardRepo:
         i = inner.c
         pct_q = select(
             i.b,
-            func.min(case((i.rn >= i.n * 0.5, i.lat))).label("p50"),
-            func.min(case((i.rn >= i.n * 0.95, i.lat))).label("p95"),
+            nearest_rank(i.rn, i.n, 0.5, i.lat).label("p50"),
+            nearest_rank(i.rn, i.n, 0.95, i.lat).label("p95"),
         ).group_by(i.b)
         pct_all_q = select(
-            func.min(case((i.rn_all >= i.n_all * 0.5, i.lat))).label("p50"),
-            func.min(case((i.rn_all >= i.n_all * 0.95, i.lat))).label("p95"),
+            nearest_rank(i.rn_all, i.n_all, 0.5, i.lat).label("p50"),
+            nearest_rank(i.rn_all, i.n_all, 0.95, i.lat).label("p95"),
         )
         with self._engine.connect() as conn:
             rows = {int(r.b): r._mapping for r in conn.execute(per_bucket)}
@@ -266,8 +278,8 @@ class DashboardRepo:
                 rk = ranked.c
                 pq = select(
                     rk.name, rk.version,
-                    func.min(case((rk.rn >= rk.n * 0.5, rk.lat))).label("p50"),
-                    func.min(case((rk.rn >= rk.n * 0.95, rk.lat))).label("p95"),
+                    nearest_rank(rk.rn, rk.n, 0.5, rk.lat).label("p50"),
+                    nearest_rank(rk.rn, rk.n, 0.95, rk.lat).label("p95"),
                 ).group_by(rk.name, rk.version)
                 pcts = {(r.name, r.version): r for r in conn.execute(pq)}
         for r in out:

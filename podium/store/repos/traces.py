@@ -16,7 +16,7 @@ from podium.errors import BadRequest, NotFound
 from podium.store import tables as t
 from podium.store.types import UtcDateTime
 
-__all__ = ["Page", "TraceFilter", "TraceRepo", "decode_cursor", "encode_cursor"]
+__all__ = ["Page", "TraceFilter", "TraceRepo", "decode_cursor", "encode_cursor", "trace_conditions"]
 
 TraceSort = Literal["start_time", "latency_ms", "total_cost", "total_tokens", "span_count"]
 
@@ -122,6 +122,57 @@ def _keyset(col: Any, id_col: Any, cursor: str | None, desc: bool) -> ColumnElem
     return or_(col > v, and_(col == v, id_col > last_id))
 
 
+def trace_conditions(project_id: str, f: TraceFilter) -> list[ColumnElement[bool]]:
+    """The WHERE conditions on ``trace`` for a filter (shared by the traces list and the metrics
+    queries in ``podium.store.repos.metrics``)."""
+    tr = t.trace.c
+    conds: list[ColumnElement[bool]] = [tr.project_id == project_id]
+    if f.start_after:
+        conds.append(tr.start_time >= f.start_after)
+    if f.start_before:
+        conds.append(tr.start_time < f.start_before)
+    if f.name:
+        conds.append(tr.name == f.name)
+    if f.q:
+        conds.append(func.lower(tr.name).contains(f.q.lower(), autoescape=True))
+    for col, val in (
+        ("user_id", f.user_id),
+        ("session_id", f.session_id),
+        ("status", f.status),
+        ("environment", f.environment),
+        ("release", f.release),
+    ):
+        if val is not None:
+            conds.append(tr[col] == val)
+    if f.min_latency_ms is not None:
+        conds.append(tr.latency_ms >= f.min_latency_ms)
+    if f.max_latency_ms is not None:
+        conds.append(tr.latency_ms <= f.max_latency_ms)
+    if f.min_cost is not None:
+        conds.append(tr.total_cost >= f.min_cost)
+    if f.max_cost is not None:
+        conds.append(tr.total_cost <= f.max_cost)
+    for tag in f.tags:
+        tg = t.trace_tag.c
+        conds.append(
+            exists().where(tg.project_id == project_id, tg.trace_id == tr.id, tg.tag == tag).correlate(t.trace)
+        )
+    if f.model:
+        s = t.span.c
+        # Correlated on trace only: a metrics query may join span or score in the outer FROM too.
+        conds.append(exists().where(s.project_id == project_id, s.trace_id == tr.id, s.model == f.model)
+                     .correlate(t.trace))
+    if f.score_name:
+        sc = t.score.c
+        sconds = [sc.project_id == project_id, sc.trace_id == tr.id, sc.name == f.score_name]
+        if f.min_score is not None:
+            sconds.append(sc.value >= f.min_score)
+        if f.max_score is not None:
+            sconds.append(sc.value <= f.max_score)
+        conds.append(exists().where(*sconds).correlate(t.trace))
+    return conds
+
+
 TRACE_LIST_COLUMNS = [
     c for c in t.trace.columns
     if c.name not in ("input", "output", "name_explicit", "input_explicit", "output_explicit")
@@ -147,48 +198,7 @@ class TraceRepo:
         tr = t.trace.c
         sort_col = tr[sort]
         cols = list(t.trace.columns) if include_io else TRACE_LIST_COLUMNS
-        conds: list[ColumnElement[bool]] = [tr.project_id == project_id]
-        if f.start_after:
-            conds.append(tr.start_time >= f.start_after)
-        if f.start_before:
-            conds.append(tr.start_time < f.start_before)
-        if f.name:
-            conds.append(tr.name == f.name)
-        if f.q:
-            conds.append(func.lower(tr.name).contains(f.q.lower(), autoescape=True))
-        for col, val in (
-            ("user_id", f.user_id),
-            ("session_id", f.session_id),
-            ("status", f.status),
-            ("environment", f.environment),
-            ("release", f.release),
-        ):
-            if val is not None:
-                conds.append(tr[col] == val)
-        if f.min_latency_ms is not None:
-            conds.append(tr.latency_ms >= f.min_latency_ms)
-        if f.max_latency_ms is not None:
-            conds.append(tr.latency_ms <= f.max_latency_ms)
-        if f.min_cost is not None:
-            conds.append(tr.total_cost >= f.min_cost)
-        if f.max_cost is not None:
-            conds.append(tr.total_cost <= f.max_cost)
-        for tag in f.tags:
-            tg = t.trace_tag.c
-            conds.append(
-                exists().where(tg.project_id == project_id, tg.trace_id == tr.id, tg.tag == tag)
-            )
-        if f.model:
-            s = t.span.c
-            conds.append(exists().where(s.project_id == project_id, s.trace_id == tr.id, s.model == f.model))
-        if f.score_name:
-            sc = t.score.c
-            sconds = [sc.project_id == project_id, sc.trace_id == tr.id, sc.name == f.score_name]
-            if f.min_score is not None:
-                sconds.append(sc.value >= f.min_score)
-            if f.max_score is not None:
-                sconds.append(sc.value <= f.max_score)
-            conds.append(exists().where(*sconds))
+        conds = trace_conditions(project_id, f)
         desc = order == "desc"
         ks = _keyset(sort_col, tr.id, cursor, desc)
         if ks is not None:
