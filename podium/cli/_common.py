@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -14,7 +15,8 @@ from podium.config import Settings, read_keys_file
 if TYPE_CHECKING:
     from podium.store import Store
 
-__all__ = ["api_call", "api_client", "console", "err_console", "open_store", "print_json", "server_extra_missing"]
+__all__ = ["api_call", "api_client", "console", "err_console", "load_rules", "open_store", "print_json",
+           "server_extra_missing"]
 
 # soft_wrap: a line longer than the terminal is left for the terminal to wrap, never broken
 # by rich, so paths, ids, keys and URLs stay copyable (and tests pass at COLUMNS=80 or no TTY).
@@ -72,3 +74,30 @@ def api_call(method: str, path: str, **kw: Any) -> Any:
         err_console.print(f"[red]error {r.status_code}:[/] {msg}")
         raise typer.Exit(1)
     return r.json() if r.content else None
+
+
+def load_rules(path: Path) -> list[dict[str, Any]]:
+    """The rules in a YAML or JSON file: one rule (a mapping), a list of them, or ``{rules: [...]}``
+    (``podium alerts create``, ``podium evaluators create``); a clear message and exit 2 otherwise."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        err_console.print(f"[red]cannot read {path}:[/] {e.strerror}")
+        raise typer.Exit(2)
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:
+        err_console.print(f"[red]{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}:[/] {e}")
+        raise typer.Exit(2)
+    if isinstance(data, dict) and isinstance(data.get("rules"), list):
+        data = data["rules"]
+    items = data if isinstance(data, list) else [data]
+    if not items or not all(isinstance(x, dict) for x in items):
+        err_console.print(f"[red]{path}:[/] expected a rule (a mapping), a list of rules or {{rules: [...]}}")
+        raise typer.Exit(2)
+    return items

@@ -3,7 +3,6 @@ history through the REST API (works against any server; docs/alerts.md)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -11,7 +10,7 @@ from urllib.parse import quote
 import typer
 from rich.table import Column, Table
 
-from podium.cli._common import api_call, console, err_console, print_json
+from podium.cli._common import api_call, console, err_console, load_rules, print_json
 
 __all__ = ["alerts_app"]
 
@@ -82,36 +81,11 @@ def alerts_history(
         console.print(f"more: --cursor {page['next_cursor']}")
 
 
-def _load(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        err_console.print(f"[red]cannot read {path}:[/] {e.strerror}")
-        raise typer.Exit(2)
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as e:
-        err_console.print(f"[red]{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}:[/] {e}")
-        raise typer.Exit(2)
-    if isinstance(data, dict) and isinstance(data.get("rules"), list):
-        data = data["rules"]
-    items = data if isinstance(data, list) else [data]
-    if not items or not all(isinstance(x, dict) for x in items):
-        err_console.print(f"[red]{path}:[/] expected a rule (a mapping), a list of rules or {{rules: [...]}}")
-        raise typer.Exit(2)
-    return items
-
-
 @alerts_app.command("create")
 def alerts_create(path: Path = typer.Argument(..., help="rule.yaml / rule.json: one rule, a list, or rules: [...]"),
                   as_json: bool = typer.Option(False, "--json")) -> None:
     """Create the alert rules in a YAML or JSON file (see docs/alerts.md for the fields)."""
-    made = [api_call("POST", "/api/v1/alert-rules", json=body) for body in _load(path)]
+    made = [api_call("POST", "/api/v1/alert-rules", json=body) for body in load_rules(path)]
     if as_json:
         print_json(made)
         return

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from urllib.parse import quote
 import typer
 from rich.table import Column, Table
 
-from podium.cli._common import api_call, console, err_console, print_json
+from podium.cli._common import api_call, console, err_console, load_rules, print_json
 
 __all__ = ["evaluators_app"]
 
@@ -57,36 +56,11 @@ def evaluators_list(as_json: bool = typer.Option(False, "--json")) -> None:
     console.print(table)
 
 
-def _load(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        err_console.print(f"[red]cannot read {path}:[/] {e.strerror}")
-        raise typer.Exit(2)
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as e:
-        err_console.print(f"[red]{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}:[/] {e}")
-        raise typer.Exit(2)
-    if isinstance(data, dict) and isinstance(data.get("rules"), list):
-        data = data["rules"]
-    items = data if isinstance(data, list) else [data]
-    if not items or not all(isinstance(x, dict) for x in items):
-        err_console.print(f"[red]{path}:[/] expected a rule (a mapping), a list of rules or {{rules: [...]}}")
-        raise typer.Exit(2)
-    return items
-
-
 @evaluators_app.command("create")
 def evaluators_create(path: Path = typer.Argument(..., help="rule.yaml / rule.json: one rule, a list, or rules: [...]"),
                       as_json: bool = typer.Option(False, "--json")) -> None:
     """Create the rules in a YAML or JSON file (fields: docs/online-evaluation.md)."""
-    made = [api_call("POST", RULES, json=body) for body in _load(path)]
+    made = [api_call("POST", RULES, json=body) for body in load_rules(path)]
     if as_json:
         print_json(made)
         return
