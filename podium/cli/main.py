@@ -13,8 +13,10 @@ from podium.cli.commands.plugins import plugins_app
 from podium.cli.commands.projects import keys_app, projects_app
 from podium.cli.commands.prompts import prompts_app
 from podium.cli.commands.redteam import redteam_app
+from podium.cli.commands.registry import registry_app
 from podium.cli.commands.server import db_app, up
 from podium.cli.commands.traces import traces_app
+from podium.cli.commands.tune import tune_app
 from podium.cli.commands.worker import worker
 
 __all__ = ["app", "main"]
@@ -42,6 +44,8 @@ app.add_typer(guard_app, name="guard")
 app.add_typer(evaluators_app, name="evaluators")  # online evaluation rules (docs/online-evaluation.md)
 app.command("worker")(worker)  # background jobs outside the server (docs/worker.md)
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(registry_app, name="registry")  # the model registry (docs/registry.md)
+app.add_typer(tune_app, name="tune")  # training data from production (docs/training-data.md)
 
 
 def main() -> None:

@@ -43,7 +43,9 @@ from podium.server.routes import (
 from podium.server.routes import annotations as annotation_routes
 from podium.server.routes import gateway as openai_routes
 from podium.server.routes import langfuse as langfuse_api
+from podium.server.routes import models as registry_routes
 from podium.server.routes import otlp_logs as otlp_logs_routes
+from podium.server.routes import training_data as training_data_routes
 from podium.server.state import AppState
 from podium.server.ui import install_ui
 from podium.store import Store
@@ -161,7 +163,9 @@ def create_app(
     app.include_router(prompts.router)
     app.include_router(evals.router)
     app.include_router(annotation_routes.router)  # /api/v1/annotation-queues: review traces, kappa, to dataset
+    app.include_router(training_data_routes.router)  # /api/v1/training-data/export (docs/training-data.md)
     app.include_router(langfuse_api.router)  # Langfuse SDK compatibility under /api/public
+    app.include_router(registry_routes.router)  # /api/v1/registry: registered models, versions, aliases
     install_ui(app)
     openai_routes.install_fallback(app, otlp=True)  # last: other /v1 paths answer in OpenAI's shape
     return app

@@ -15,6 +15,7 @@ from podium.store.repos.gateway import GatewayRepo
 from podium.store.repos.ingest import IngestRepo
 from podium.store.repos.jobs import JobRepo
 from podium.store.repos.metrics import MetricsRepo
+from podium.store.repos.models import ModelRepo
 from podium.store.repos.online_evals import OnlineEvalRepo
 from podium.store.repos.prices import PriceRepo
 from podium.store.repos.projects import ProjectRepo
@@ -42,6 +43,7 @@ class Store:
         self.drift = DriftRepo(engine)
         self.online_evals = OnlineEvalRepo(engine)
         self.alerts = AlertRepo(engine)
+        self.models = ModelRepo(engine)  # the model registry (podium.registry)
         self.jobs = JobRepo(engine)  # the worker's job queue (podium.monitor.queue)
 
     @classmethod

@@ -45,7 +45,10 @@ __all__ = [
     "gateway_model",
     "gateway_spend",
     "metadata",
+    "model_alias",
+    "model_alias_event",
     "model_price",
+    "model_version",
     "monitor_job",
     "online_eval_rule",
     "online_eval_stat",
@@ -55,6 +58,7 @@ __all__ = [
     "prompt_label_event",
     "prompt_settings",
     "prompt_version",
+    "registered_model",
     "score",
     "score_config",
     "span",
@@ -800,4 +804,75 @@ alert_event = Table(
     ForeignKeyConstraint(["project_id", "rule_id"], ["alert_rule.project_id", "alert_rule.id"], ondelete="CASCADE"),
     Index(None, "project_id", "created_at"),
     Index(None, "project_id", "rule_id", "created_at"),
+)
+
+# === model registry (0014_model_registry) ===
+
+# Registered models and their immutable, numbered versions (artifact, base model, lineage, eval
+# results); aliases (champion, challenger, ...) point at one version, every move is an event
+# (podium/store/repos/models.py, podium/registry/).
+registered_model = Table(
+    "registered_model",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("description", Text),
+    Column("tags", JSONType),
+    Column("latest_version", Integer, nullable=False, default=0),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+model_version = Table(
+    "model_version",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("artifact", JSONType, nullable=False),  # {"kind", "uri", "format", "size", "sha256", "copied"}
+    Column("base_model", String(512)),  # a model id or registry:/name@version
+    Column("training_run_id", String(64)),
+    Column("dataset_name", String(200)),
+    Column("dataset_version", Integer),
+    Column("eval_results", JSONType),  # [{"suite", "experiment_ids", "metrics": {name: mean}}]
+    Column("metadata", JSONType),
+    Column("description", Text),
+    Column("status", String(16), nullable=False, default="ready"),  # ready | archived
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "name"], ["registered_model.project_id", "registered_model.name"],
+                         ondelete="CASCADE"),
+    Index(None, "project_id", "dataset_name", "dataset_version"),
+)
+
+model_alias = Table(
+    "model_alias",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_by", String(64)),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "name"], ["registered_model.project_id", "registered_model.name"],
+                         ondelete="CASCADE"),
+)
+
+model_alias_event = Table(
+    "model_alias_event",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("action", String(16), nullable=False),  # set | rollback | delete
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("actor", String(64)),
+    Column("comment", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "name"], ["registered_model.project_id", "registered_model.name"],
+                         ondelete="CASCADE"),
 )

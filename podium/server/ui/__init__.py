@@ -33,6 +33,7 @@ from podium.server.ui.guardrails import router as guardrails_router
 from podium.server.ui.online_evals import router as online_evals_router
 from podium.server.ui.pages import page, router
 from podium.server.ui.prompts import router as prompts_router
+from podium.server.ui.registry import router as registry_router
 
 __all__ = ["STATIC", "VENDOR_FILES", "install_ui"]
 
@@ -95,6 +96,7 @@ def install_ui(app: FastAPI) -> None:
     app.include_router(drift_router)
     app.include_router(online_evals_router)  # /evaluators: online evaluation rules
     app.include_router(annotations_router)
+    app.include_router(registry_router)  # /registry: registered models, versions, aliases, lineage
     app.include_router(dashboards_router)  # /dashboards: saved and default dashboards, the chart editor
 
     # The handlers installed before these (podium.server.app's) are all async.
