@@ -35,6 +35,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_backend" in metafunc.fixturenames:
         opt = metafunc.config.getoption("--db")
         backends = ["sqlite", "postgresql"] if opt == "all" else [opt]
+        if metafunc.definition.get_closest_marker("one_db"):
+            backends = backends[:1]  # browser and CLI tests: the data paths they drive run on both elsewhere
         metafunc.parametrize("db_backend", backends)
 
 

@@ -74,6 +74,7 @@ def run_80(*args: str) -> str:
     return p.stdout
 
 
+@pytest.mark.one_db
 def test_alerts_cli(cli_env: LiveServer, hook: tuple[str, list[bytes]], tmp_path: Path) -> None:
     url, got = hook
     spec = tmp_path / "rules.yaml"

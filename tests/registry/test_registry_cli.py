@@ -42,6 +42,7 @@ def run_80(*args: str) -> str:
     return p.stdout
 
 
+@pytest.mark.one_db
 @pytest.mark.slow
 def test_registry_cli(cli_env: LiveServer, tmp_path: Path, podium_home: Path) -> None:
     f = tmp_path / "adapter.safetensors"

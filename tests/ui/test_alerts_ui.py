@@ -83,6 +83,7 @@ def test_alert_pages(server: LiveServer, sink: Sink) -> None:
         assert c.get(rule_url).status_code == 404
 
 
+@pytest.mark.one_db
 @pytest.mark.slow
 def test_alerts_in_the_browser(server: LiveServer, sink: Sink, browser: Any) -> None:
     """Chromium: the list's firing badge, the rule page's uPlot chart with its threshold line,

@@ -46,6 +46,7 @@ def _human(server: LiveServer, trace_id: str) -> dict[str, Any]:
     return {s["name"]: s for s in data}
 
 
+@pytest.mark.one_db
 @pytest.mark.integration
 def test_review_with_the_keyboard(server: LiveServer, queue: dict[str, Any], browser: Any) -> None:
     from playwright.sync_api import expect

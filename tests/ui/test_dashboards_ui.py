@@ -61,6 +61,7 @@ def test_roles(seeded: LiveServer) -> None:
         assert r.status_code == 403
 
 
+@pytest.mark.one_db
 @pytest.mark.slow
 @pytest.mark.integration
 def test_open_a_default_dashboard_copy_it_and_add_a_chart(seeded: LiveServer, browser: Any) -> None:

@@ -15,6 +15,7 @@ from tests.ui.conftest import VIEWPORT, Watch
 from tests.ui.test_browser import shot
 
 
+@pytest.mark.one_db
 @pytest.mark.slow
 def test_drift_monitor_page_draws_its_charts(server: LiveServer, project: ProjectKeys, store: Any,
                                              browser: Any) -> None:

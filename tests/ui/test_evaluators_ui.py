@@ -30,6 +30,7 @@ def _ingest(server: LiveServer, n: int) -> None:
         assert c.post("/api/v1/ingest", json={"batch": batch}).status_code == 200
 
 
+@pytest.mark.one_db
 @pytest.mark.integration
 def test_create_an_evaluator_and_watch_it_score(server: LiveServer, browser: Any) -> None:
     from playwright.sync_api import expect

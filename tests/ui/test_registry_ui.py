@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 TAKE_SHOTS = os.environ.get("PODIUM_SCREENSHOTS") == "1"
 
 
+@pytest.mark.one_db
 def test_registry_in_the_browser(server: LiveServer, browser: Any, tmp_path: Path) -> None:
     st, pid = server.store, server.keys.project_id
     reg = ModelRegistry(st, tmp_path)
