@@ -19,9 +19,9 @@ exception types) are capped at :data:`MAX_VALUES` distinct values each; later on
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
+from podium.core.process_series import ProcessSeries
 from podium.guardrails.engine import Decision
 
 __all__ = ["LATENCY_BUCKETS", "MAX_VALUES", "observe", "register"]
@@ -31,9 +31,7 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 #: Distinct values kept per free-form label (policy, kind_of_error) before ``other``.
 MAX_VALUES = 100
 
-_LOCK = threading.Lock()
-_STATE: _Metrics | None = None
-_MISSING = False  # prometheus_client is not installed
+_LOCK = threading.Lock()  # the capped label values
 
 
 class _Metrics:
@@ -68,17 +66,8 @@ class _Metrics:
         return value
 
 
-def _metrics() -> _Metrics | None:
-    global _STATE, _MISSING
-    if _STATE is not None or _MISSING:
-        return _STATE
-    with _LOCK:
-        if _STATE is None and not _MISSING:
-            try:
-                _STATE = _Metrics()
-            except ImportError:
-                _MISSING = True
-    return _STATE
+_SERIES: ProcessSeries[_Metrics] = ProcessSeries("guardrail", lambda: _Metrics())
+_metrics = _SERIES.get
 
 
 def _error_kind(verdict: str, error: str | None) -> str:
@@ -106,26 +95,7 @@ def observe(decision: Decision) -> None:
         m.errors.labels(scanner, kind, what).inc()
 
 
-class _Forward:
-    """A collector that yields this process's guardrail series into another registry."""
-
-    def collect(self) -> Iterator[Any]:
-        m = _metrics()
-        if m is not None:
-            yield from m.registry.collect()
-
-    def describe(self) -> Iterator[Any]:
-        return iter(())
-
-
 def register(registry: Any) -> bool:
     """Serve the guardrail series from ``registry`` (a ``CollectorRegistry``), once per registry.
     False when prometheus_client is missing."""
-    if _metrics() is None:
-        return False
-    with _LOCK:
-        if getattr(registry, "_podium_guardrail_metrics", False):
-            return True
-        registry.register(_Forward())
-        registry._podium_guardrail_metrics = True
-    return True
+    return _SERIES.register(registry)

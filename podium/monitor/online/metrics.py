@@ -16,15 +16,12 @@ bound).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from typing import Any
+
+from podium.core.process_series import ProcessSeries
 
 __all__ = ["observe_batch", "observe_enqueued", "register"]
 
-_LOCK = threading.Lock()
-_STATE: _Metrics | None = None
-_MISSING = False
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _LAG = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -50,17 +47,8 @@ class _Metrics:
                                   "gateway's price of their usage)", registry=r)
 
 
-def _metrics() -> _Metrics | None:
-    global _STATE, _MISSING
-    if _STATE is not None or _MISSING:
-        return _STATE
-    with _LOCK:
-        if _STATE is None and not _MISSING:
-            try:
-                _STATE = _Metrics()
-            except ImportError:
-                _MISSING = True
-    return _STATE
+_SERIES: ProcessSeries[_Metrics] = ProcessSeries("online_eval", lambda: _Metrics())
+_metrics = _SERIES.get
 
 
 def observe_enqueued(n: int) -> None:
@@ -89,23 +77,6 @@ def observe_batch(*, evaluated: int, failures: dict[str, int], latency: list[tup
         m.judge_cost.inc(judge_cost)
 
 
-class _Forward:
-    def collect(self) -> Iterator[Any]:
-        m = _metrics()
-        if m is not None:
-            yield from m.registry.collect()
-
-    def describe(self) -> Iterator[Any]:
-        return iter(())
-
-
 def register(registry: Any) -> bool:
     """Serve these series from ``registry``, once per registry. False without prometheus_client."""
-    if _metrics() is None:
-        return False
-    with _LOCK:
-        if getattr(registry, "_podium_online_eval_metrics", False):
-            return True
-        registry.register(_Forward())
-        registry._podium_online_eval_metrics = True
-    return True
+    return _SERIES.register(registry)
