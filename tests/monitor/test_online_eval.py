@@ -540,3 +540,25 @@ def test_mapping_paths() -> None:
     for bad in ("trace", "trace.", "traces.output", "span[colour=red].output", "trace[name=x].output", "x" * 501):
         with pytest.raises(BadRequest):
             parse_path(bad)
+
+
+def test_online_scores_follow_the_projects_score_configs(srv: LiveServer, store: Any) -> None:
+    """A config with the score's name types it (boolean here); one that refuses the value
+    (a numeric range for a true/false check) keeps it out and counts a failure of the rule."""
+    with srv.client() as c:
+        for cfg in ({"name": "mentions-paris", "data_type": "boolean"},
+                    {"name": "strict", "data_type": "numeric", "min_value": 0, "max_value": 0.5}):
+            assert c.post("/api/v1/score-configs", json=cfg).status_code == 201
+        rule = make_rule(c, name="typed", scorers=[
+            {"type": "icontains", "params": {"value": "paris"}, "name": "mentions-paris"},
+            {"type": "icontains", "params": {"value": "paris"}, "name": "strict"}])
+    ingest(srv, [{"id": f"c{i}", "question": "capital?", "answer": "Paris."} for i in range(2)])
+    jobs = Jobs(store)
+    jobs.produce()
+    assert jobs.drain() == 2
+    with srv.client() as c:
+        scores = online_scores(c)
+        assert sorted((s["trace_id"], s["name"], s["data_type"], s["value"]) for s in scores) == [
+            ("c0", "mentions-paris", "boolean", True), ("c1", "mentions-paris", "boolean", True)]
+        st = c.get(f"{RULES}/{rule['id']}/stats").json()
+        assert st["evaluated"] == 2 and st["failures"] == 2, st

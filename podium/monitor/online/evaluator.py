@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from podium.core.records import ScoreIn
+from podium.errors import ValidationFailed
 from podium.evals import Score
 from podium.monitor.online import metrics
 from podium.monitor.online.judge import GatewayJudges, JudgeUsage
@@ -32,6 +34,7 @@ from podium.monitor.online.scorers import Built, build_scorers
 from podium.monitor.queue.base import QueuedJob
 from podium.store import Store
 from podium.store.repos.ingest import IngestBatch, ScoreRow
+from podium.store.repos.score_configs import ScoreConfigRepo, ScoreConfigs
 
 __all__ = ["SCORE_NAMESPACE", "SOURCE", "OnlineEvaluator", "score_id"]
 
@@ -147,6 +150,11 @@ class OnlineEvaluator:
                 counts.append((compiled, {"evaluated": n, "matched": -gone, "failed": sum(fails.values()),
                                           "judge_calls": calls,
                                           "judge_cost": cost, "lag_s_sum": sum(max(x, 0.0) for x in rule_lags)}))
+        rows, refused = self._conform(rows)
+        if refused:
+            failed_kinds["score_config"] = sum(refused.values())
+            for compiled, inc in counts:
+                inc["failed"] += refused.get(compiled.rule["id"], 0)
         if rows:
             self.store.ingest.write(IngestBatch(scores=rows))
         for compiled, inc in counts:
@@ -234,6 +242,38 @@ class OnlineEvaluator:
             except Exception as e:
                 out.append(e)
         return out
+
+    def _conform(self, rows: list[ScoreRow]) -> tuple[list[ScoreRow], dict[str, int]]:
+        """Check online scores against the project's score configs, as every other score path is
+        checked: a score whose name has a config is stored in the config's type; one the config
+        refuses (out of range, not a category) is dropped, logged and counted as a failure of its
+        rule (``{rule_id: refused}``), never stored untyped."""
+        configs: dict[str, ScoreConfigs] = {}
+        out: list[ScoreRow] = []
+        refused: dict[str, int] = {}
+        for r in rows:
+            pid = r["project_id"]
+            if pid not in configs:
+                configs[pid] = ScoreConfigRepo(self.store.engine).snapshot(pid)
+            if not configs[pid].by_name:
+                out.append(r)
+                continue
+            dt = r["data_type"]
+            value: Any = r["string_value"] if dt == "categorical" else (
+                bool(r["value"]) if dt == "boolean" else r["value"])
+            try:
+                checked = configs[pid].check(ScoreIn.model_construct(name=r["name"], value=value, config_id=None))
+            except ValidationFailed as e:
+                rule_id = str((r["metadata"] or {}).get("online_eval_rule", ""))
+                refused[rule_id] = refused.get(rule_id, 0) + 1
+                logger.warning("online rule %s: score %r on trace %s refused by its score config: %s",
+                               rule_id, r["name"], r["trace_id"], e)
+                continue
+            if checked is not None:
+                r = ScoreRow(**{**r, "data_type": checked.data_type, "value": checked.value,
+                                "string_value": checked.string_value})
+            out.append(r)
+        return out, refused
 
     @staticmethod
     def _row(rule: dict[str, Any], trace_id: str, span_id: str | None, s: Score, now: datetime) -> ScoreRow:
