@@ -170,10 +170,20 @@ def test_crud_validation_and_roles(server: LiveServer, sink: Sink, monkeypatch: 
         err(c.get("/api/v1/alert-rules/drifty"), 404)
 
 
+def alert_samples(c: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The ``podium_alert_*`` samples on ``/metrics``: (name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
+            for fam in text_string_to_metric_families(c.get("/metrics").text) if fam.name.startswith("podium_alert")
+            for smp in fam.samples}
+
+
 def test_error_rate_fires_to_webhook_then_resolves(server: LiveServer, sink: Sink) -> None:
     clock = Clock()
     j = job(server, clock)
     with server.client() as c:
+        before = alert_samples(c)
         rule = c.post("/api/v1/alert-rules", json=rule_body("error-rate", sink.url)).json()
         ingest(c, ok=5, errors=5)
         assert j.run_once() == 1
@@ -199,6 +209,18 @@ def test_error_rate_fires_to_webhook_then_resolves(server: LiveServer, sink: Sin
         assert c.get("/api/v1/alert-rules/error-rate").json()["state"] == "ok"
         hist = c.get("/api/v1/alerts", params={"rule": "error-rate"}).json()["data"]
         assert [e["status"] for e in hist] == ["resolved", "fired"]
+        after = alert_samples(c)  # the same story in /metrics (process-wide counters: deltas)
+
+        def delta(name: str, **labels: str) -> float:
+            key = (name, tuple(sorted(labels.items())))
+            return after.get(key, 0.0) - before.get(key, 0.0)
+
+        assert delta("podium_alert_deliveries_total", channel="webhook", ok="true") == 2
+        assert delta("podium_alert_events_total", status="fired") == 1
+        assert delta("podium_alert_events_total", status="resolved") == 1
+        assert delta("podium_alert_evaluations_total", outcome="breached") == 2
+        assert delta("podium_alert_evaluations_total", outcome="ok") == 1
+        assert delta("podium_alert_delivery_seconds_count", channel="webhook") == 2
         fired = hist[1]
         assert fired["rule_name"] == "error-rate" and fired["value"] == pytest.approx(0.5)
         assert fired["window_end"] and fired["window_start"] and fired["threshold"] == 0.2

@@ -218,6 +218,8 @@ def test_podium_worker_serves_metrics_and_stops_on_sigterm(store: Any, project: 
         store.jobs.enqueue(PING_KIND, project.project_id, [{}] * 7)
         wait_for(lambda: store.jobs.stats().backlog == 0, 15, "the worker to drain the pings")
         wait_for(lambda: 'podium_worker_handled_total{job="ping"} 7.0' in scrape(), 5, "the counter")
+        text = scrape()  # the jobs' own series are served by the worker too
+        assert "podium_online_eval_evaluated_total 0.0" in text and "# TYPE podium_alert_events_total counter" in text
         p.send_signal(signal.SIGTERM)
         assert p.wait(10) == 0
         _, err = p.communicate()

@@ -98,6 +98,8 @@ def worker(
         from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
         from podium._logging import setup_logging
+        from podium.monitor.alerting import metrics as alert_metrics
+        from podium.monitor.online import metrics as online_eval_metrics
         from podium.monitor.queue.factory import make_queue
         from podium.monitor.queue.metrics import QueueCollector
         from podium.monitor.worker import Worker, build_jobs, default_worker_id
@@ -121,6 +123,8 @@ def worker(
             collector = QueueCollector(queue)
             collector.worker = w
             registry.register(collector)
+            online_eval_metrics.register(registry)  # the jobs' own series: podium_online_eval_*, podium_alert_*
+            alert_metrics.register(registry)
             http = start_http_server(metrics_port, addr=metrics_host, registry=registry)
             logger.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
         if once:

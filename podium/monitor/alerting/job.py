@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from podium.alerts import Alert, Delivery
+from podium.monitor.alerting import metrics
 from podium.monitor.alerting.conditions import Outcome
 from podium.monitor.alerting.evaluator import (
     Decision,
@@ -61,7 +62,9 @@ class Alerting:
               now: datetime, *, test: bool = False) -> list[Delivery]:
         alert: Alert = alert_for(rule, self.project_name(rule["project_id"]), status, value=value,
                                  message=message, base_url=self.base_url, now=now, test=test)
-        return deliver(rule, alert)
+        deliveries = deliver(rule, alert)
+        metrics.observe_deliveries(deliveries)
+        return deliveries
 
     def evaluate(self, rule: dict[str, Any], now: datetime | None = None) -> tuple[Decision, list[Delivery]]:
         """Evaluate one (claimed) rule, send what it decides and save it (unless a manual resolve
@@ -74,6 +77,9 @@ class Alerting:
             log.warning("alert rule %s (%s): evaluation failed: %s", rule["name"], rule["id"], e)
             outcome = Outcome(None, error=f"{type(e).__name__}: {e}")
         d = decide(rule, outcome, now)
+        metrics.observe_evaluation(outcome.breached, outcome.error)
+        if d.event is not None:
+            metrics.observe_event(d.event)
         if d.event is None:
             self.store.alerts.save_state(rule["project_id"], rule["id"], expect_state=rule["state"],
                                          expect_episode=rule["episode"], changes=d.changes, event=None, now=now)
