@@ -216,3 +216,31 @@ def upstream(upstream_server: Any) -> Any:
     """The module's fake upstream, with its scripts and records reset for this test."""
     upstream_server.reset()
     return upstream_server
+
+
+# --- the CLI against a live server ----------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> LiveServer:
+    """``server``, with the CLI's environment pointing at it (PODIUM_BASE_URL and the keys)."""
+    monkeypatch.setenv("PODIUM_BASE_URL", server.url)
+    monkeypatch.setenv("PODIUM_PUBLIC_KEY", server.keys.public_key)
+    monkeypatch.setenv("PODIUM_SECRET_KEY", server.keys.secret_key)
+    return server
+
+
+def run_cli_80(*args: str, long_ok: str | None = None) -> str:
+    """``podium ARGS`` as a subprocess, stdout a pipe (no TTY) at COLUMNS=80: exit 0 and no line
+    wider than 80 (except lines starting with ``long_ok``: one copyable token, never broken)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+    p = subprocess.run([sys.executable, "-m", "podium.cli", *args], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    too_wide = [line for line in p.stdout.splitlines()
+                if len(line) > 80 and not (long_ok and line.startswith(long_ok))]
+    assert not too_wide, too_wide
+    return p.stdout

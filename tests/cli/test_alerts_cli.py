@@ -3,9 +3,6 @@ history; the tables fit 80 columns when run as a real subprocess without a termi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +14,7 @@ from typer.testing import CliRunner
 
 from podium.cli.main import app
 from podium.monitor.alerting import AlertJob
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run_cli_80
 from tests.monitor.test_alert_rules import ingest
 
 runner = CliRunner()
@@ -43,17 +40,9 @@ def hook() -> Iterator[tuple[str, list[bytes]]]:
     srv.server_close()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PODIUM_WORKER_EMBEDDED", "false")  # the test runs the alert job itself
-
-
-@pytest.fixture
-def cli_env(no_worker: None, server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> LiveServer:
-    monkeypatch.setenv("PODIUM_BASE_URL", server.url)
-    monkeypatch.setenv("PODIUM_PUBLIC_KEY", server.keys.public_key)
-    monkeypatch.setenv("PODIUM_SECRET_KEY", server.keys.secret_key)
-    return server
 
 
 def run(*args: str, code: int = 0) -> str:
@@ -63,15 +52,7 @@ def run(*args: str, code: int = 0) -> str:
 
 
 def run_80(*args: str) -> str:
-    """The CLI as a subprocess: stdout a pipe (no TTY), COLUMNS=80."""
-    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
-    p = subprocess.run([sys.executable, "-m", "podium.cli", *args], env=env, capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 0, p.stdout + p.stderr
-    # a cursor is one copyable token, never broken (console soft_wrap): the only line allowed to be longer
-    too_wide = [line for line in p.stdout.splitlines() if len(line) > 80 and not line.startswith("more: --cursor")]
-    assert not too_wide, too_wide
-    return p.stdout
+    return run_cli_80(*args, long_ok="more: --cursor")  # a cursor is one copyable token
 
 
 @pytest.mark.one_db

@@ -4,26 +4,15 @@ alias, rollback, history, lineage; the tables fit 80 columns as a real subproces
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from podium.cli.main import app
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run_cli_80
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def cli_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> LiveServer:
-    monkeypatch.setenv("PODIUM_BASE_URL", server.url)
-    monkeypatch.setenv("PODIUM_PUBLIC_KEY", server.keys.public_key)
-    monkeypatch.setenv("PODIUM_SECRET_KEY", server.keys.secret_key)
-    return server
 
 
 def run(*args: str, code: int = 0) -> str:
@@ -32,14 +21,7 @@ def run(*args: str, code: int = 0) -> str:
     return r.output
 
 
-def run_80(*args: str) -> str:
-    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
-    p = subprocess.run([sys.executable, "-m", "podium.cli", *args], env=env, capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 0, p.stdout + p.stderr
-    too_wide = [line for line in p.stdout.splitlines() if len(line) > 80]
-    assert not too_wide, too_wide
-    return p.stdout
+run_80 = run_cli_80
 
 
 @pytest.mark.one_db
