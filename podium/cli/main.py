@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from podium.cli.commands.alerts import alerts_app
+from podium.cli.commands.deploy import deploy_app
 from podium.cli.commands.evals import datasets_app, eval_app
 from podium.cli.commands.evaluators import evaluators_app
 from podium.cli.commands.gateway import chat, gateway, limits_app, models_app
@@ -45,6 +46,7 @@ app.add_typer(evaluators_app, name="evaluators")  # online evaluation rules (doc
 app.command("worker")(worker)  # background jobs outside the server (docs/worker.md)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(registry_app, name="registry")  # the model registry (docs/registry.md)
+app.add_typer(deploy_app, name="deploy")  # canary deployments (docs/canary.md)
 app.add_typer(tune_app, name="tune")  # training data from production (docs/training-data.md)
 
 

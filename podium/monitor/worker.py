@@ -216,6 +216,14 @@ def _drift_job(store: Store, worker_id: str | None) -> Job:
     return DriftJob(store, owner=worker_id)
 
 
+def _canary_job(store: Store, settings: Settings, gateway: Gateway | None) -> Job:
+    from podium.monitor.canary.job import CanaryJob
+
+    return CanaryJob(store, gateway=gateway, base_url=settings.base_url,
+                     check_every_s=settings.canary_check_interval_s,
+                     interval_s=min(2.0, settings.canary_check_interval_s))
+
+
 def build_jobs(store: Store, settings: Settings, gateway: Gateway | None, *,
                queue: JobQueue | None = None, worker_id: str | None = None) -> list[Job]:
     """Every job a worker runs: the one place to add one (one line each). Called on the event loop
@@ -231,6 +239,7 @@ def build_jobs(store: Store, settings: Settings, gateway: Gateway | None, *,
         *online_jobs(store, settings, gateway, queue=q, worker_id=worker_id),  # online evaluation rules
         _drift_job(store, worker_id),  # due drift monitors (podium.monitor.drift.job)
         AlertJob(store, base_url=settings.base_url),  # due alert rules (podium.monitor.alerting.job)
+        _canary_job(store, settings, gateway),  # running canary deployments (podium.monitor.canary.job)
     ]
     return jobs
 

@@ -17,6 +17,7 @@ from podium.config import Settings
 from podium.core.tokens import tokenizer_name
 from podium.gateway.service import Gateway
 from podium.monitor.worker import start_embedded_worker
+from podium.registry.serving import wire_gateway
 from podium.server.auth import Authenticator
 from podium.server.body import RefuseNulMiddleware
 from podium.server.errors import install_error_handlers
@@ -41,11 +42,13 @@ from podium.server.routes import (
     traces,
 )
 from podium.server.routes import annotations as annotation_routes
+from podium.server.routes import deployments as deployment_routes
 from podium.server.routes import gateway as openai_routes
 from podium.server.routes import langfuse as langfuse_api
 from podium.server.routes import models as registry_routes
 from podium.server.routes import otlp_logs as otlp_logs_routes
 from podium.server.routes import training_data as training_data_routes
+from podium.server.routes import training_runs as training_runs_routes
 from podium.server.state import AppState
 from podium.server.ui import install_ui
 from podium.store import Store
@@ -90,6 +93,7 @@ def create_app(
     gateway_log = GatewayLog(ingester, state.prices_for)
     state.gateway = gateway or Gateway(settings, store, sink=gateway_log.record, prices=state.prices_for,
                                          prices_async=state.aprices_for)
+    wire_gateway(state.gateway, store, settings.home_dir)  # registry:/NAME@ALIAS deployments (docs/registry.md)
 
     grpc_receiver = None
     if otlp_grpc and mode == "all" and settings.otlp_grpc_port:
@@ -166,6 +170,8 @@ def create_app(
     app.include_router(training_data_routes.router)  # /api/v1/training-data/export (docs/training-data.md)
     app.include_router(langfuse_api.router)  # Langfuse SDK compatibility under /api/public
     app.include_router(registry_routes.router)  # /api/v1/registry: registered models, versions, aliases
+    app.include_router(deployment_routes.router)  # /api/v1/canaries: canary deployments (docs/canary.md)
+    app.include_router(training_runs_routes.router)  # /api/v1/training-runs, /api/v1/training-sweeps
     install_ui(app)
     openai_routes.install_fallback(app, otlp=True)  # last: other /v1 paths answer in OpenAI's shape
     return app

@@ -35,6 +35,7 @@ from podium.config import Settings
 from podium.errors import Forbidden, Unauthorized
 from podium.guardrails import metrics as guardrail_metrics
 from podium.monitor.alerting import metrics as alert_metrics
+from podium.monitor.canary import metrics as canary_metrics
 from podium.monitor.online import metrics as online_eval_metrics
 from podium.monitor.queue.factory import make_queue
 from podium.monitor.queue.metrics import QueueCollector
@@ -99,6 +100,7 @@ class ServerMetrics:
             guardrail_metrics.register(r)  # per-scanner counters and latencies (podium.guardrails.metrics)
             online_eval_metrics.register(r)  # podium_online_eval_* (podium.monitor.online.metrics)
             alert_metrics.register(r)  # podium_alert_* (podium.monitor.alerting.metrics)
+            canary_metrics.register(r)  # podium_canary_* (podium.monitor.canary.metrics)
             r.register(self.queue)
             self.write_seconds = Histogram(
                 "podium_ingest_write_duration_seconds", "Time the ingest writer takes per committed transaction",

@@ -8,6 +8,7 @@ from podium.store.engine import make_engine
 from podium.store.migrate import upgrade
 from podium.store.repos.alerts import AlertRepo
 from podium.store.repos.annotations import AnnotationRepo
+from podium.store.repos.canaries import CanaryRepo
 from podium.store.repos.dashboards import DashboardsRepo
 from podium.store.repos.drift import DriftRepo
 from podium.store.repos.evals import EvalRepo
@@ -22,6 +23,7 @@ from podium.store.repos.projects import ProjectRepo
 from podium.store.repos.prompts import PromptRepo
 from podium.store.repos.scores import ScoreRepo
 from podium.store.repos.traces import TraceRepo
+from podium.store.repos.training import TrainingRepo
 
 __all__ = ["Store"]
 
@@ -45,6 +47,8 @@ class Store:
         self.alerts = AlertRepo(engine)
         self.models = ModelRepo(engine)  # the model registry (podium.registry)
         self.jobs = JobRepo(engine)  # the worker's job queue (podium.monitor.queue)
+        self.canaries = CanaryRepo(engine)  # canary deployments and their audit trail (podium.monitor.canary)
+        self.training = TrainingRepo(engine)  # fine-tuning runs, their steps and sweeps (podium.tune)
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True) -> Store:

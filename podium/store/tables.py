@@ -32,6 +32,8 @@ __all__ = [
     "annotation_item",
     "annotation_queue",
     "api_key",
+    "canary",
+    "canary_event",
     "dashboard",
     "dashboard_chart",
     "dataset",
@@ -64,6 +66,9 @@ __all__ = [
     "span",
     "trace",
     "trace_tag",
+    "training_run",
+    "training_step",
+    "training_sweep",
 ]
 
 metadata = MetaData(
@@ -875,4 +880,128 @@ model_alias_event = Table(
     Column("created_at", UtcDateTime, nullable=False),
     ForeignKeyConstraint(["project_id", "name"], ["registered_model.project_id", "registered_model.name"],
                          ondelete="CASCADE"),
+)
+
+# === training runs (0015_training_runs) ===
+
+# Fine-tuning runs (parameters, hardware, metrics, artifacts, status with cancel and resume), their
+# per-step loss / learning rate (one row per logged step, upserted: a resumed run may resend one)
+# and hyperparameter sweeps whose trials are runs (podium/store/repos/training.py).
+training_sweep = Table(
+    "training_sweep",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200)),
+    Column("status", String(16), nullable=False),  # running | completed | failed | cancelled
+    Column("space", JSONType),
+    Column("objective", JSONType),
+    Column("settings", JSONType),
+    Column("best_run_id", String(64)),
+    Column("summary", JSONType),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "created_at"),
+)
+
+training_run = Table(
+    "training_run",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200)),
+    Column("method", String(16), nullable=False),  # sft | dpo | kto
+    Column("status", String(16), nullable=False),  # running | completed | failed | cancelled | pruned
+    Column("base_model", String(512), nullable=False),
+    Column("dataset_name", String(200)),
+    Column("dataset_version", Integer),
+    Column("data_path", Text),
+    Column("params", JSONType),
+    Column("hardware", JSONType),
+    Column("output_dir", Text),
+    Column("metrics", JSONType),
+    Column("artifacts", JSONType),
+    Column("sweep_id", String(64)),
+    Column("trial", Integer),
+    Column("tags", JSONType),
+    Column("error", Text),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("last_step", Integer),
+    Column("duration_s", Float),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "created_at"),
+    Index(None, "project_id", "sweep_id"),
+)
+
+training_step = Table(
+    "training_step",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("run_id", String(64), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("loss", Float),
+    Column("learning_rate", Float),
+    Column("epoch", Float),
+    Column("grad_norm", Float),
+    Column("eval_loss", Float),
+    Column("extra", JSONType),  # other numbers the trainer logs (DPO rewards, accuracies, ...)
+    Column("logged_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "run_id"], ["training_run.project_id", "training_run.id"],
+                         ondelete="CASCADE"),
+)
+
+
+# === canaries (0016_canaries) ===
+
+# Canary deployments (podium/monitor/canary/): a gateway alias split between two versions of a
+# registered model with weights that step up (5 -> 25 -> 50 -> 100) while live gates pass; a
+# breach rolls back. ``canary_event`` is each canary's audit trail (start, step, check, rollback,
+# promote, pause, resume, abort), in sequence order.
+canary = Table(
+    "canary",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("gateway_alias", String(256), nullable=False),
+    Column("model_name", String(200), nullable=False),
+    Column("baseline_version", Integer, nullable=False),
+    Column("candidate_version", Integer, nullable=False),
+    Column("steps", JSONType, nullable=False),  # candidate percentages, increasing, ending at 100
+    Column("step_index", Integer, nullable=False, default=0),
+    Column("step_duration_s", Integer, nullable=False),
+    Column("min_requests", Integer, nullable=False),
+    Column("gates", JSONType, nullable=False),  # thresholds: podium.monitor.canary.gates.Gates
+    Column("suite", JSONType),  # the eval-suite evidence the client sent (or null: no suite gate)
+    Column("status", String(16), nullable=False),  # pending|running|paused|promoted|rolled_back|aborted
+    Column("promote_alias", String(64), nullable=False),  # the registry alias moved on promotion
+    Column("alert_rule", String(64)),  # the alert rule a rollback raises (its channels notify)
+    Column("original_spec", JSONType),  # the gateway alias's stored spec before the canary
+    Column("actor", String(64)),
+    Column("reason", Text),  # why it ended (the breach, who promoted/aborted)
+    Column("step_started_at", UtcDateTime),
+    Column("next_check_at", UtcDateTime),  # claimed by compare-and-set (one worker checks at a time)
+    Column("last_check", JSONType),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
+    Index(None, "project_id", "gateway_alias", "status"),
+    Index(None, "status", "next_check_at"),
+)
+
+canary_event = Table(
+    "canary_event",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("canary_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("action", String(16), nullable=False),  # start|step|check|rollback|promote|pause|resume|abort
+    Column("detail", JSONType),
+    Column("actor", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "canary_id"], ["canary.project_id", "canary.id"], ondelete="CASCADE"),
 )

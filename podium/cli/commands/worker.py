@@ -99,6 +99,7 @@ def worker(
 
         from podium._logging import setup_logging
         from podium.monitor.alerting import metrics as alert_metrics
+        from podium.monitor.canary import metrics as canary_metrics
         from podium.monitor.online import metrics as online_eval_metrics
         from podium.monitor.queue.factory import make_queue
         from podium.monitor.queue.metrics import QueueCollector
@@ -125,6 +126,7 @@ def worker(
             registry.register(collector)
             online_eval_metrics.register(registry)  # the jobs' own series: podium_online_eval_*, podium_alert_*
             alert_metrics.register(registry)
+            canary_metrics.register(registry)
             http = start_http_server(metrics_port, addr=metrics_host, registry=registry)
             logger.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
         if once:

@@ -26,6 +26,7 @@ from podium.server.ui.access import NeedLogin, UiError
 from podium.server.ui.alerts import router as alerts_router
 from podium.server.ui.annotations import router as annotations_router
 from podium.server.ui.dashboards import router as dashboards_router
+from podium.server.ui.deployments import router as deployments_router
 from podium.server.ui.drift import router as drift_router
 from podium.server.ui.evals import router as evals_router
 from podium.server.ui.gateway import router as gateway_router
@@ -34,6 +35,7 @@ from podium.server.ui.online_evals import router as online_evals_router
 from podium.server.ui.pages import page, router
 from podium.server.ui.prompts import router as prompts_router
 from podium.server.ui.registry import router as registry_router
+from podium.server.ui.training import router as training_router
 
 __all__ = ["STATIC", "VENDOR_FILES", "install_ui"]
 
@@ -97,6 +99,8 @@ def install_ui(app: FastAPI) -> None:
     app.include_router(online_evals_router)  # /evaluators: online evaluation rules
     app.include_router(annotations_router)
     app.include_router(registry_router)  # /registry: registered models, versions, aliases, lineage
+    app.include_router(deployments_router)  # /deployments: canary deployments, gate checks, audit trail
+    app.include_router(training_router)  # /training: fine-tuning runs, loss curves, compare, sweeps
     app.include_router(dashboards_router)  # /dashboards: saved and default dashboards, the chart editor
 
     # The handlers installed before these (podium.server.app's) are all async.
