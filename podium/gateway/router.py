@@ -18,6 +18,9 @@ the caller's to see (the route sends an SSE error event, never a truncated 200).
 ``before(deployment)``, when given, is awaited before the first try of each deployment;
 the gateway uses it to top up the request's budget reservation when a fallback is dearer
 than what was reserved. Whatever it raises ends the request (no further deployments).
+``bind(deployment)``, when given, is awaited next and returns the deployment to call (the local
+provider binds a ``registry:/NAME@ALIAS`` model to the version it points at now); what it raises
+ends the request too.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ logger = logging.getLogger("podium.gateway")
 _SKIP_STATUSES = frozenset({401, 403, 404})
 _T = TypeVar("_T")
 Before = Callable[[Deployment], Awaitable[None]]
+Bind = Callable[[Deployment], Awaitable[Deployment]]
 
 
 @dataclass(slots=True)
@@ -146,18 +150,18 @@ class Router:
 
     # --- calls ---------------------------------------------------------------------------------
     async def call(self, chain: list[ModelAlias], op: str, body: dict[str, Any], routed: Routed, *,
-                   before: Before | None = None) -> dict[str, Any]:
+                   before: Before | None = None, bind: Bind | None = None) -> dict[str, Any]:
         """Run ``provider.<op>(deployment, body)`` along the chain until one answers."""
 
         async def attempt(dep: Deployment, req: dict[str, Any]) -> dict[str, Any]:
             out: dict[str, Any] = await getattr(self.providers[dep.provider], op)(dep, req)
             return out
 
-        return await self._run(chain, body, routed, attempt, before)
+        return await self._run(chain, body, routed, attempt, before, bind)
 
     async def stream(
         self, chain: list[ModelAlias], op: str, body: dict[str, Any], routed: Routed, *,
-        before: Before | None = None,
+        before: Before | None = None, bind: Bind | None = None,
     ) -> tuple[dict[str, Any], AsyncIterator[dict[str, Any]]]:
         """Open a stream along the chain; returns its first chunk and the rest of it."""
 
@@ -173,16 +177,18 @@ class Router:
                 raise
             return first, it
 
-        return await self._run(chain, body, routed, attempt, before)
+        return await self._run(chain, body, routed, attempt, before, bind)
 
     async def _run(self, chain: list[ModelAlias], body: dict[str, Any], routed: Routed,
                    attempt: Callable[[Deployment, dict[str, Any]], Awaitable[_T]],
-                   before: Before | None = None) -> _T:
+                   before: Before | None = None, bind: Bind | None = None) -> _T:
         routed._first_alias = chain[0].name
         last: UpstreamError | None = None
         for dep in self.plan(chain):
             if before is not None:
                 await before(dep)
+            if bind is not None:
+                dep = await bind(dep)
             req = {**body, "model": dep.model}
             for n in range(dep.max_retries + 1):
                 t0 = time.perf_counter()

@@ -245,6 +245,9 @@ class Gateway:
     def _chain(self, key: ApiKey, name: str, mode: str, endpoint: str) -> list[ModelAlias]:
         aliases = self.aliases(key.project_id)
         alias = aliases.get(name)
+        if alias is None and name.startswith("registry:/") and "local" in self.providers:
+            # A registered version called by reference (registry:/NAME@ALIAS): an implicit local alias.
+            alias = ModelAlias(name, "chat", [Deployment(alias=name, provider="local", model=name)], [], "registry")
         allowed = key.models
         if alias is None or (allowed is not None and name not in allowed):
             names = [n for n in sorted(aliases) if allowed is None or n in allowed]
@@ -338,6 +341,16 @@ class Gateway:
 
         return before
 
+    def _bind(self, call: Call) -> Callable[[Deployment], Awaitable[Deployment]]:
+        """The router's bind hook: a provider with ``bind(dep, project_id)`` (the local provider, for
+        ``registry:/`` models) picks what this request's deployment serves; the span records its model."""
+
+        async def bind(dep: Deployment) -> Deployment:
+            b = getattr(self.providers.get(dep.provider), "bind", None)
+            return dep if b is None else await b(dep, call.key.project_id)
+
+        return bind
+
     # --- the call ----------------------------------------------------------------------------------
     @staticmethod
     def check_role(key: ApiKey) -> None:
@@ -361,7 +374,9 @@ class Gateway:
         call.chain = self._chain(key, body["model"], mode, endpoint)
         call.trace_id = call.options.trace_id or uuid.uuid4().hex
         call.span_id = uuid.uuid4().hex[:16]
-        if self.cache is not None:
+        # A registry:/NAME@ALIAS answer is not cached: the alias moves (canary, rollback) and a cached
+        # answer of the old version would outlive the move.
+        if self.cache is not None and not _moves(call.chain):
             call.cache_read, call.cache_write = not skip_read, not skip_write
             if call.cache_read or call.cache_write:
                 call.cache_key = cache_key(endpoint, body, namespace=key.project_id)
@@ -439,7 +454,8 @@ class Gateway:
         m.in_flight.inc()
         try:
             _check, op, _sop, _mode = ENDPOINTS[call.endpoint]
-            out = await self.router.call(call.chain, op, call.body, call.routed, before=self._before(call, ticket))
+            out = await self.router.call(call.chain, op, call.body, call.routed, before=self._before(call, ticket),
+                                         bind=self._bind(call))
             tokens, cost = self._usage_cost(call, out.get("usage"))
         except PodiumError as e:
             self._finish(call, None, e, 0, 0.0)
@@ -485,7 +501,7 @@ class Gateway:
         m.in_flight.inc()
         try:
             first, rest = await self.router.stream(call.chain, sop, body, call.routed,  # type: ignore[arg-type]  # prepare refused stream=true where sop is None
-                                                   before=self._before(call, ticket))
+                                                   before=self._before(call, ticket), bind=self._bind(call))
         except BaseException as e:
             m.in_flight.dec()
             await self.limiter.release(ticket, tokens=0, cost=0.0)
@@ -804,6 +820,10 @@ def _guard_records(call: Call, decision: Decision, started: datetime) -> list[Sp
             name=name, value=value, data_type=ScoreDataType.NUMERIC, trace_id=call.trace_id, span_id=span_id,
             source="guardrail", timestamp=end))
     return out
+
+
+def _moves(chain: list[ModelAlias]) -> bool:
+    return any(d.model.startswith("registry:/") for a in chain for d in a.deployments)
 
 
 def _chars(v: Any) -> int:

@@ -64,8 +64,9 @@ def lineage(reg: ModelRegistry, project_id: str, name: str, version: int,
                       "item_count": info["item_count"] if info else None,
                       "link": f"/datasets/{quote(ds['name'], safe='')}"})
     if v["training_run_id"]:
+        # a Podium training run's page (docs/training-runs.md); an id from another tracker 404s there
         nodes.append({"id": f"run:{v['training_run_id']}", "kind": "run", "label": f"run {v['training_run_id']}",
-                      "link": None})
+                      "link": f"/training/{quote(v['training_run_id'], safe='')}"})
     if v["base_model"]:
         base = v["base_model"]
         link = None

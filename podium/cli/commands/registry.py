@@ -16,12 +16,15 @@ import typer
 from rich.table import Column, Table
 
 from podium.cli._common import api_call, console, err_console, print_json
+from podium.cli.commands.registry_compare import compare_cmd
 from podium.config import Settings
 
 __all__ = ["registry_app"]
 
 registry_app = typer.Typer(help="The model registry: versions, aliases (champion, ...), rollback, lineage.",
                            no_args_is_help=True)
+
+registry_app.command("compare")(compare_cmd)  # GGUF versions side by side (docs/registry.md)
 
 _API = "/api/v1/registry"
 

@@ -13,6 +13,15 @@ model lock is released; a request still waiting in the queue is dropped. Cancell
 non-streaming call does the same.
 
 Responses carry ``model`` = the alias the caller used (``dep.alias``).
+
+Registered models: a deployment whose model is ``registry:/NAME@ALIAS`` (or ``@3``) is bound
+before each request (:meth:`LocalProvider.bind`, called by the router) to the version's GGUF
+through ``resolve_model`` (the server wires one built on ``podium.registry``, which sits above
+this layer). Resolutions are cached for ``gateway_registry_ttl`` seconds, so an alias move
+(canary weights, rollback) is served within that; the bound deployment's ``model`` is the
+served version ``NAME@N`` (what the span records). Loaded GGUFs are kept in an LRU of
+``local_max_models`` :class:`LocalChatModel` instances, looked up and evicted on the chat
+worker thread, so an evicted model is never in use when it is closed.
 """
 
 from __future__ import annotations
@@ -20,18 +29,45 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from podium.config import Settings
-from podium.errors import PodiumError, UpstreamError, ValidationFailed
+from podium.core.ttlcache import TTLCache
+from podium.errors import BadRequest, PodiumError, UpstreamError, ValidationFailed
 from podium.gateway.providers.base import Deployment
 from podium.gateway.wire import ChatChunk, ChatCompletion, EmbeddingList, TextCompletion
 from podium.inference.embeddings import EMBED_MODEL_NAME, LocalEmbedder
 from podium.inference.llama import LocalChatModel, check_chat_params, check_completion_params
 
-__all__ = ["LocalProvider"]
+__all__ = ["REGISTRY_PREFIX", "LocalProvider", "ModelResolver", "ResolvedModel", "ServedDeployment"]
+
+#: Deployments whose model starts with this are registered model versions (``podium.registry.PREFIX``).
+REGISTRY_PREFIX = "registry:/"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What a ``registry:/`` reference serves now: the version's GGUF and its name ``NAME@N``."""
+
+    path: Path
+    served_name: str
+
+
+#: ``(project_id, reference) -> ResolvedModel``; raises NotFound / BadRequest (with how to fix it).
+ModelResolver = Callable[[str, str], ResolvedModel]
+
+
+@dataclass(frozen=True)
+class ServedDeployment(Deployment):
+    """A ``registry:/`` deployment bound to one version: ``model`` is ``NAME@N``, ``gguf`` its file."""
+
+    gguf: str = ""
+    ref: str = ""  # the reference as configured (registry:/NAME@ALIAS)
 
 _END = object()
 _MAX_INPUTS = 2048
@@ -67,11 +103,17 @@ class LocalProvider:
         *,
         chat_model: LocalChatModel | None = None,
         embedder: LocalEmbedder | None = None,
+        resolve_model: ModelResolver | None = None,
     ) -> None:
         self._owns_chat = chat_model is None
         self._owns_embedder = embedder is None
+        s = settings if settings is not None else Settings()
+        self._resolve = resolve_model
+        self._resolved: TTLCache[ResolvedModel] = TTLCache(s.gateway_registry_ttl, max_entries=1000)
+        self._models: OrderedDict[str, LocalChatModel] = OrderedDict()  # GGUF path -> model, LRU order
+        self._max_models = max(1, s.local_max_models)
+        self._threads, self._n_ctx = s.local_threads, s.local_context
         if chat_model is None or embedder is None:
-            s = settings if settings is not None else Settings()
             chat_model = chat_model or LocalChatModel(
                 s.local_model_path, n_threads=s.local_threads, n_ctx=s.local_context
             )
@@ -109,11 +151,61 @@ class LocalProvider:
             self.chat_model.close()
         if self._owns_embedder:
             self.embedder.close()
+        for m in self._models.values():
+            m.close()
+        self._models.clear()
+
+    # --- registered models ---------------------------------------------------------------------
+
+    def set_resolver(self, resolve_model: ModelResolver | None) -> None:
+        """Serve ``registry:/`` deployments through ``resolve_model`` (the server wires the registry)."""
+        self._resolve = resolve_model
+        self._resolved.clear()
+
+    async def bind(self, dep: Deployment, project_id: str) -> Deployment:
+        """``dep`` itself, or for a ``registry:/`` model the deployment bound to the version it points at
+        now (resolved in a worker thread; cached ``gateway_registry_ttl`` seconds per project and reference)."""
+        if isinstance(dep, ServedDeployment) or not dep.model.startswith(REGISTRY_PREFIX):
+            return dep
+        resolve = self._resolve
+        if resolve is None:
+            raise BadRequest(f"model {dep.alias!r} is served from the model registry ({dep.model}), which this "
+                             "process cannot read: serve it with `podium server` or `podium gateway`",
+                             details=[{"field": "model", "message": "no registry"}])
+        ref = dep.model
+        found = await self._resolved.get_or_load((project_id, ref), lambda: resolve(project_id, ref))
+        assert found is not None  # the resolver raises instead of returning nothing
+        base = {f.name: getattr(dep, f.name) for f in fields(Deployment)}
+        return ServedDeployment(**{**base, "model": found.served_name}, gguf=str(found.path), ref=ref)
+
+    def _chat_for(self, dep: Deployment) -> LocalChatModel:
+        """The model serving ``dep``; runs on the chat worker (the only user of registry models), so
+        closing the least recently used one when over ``local_max_models`` never hits a running call."""
+        if not isinstance(dep, ServedDeployment):
+            if dep.model.startswith(REGISTRY_PREFIX):
+                raise BadRequest(f"model {dep.model} was not resolved: call it through the gateway",
+                                 details=[{"field": "model", "message": "unresolved registry model"}])
+            return self.chat_model
+        m = self._models.pop(dep.gguf, None)
+        if m is None:
+            m = LocalChatModel(Path(dep.gguf), n_threads=self._threads, n_ctx=self._n_ctx, name=dep.model)
+        self._models[dep.gguf] = m
+        while len(self._models) > self._max_models:
+            _path, old = self._models.popitem(last=False)
+            old.close()
+        return m
+
+    def loaded_models(self) -> list[str]:
+        """The registered GGUFs loaded now, least recently used first."""
+        return list(self._models)
 
     # --- chat and completions ----------------------------------------------------------------
 
     def _check_model(self, dep: Deployment, *, embedding: bool) -> None:
         is_embed = dep.model == EMBED_MODEL_NAME or dep.model == self.embedder.name
+        if embedding and (isinstance(dep, ServedDeployment) or dep.model.startswith(REGISTRY_PREFIX)):
+            raise _bad("model", f"'{dep.alias}' is a registered chat model; embeddings need an embedding model "
+                                "such as 'local-embed'")
         if embedding and dep.model == self.chat_model.name:
             raise _bad("model", f"'{dep.alias}' is a chat model; embeddings need an embedding model "
                                 "such as 'local-embed'")
@@ -127,7 +219,7 @@ class LocalProvider:
         check_chat_params(body.get("messages"), params)
         messages = body["messages"]
         return await self._call(
-            self._chat_pool, lambda c: self.chat_model.chat(messages, model=dep.alias, cancel=c, **params)
+            self._chat_pool, lambda c: self._chat_for(dep).chat(messages, model=dep.alias, cancel=c, **params)
         )
 
     def chat_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[ChatChunk]:
@@ -135,7 +227,7 @@ class LocalProvider:
         params = _params(body)
         messages: Any = body.get("messages")  # checked on the next line
         check_chat_params(messages, params)  # raise now: before the iterator exists
-        return self._stream(lambda c: self.chat_model.chat_stream(messages, model=dep.alias, cancel=c, **params))
+        return self._stream(lambda c: self._chat_for(dep).chat_stream(messages, model=dep.alias, cancel=c, **params))
 
     async def completion(self, dep: Deployment, body: dict[str, Any]) -> TextCompletion:
         self._check_model(dep, embedding=False)
@@ -143,7 +235,7 @@ class LocalProvider:
         check_completion_params(body.get("prompt"), params)
         prompt = body["prompt"]
         return await self._call(
-            self._chat_pool, lambda c: self.chat_model.complete(prompt, model=dep.alias, cancel=c, **params)
+            self._chat_pool, lambda c: self._chat_for(dep).complete(prompt, model=dep.alias, cancel=c, **params)
         )
 
     def completion_stream(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[TextCompletion]:
@@ -151,7 +243,8 @@ class LocalProvider:
         params = _params(body)
         prompt: Any = body.get("prompt")  # checked on the next line
         check_completion_params(prompt, params)
-        return self._stream(lambda c: self.chat_model.complete_stream(prompt, model=dep.alias, cancel=c, **params))
+        return self._stream(
+            lambda c: self._chat_for(dep).complete_stream(prompt, model=dep.alias, cancel=c, **params))
 
     # --- embeddings and scoring --------------------------------------------------------------
 
