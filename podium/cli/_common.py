@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from podium.config import Settings, read_keys_file
+from podium.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from podium.store import Store
@@ -43,19 +44,29 @@ def print_json(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 
 
-def api_client(settings: Settings | None = None) -> httpx.Client:
-    """A client for the running server, with the key from the environment or the default keys file."""
+def server_client(settings: Settings | None = None, *, timeout: float | httpx.Timeout = 30) -> httpx.Client:
+    """A client for the running server, with the key from the environment or the default keys
+    file; ``ConfigurationError`` when there is no key (``api_client`` turns that into exit 2)."""
     s = settings or Settings()
     public, secret = s.public_key, s.secret_key
     if not secret:
         keys = read_keys_file(s.default_keys_file)
         public, secret = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
     if not secret:
-        err_console.print("[red]no API key:[/] set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them)")
-        raise typer.Exit(2)
+        raise ConfigurationError("no API key: set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them) "
+                                 "or keep them in the default keys file")
     auth = httpx.BasicAuth(public, secret) if public else None
     headers = {} if public else {"Authorization": f"Bearer {secret}"}
-    return httpx.Client(base_url=s.base_url, auth=auth, headers=headers, timeout=30)
+    return httpx.Client(base_url=s.base_url, auth=auth, headers=headers, timeout=timeout)
+
+
+def api_client(settings: Settings | None = None) -> httpx.Client:
+    """:func:`server_client` for a command: no key is exit 2 with the fix."""
+    try:
+        return server_client(settings)
+    except ConfigurationError as e:
+        err_console.print(f"[red]{e.message}[/]")
+        raise typer.Exit(2)
 
 
 def api_call(method: str, path: str, **kw: Any) -> Any:

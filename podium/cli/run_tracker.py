@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 
-from podium.config import Settings, read_keys_file
-from podium.errors import ConfigurationError, PodiumError, ServiceUnavailable
+from podium.cli._common import server_client
+from podium.config import Settings
+from podium.errors import PodiumError, ServiceUnavailable
 from podium.sdk.responses import error_from_response
 
 __all__ = ["RunTracker", "tracking_client"]
@@ -34,18 +35,9 @@ TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
 
 def tracking_client(settings: Settings | None = None) -> httpx.Client:
-    """A client for the server with the project key from the environment or the default keys file."""
-    s = settings or Settings()
-    public, secret = s.public_key, s.secret_key
-    if not secret:
-        keys = read_keys_file(s.default_keys_file)
-        public, secret = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
-    if not secret:
-        raise ConfigurationError("no API key to track the run with: set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY "
-                                 "(`podium up` prints them) or keep them in the default keys file")
-    auth = httpx.BasicAuth(public, secret) if public else None
-    headers = {} if public else {"Authorization": f"Bearer {secret}"}
-    return httpx.Client(base_url=s.base_url, auth=auth, headers=headers, timeout=TIMEOUT)
+    """A client for the server with the project key from the environment or the default keys file
+    (``ConfigurationError`` without one), with short timeouts: a hung server must not stall training."""
+    return server_client(settings, timeout=TIMEOUT)
 
 
 def _clean(v: Any) -> Any:

@@ -3,9 +3,6 @@ history; the tables fit 80 columns when run as a real subprocess without a termi
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +17,6 @@ from tests.monitor.test_alert_rules import ingest
 runner = CliRunner()
 
 
-@pytest.fixture
-def hook() -> Iterator[tuple[str, list[bytes]]]:
-    got: list[bytes] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/hook", got
-    srv.shutdown()
-    srv.server_close()
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +35,8 @@ def run_80(*args: str) -> str:
 
 
 @pytest.mark.one_db
-def test_alerts_cli(cli_env: LiveServer, hook: tuple[str, list[bytes]], tmp_path: Path) -> None:
-    url, got = hook
+def test_alerts_cli(cli_env: LiveServer, webhook: tuple[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+    url, got = webhook
     spec = tmp_path / "rules.yaml"
     spec.write_text(f"""\
 rules:

@@ -6,12 +6,8 @@ job rolling back on its own (baseline-only alias, an alert in the rule's history
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -30,25 +26,6 @@ def quick_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PODIUM_CANARY_CHECK_INTERVAL_S", "0.2")
 
 
-@pytest.fixture
-def hook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A webhook receiver: its URL and the bodies it got."""
-    got: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/hook", got
-    srv.shutdown()
-    srv.server_close()
 
 
 def register(c: httpx.Client, n: int = 2) -> None:
@@ -136,7 +113,7 @@ def test_api_create_list_get_actions_and_errors(server: LiveServer) -> None:
 
 
 def test_candidate_failing_upstream_rolls_back_automatically(server: LiveServer, upstream: FakeUpstream,
-                                                            hook: tuple[str, list[dict[str, Any]]]) -> None:
+                                                            webhook: tuple[str, list[dict[str, Any]]]) -> None:
     """Real requests through the gateway; the fake upstream fails every call for the candidate's
     model name; the router fails over to the baseline (callers see no error), the attempts show
     the candidate's failures, and the server's embedded worker rolls back without anyone touching
@@ -146,7 +123,7 @@ def test_candidate_failing_upstream_rolls_back_automatically(server: LiveServer,
         "name": "canary-hook", "enabled": False, "severity": "critical", "kind": "threshold", "op": ">",
         "condition": {"metric": "traces", "agg": "count", "filters": {}}, "threshold": 1e15, "params": {},
         "window_s": 60, "min_samples": 0, "cooldown_s": 0, "renotify_s": 0, "eval_interval_s": 60,
-        "channels": [{"type": "webhook", "params": {"url": hook[0]}}]}, now=datetime.now(UTC))
+        "channels": [{"type": "webhook", "params": {"url": webhook[0]}}]}, now=datetime.now(UTC))
     with server.client() as c:
         register(c)
         declare(c, upstream.base_url)
@@ -180,7 +157,7 @@ def test_candidate_failing_upstream_rolls_back_automatically(server: LiveServer,
         alerts = c.get("/api/v1/alerts").json()["data"]
         assert alerts and alerts[0]["status"] == "fired" and cid in alerts[0]["message"]
         assert alerts[0]["rule_name"] == "canary-hook" and alerts[0]["deliveries"][0]["ok"] is True
-    sent = hook[1][0]["podium"]["alert"]
+    sent = webhook[1][0]["podium"]["alert"]
     assert sent["status"] == "firing" and sent["severity"] == "critical" and sent["labels"]["canary"] == cid
     assert sent["url"].endswith(f"/deployments/{cid}") and "rolled back" in sent["title"]
     # the server's own alias cache was invalidated: no more candidate calls
