@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from podium.errors import ConfigurationError, ValidationFailed
+from podium.tune.extra import require_tune_extra
 
 __all__ = ["OUTTYPES", "QUANT_TYPES", "gguf_file_type", "merge_adapter", "quantize", "to_gguf"]
 
@@ -96,6 +97,7 @@ def gguf_file_type(path: Path) -> str | None:
 def merge_adapter(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     """Merge the LoRA adapter in ``adapter_dir`` into the Hugging Face model in ``base_dir`` and save
     the result (safetensors + tokenizer) to ``out_dir`` (written to a temporary folder, then renamed)."""
+    require_tune_extra("merging an adapter", ("torch", "transformers", "peft"))
     _offline()
     base_dir, adapter_dir, out_dir = Path(base_dir), Path(adapter_dir), Path(out_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
@@ -183,6 +185,7 @@ def _check_config(cfg: dict[str, Any], fields: dict[str, Any], arch: str) -> Non
 def to_gguf(hf_dir: Path, out_path: Path, *, template: Path, outtype: str = "f16") -> Path:
     """Write the Hugging Face llama-architecture model in ``hf_dir`` as a GGUF at ``out_path``, taking
     the metadata and tokenizer from ``template`` (a GGUF of the same base model)."""
+    require_tune_extra("writing a GGUF", ("torch", "gguf", "safetensors"))
     if outtype not in OUTTYPES:
         raise ValidationFailed(f"outtype {outtype!r} is not one of {', '.join(OUTTYPES)}; quantize the f16 file "
                                "with quantize() for q8_0 or q4_k_m", details=[{"field": "outtype"}])

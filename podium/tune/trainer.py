@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from podium.config import Settings
 from podium.errors import ConfigurationError, ValidationFailed
 from podium.tune.base_model import ensure_base_model, offline, torch_threads
+from podium.tune.extra import require_tune_extra
 
 if TYPE_CHECKING:
     from podium.tune.recipe import TuneRecipe
@@ -210,6 +211,7 @@ def train(recipe: TuneRecipe, train_records: list[dict[str, Any]], eval_records:
 
 def _train(recipe: TuneRecipe, train_records: list[dict[str, Any]], eval_records: list[dict[str, Any]], *,
            output_dir: Path, hooks: TrainHooks | None, resume: bool, settings: Settings) -> TrainResult:
+    require_tune_extra("fine-tuning", ("torch", "transformers", "peft", "trl", "datasets"))
     if not train_records:
         raise ValidationFailed("no training records: the dataset or file is empty (or has only validation "
                                "records)", details=[{"field": "data"}])

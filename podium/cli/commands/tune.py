@@ -358,8 +358,13 @@ def _finish_line(run: dict[str, Any], result: TrainResult, recipe_path: Path) ->
 def _tune(method: str, recipe_path: Path, resume: str | None, detach: bool, attach: str | None,
           as_json: bool) -> None:
     from podium.cli.run_tracker import RunTracker
+    from podium.tune.extra import require_tune_extra
     from podium.tune.recipe import load_recipe
 
+    try:
+        require_tune_extra(f"podium tune {method}", ("torch", "transformers", "peft", "trl", "datasets"))
+    except PodiumError as e:
+        raise _fail(f"[red]{e.message}[/]")
     try:
         recipe = load_recipe(recipe_path)
     except PodiumError as e:

@@ -105,9 +105,11 @@ def package_cmd(
     from podium.errors import PodiumError
     from podium.inference.llama import default_model_path
     from podium.registry.registry import check_name, parse_dataset
+    from podium.tune.extra import require_tune_extra
 
     quants = _quants(quant)
     try:
+        require_tune_extra("podium tune package", ("torch", "transformers", "peft", "gguf"))
         check_name(register)
         if dataset:
             parse_dataset(dataset)

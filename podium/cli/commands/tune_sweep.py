@@ -15,7 +15,6 @@ recipe (docs/sweeps.md). The engine (Optuna study, sampler, pruner, parallel tri
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import threading
@@ -352,10 +351,8 @@ def sweep_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Search a recipe's hyperparameters with Optuna; every trial is a tracked training run."""
-    try:
-        from podium.tune.sweep import SweepError, load_sweep, run_sweep
-    except ImportError as e:
-        raise _fail(f"sweeps need the tune extra ({e.name} is missing): pip install 'podium[tune]'")
+    from podium.tune.extra import require_tune_extra
+    from podium.tune.sweep import SweepError, load_sweep, run_sweep
     try:
         spec = load_sweep(sweep_file)
         if spec.executor == "ray":
@@ -371,9 +368,10 @@ def sweep_cmd(
                 raise SweepError(f"objective.suite: {e.message}") from e
     except SweepError as e:
         raise _fail(e.message)
-    missing = [m for m in ("optuna", "torch", "transformers", "peft", "trl") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise _fail(f"sweeps need the tune extra ({', '.join(missing)} missing): pip install 'podium[tune]'")
+    try:
+        require_tune_extra("podium tune sweep", ("optuna", "torch", "transformers", "peft", "trl", "datasets"))
+    except PodiumError as e:
+        raise _fail(e.message)
     settings = Settings()
     from podium.cli.commands.tune import _base_model, load_records  # tune.py registers this command
 
