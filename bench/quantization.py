@@ -3,8 +3,8 @@ pipeline (the bundled Q4_1 GGUF -> transformers -> ``podium.tune.gguf.to_gguf`` 
 quantizer) next to the shipped Q4_1: file size, tokens/s through the gateway, perplexity of a
 fixed text, and the pass rate of examples/eval/suite.yaml.
 
-    .venv/bin/python bench/bench_quantize.py            # ~3 min; writes its docs/benchmarks.md section
-    .venv/bin/python bench/bench_quantize.py --quick    # 1 timed request each; prints only
+    .venv/bin/python bench/quantization.py            # ~3 min; writes its docs/benchmarks.md section
+    .venv/bin/python bench/quantization.py --quick    # 1 timed request each; prints only
 
 Each file is registered as a version of ``quant`` on ``podium up`` in its own process (fresh
 PODIUM_HOME, ``PODIUM_GATEWAY_CACHE=off``, ``PODIUM_LOCAL_THREADS=1``) and called as

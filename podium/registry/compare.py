@@ -1,4 +1,4 @@
-"""Comparing registered GGUF versions (``podium registry compare``, bench/bench_quantize.py): size,
+"""Comparing registered GGUF versions (``podium registry compare``, bench/quantization.py): size,
 quantization, tokens/s through the gateway (``registry:/NAME@N`` as the model), and perplexity of
 a fixed text on llama.cpp. The eval-suite pass rate is the CLI's (it runs the suite through
 ``podium.experiments``, which sits above this layer)."""
