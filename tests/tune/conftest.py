@@ -22,3 +22,11 @@ def hf_base(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     home = root / "tune-base-home"
     home.mkdir(exist_ok=True)
     return ensure_base_model(Settings(home=home))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first test to use ``hf_base`` converts the model in its setup (~30 s alone, minutes on a
+    busy machine): those tests get 300 s instead of the suite's 120 s unless they set more."""
+    for item in items:
+        if "hf_base" in getattr(item, "fixturenames", ()) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(300))
