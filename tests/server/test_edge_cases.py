@@ -174,3 +174,25 @@ def _child_work(i: int) -> None:
 
     with podium.span(f"child-{i}"):
         pass
+
+
+def test_items_of_the_wrong_json_types_are_per_item_400s(server: LiveServer) -> None:
+    """Lists and objects where ids, types and names go (a fuzzer found `"type": ["span"]` crashing the
+    batch with a 500): each such item is refused with the item shape, the valid one beside them stored."""
+    batch: list[dict[str, Any]] = [
+        {"type": ["span"], "body": {}},
+        {"type": {"span": 1}, "body": {"id": "x"}},
+        {"type": "score", "body": {"name": "x", "trace_id": ["t"], "value": 1}},
+        {"type": "score", "body": {"id": ["a"], "name": "x", "trace_id": "t", "value": 1}},
+        {"type": "span", "body": {"id": ["a"], "trace_id": "t", "name": "x"}},
+        {"type": "trace", "body": {"id": "a", "tags": [[1], {"a": 1}]}},
+        span_item("ok-trace", "ok-span"),
+    ]
+    with server.client() as c:
+        r = post(c, batch)
+        assert r.status_code == 207, r.text
+        body = r.json()
+        assert [e["index"] for e in body["errors"]] == [0, 1, 2, 3, 4, 5]
+        assert all(e["status"] == 400 and e["message"] for e in body["errors"])
+        assert body["errors"][0]["message"].startswith('each item is {"type": "span"|"trace"|"score"')
+        assert body["successes"] == [{"index": 6, "id": "ok-span"}]

@@ -111,7 +111,8 @@ async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSO
     keys: dict[tuple[str, ...], int] = {}
     for i, item in enumerate(items):
         item_id = item.get("body", {}).get("id") if isinstance(item, dict) and isinstance(item.get("body"), dict) else None
-        if not isinstance(item, dict) or item.get("type") not in _MODELS or not isinstance(item.get("body"), dict):
+        kind = item.get("type") if isinstance(item, dict) else None
+        if not isinstance(kind, str) or kind not in _MODELS or not isinstance(item.get("body"), dict):
             errors.append(
                 {
                     "index": i,
@@ -125,7 +126,6 @@ async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSO
         if unknown:
             errors.append({"index": i, "id": item_id, "status": 400, "message": f"unknown item field(s) {sorted(unknown)}"})
             continue
-        kind = item["type"]
         try:
             rec = _MODELS[kind].model_validate(item["body"])
         except ValidationError as e:
