@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
-from podium.errors import BadRequest
+from podium.errors import BadRequest, PodiumError
 from podium.gateway.config import ModelAlias, check_api_alias, parse_alias, seal_api_alias
 from podium.gateway.limits import Limits
 from podium.gateway.service import Gateway
@@ -79,6 +79,7 @@ def put_model(
         if f not in aliases and f != name:
             raise BadRequest(f"fallback {f!r} is not a declared model; declared: {', '.join(sorted(aliases))}",
                              details=[{"field": "fallbacks", "message": "unknown model"}])
+    _check_registry_refs(st, key.project_id, spec)
     stored = seal_api_alias(spec, gw.box.encrypt)
     created = st.store.gateway.put_model(key.project_id, name, stored)
     gw.invalidate(key.project_id)
@@ -87,6 +88,22 @@ def put_model(
 
     return Response(json.dumps(_alias_out(alias, stored)), status_code=201 if created else 200,
                     media_type="application/json")
+
+
+def _check_registry_refs(st: Any, project_id: str, spec: Any) -> None:
+    """A local deployment of ``registry:/NAME@ALIAS`` must name a registered version now (400 at
+    save time, not a 404 on every call); other providers may serve such names themselves."""
+    from podium.registry.registry import PREFIX, ModelRegistry
+
+    for i, d in enumerate(spec.deployments):
+        if d.provider != "local" or not d.model.startswith(PREFIX):
+            continue
+        try:
+            ModelRegistry(st.store, st.settings.home_dir).resolve(project_id, d.model)
+        except PodiumError as e:
+            raise BadRequest(f"deployments[{i}].model {d.model!r}: {e.message}",
+                             details=[{"field": f"deployments.{i}.model", "message": "not a registered version"}]
+                             ) from e
 
 
 @router.delete("/models/{name:path}", status_code=204, summary="Remove a model alias declared through the API")
