@@ -520,3 +520,12 @@ def datasets_delete(name: str, yes: bool = typer.Option(False, "--yes", help="Do
         typer.confirm(f"Delete dataset {name!r} and every version?", abort=True)
     api_call("DELETE", f"/api/v1/datasets/{name}")
     console.print(f"deleted {name}")
+
+
+from podium.cli.commands.eval_sweep import sweep_cmd  # noqa: E402  (cost/quality sweeps, docs/sweeps-eval.md)
+
+eval_app.command("sweep")(sweep_cmd)
+
+from podium.cli.commands.eval_sweeps import sweeps_app  # noqa: E402  (recorded sweeps: decide, promote)
+
+eval_app.add_typer(sweeps_app, name="sweeps")
