@@ -43,6 +43,7 @@ from podium.server.routes import (
 )
 from podium.server.routes import annotations as annotation_routes
 from podium.server.routes import deployments as deployment_routes
+from podium.server.routes import eval_sweeps as eval_sweep_routes
 from podium.server.routes import gateway as openai_routes
 from podium.server.routes import langfuse as langfuse_api
 from podium.server.routes import models as registry_routes
@@ -172,6 +173,7 @@ def create_app(
     app.include_router(registry_routes.router)  # /api/v1/registry: registered models, versions, aliases
     app.include_router(deployment_routes.router)  # /api/v1/canaries: canary deployments (docs/canary.md)
     app.include_router(training_runs_routes.router)  # /api/v1/training-runs, /api/v1/training-sweeps
+    app.include_router(eval_sweep_routes.router)  # /api/v1/eval-sweeps: fronts, decide, forecast
     install_ui(app)
     openai_routes.install_fallback(app, otlp=True)  # last: other /v1 paths answer in OpenAI's shape
     return app

@@ -11,6 +11,7 @@ from podium.store.repos.annotations import AnnotationRepo
 from podium.store.repos.canaries import CanaryRepo
 from podium.store.repos.dashboards import DashboardsRepo
 from podium.store.repos.drift import DriftRepo
+from podium.store.repos.eval_sweeps import EvalSweepRepo
 from podium.store.repos.evals import EvalRepo
 from podium.store.repos.gateway import GatewayRepo
 from podium.store.repos.ingest import IngestRepo
@@ -49,6 +50,7 @@ class Store:
         self.jobs = JobRepo(engine)  # the worker's job queue (podium.monitor.queue)
         self.canaries = CanaryRepo(engine)  # canary deployments and their audit trail (podium.monitor.canary)
         self.training = TrainingRepo(engine)  # fine-tuning runs, their steps and sweeps (podium.tune)
+        self.eval_sweeps = EvalSweepRepo(engine)  # eval sweeps and their trials (podium.experiments.sweep)
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True) -> Store:

@@ -41,6 +41,8 @@ __all__ = [
     "dataset_version",
     "drift_monitor",
     "drift_result",
+    "eval_sweep",
+    "eval_sweep_trial",
     "experiment",
     "experiment_item",
     "experiment_label",
@@ -1004,4 +1006,48 @@ canary_event = Table(
     Column("actor", String(64)),
     Column("created_at", UtcDateTime, nullable=False),
     ForeignKeyConstraint(["project_id", "canary_id"], ["canary.project_id", "canary.id"], ondelete="CASCADE"),
+)
+
+# === eval sweeps (0017_eval_sweeps) ===
+
+# Evaluation sweeps (issue 19): configurations of models, prompt versions and inference
+# parameters tried against one eval suite (podium.experiments.sweep posts them); each trial is a
+# normal experiment (``experiment_id``) plus its objective metrics (score, cost per 1,000 items,
+# p95 latency), upserted on ``(sweep, number)`` (podium/store/repos/eval_sweeps.py).
+eval_sweep = Table(
+    "eval_sweep",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # running | completed | stopped | failed
+    Column("suite", JSONType, nullable=False),  # {name, description?, path?}
+    Column("space", JSONType),
+    Column("objectives", JSONType),  # ["score", "cost_per_1k", "p95_ms"]
+    Column("search", JSONType),  # {method: grid|optuna, trials?, seed?}
+    Column("budget_usd", Float),
+    Column("spent_usd", Float, nullable=False, default=0.0),
+    Column("summary", JSONType),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "created_at"),
+)
+
+eval_sweep_trial = Table(
+    "eval_sweep_trial",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("sweep_id", String(64), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("config", JSONType, nullable=False),  # {model, prompt?, params, system_variant?, few_shot?}
+    Column("experiment_id", String(64)),
+    Column("status", String(16), nullable=False),  # complete | stopped | failed
+    Column("items", Integer, nullable=False, default=0),
+    Column("metrics", JSONType),  # {score_mean, score_ci, pass_rate, cost_total, cost_per_1k, p95_ms, ...}
+    Column("error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "sweep_id"], ["eval_sweep.project_id", "eval_sweep.id"],
+                         ondelete="CASCADE"),
 )

@@ -28,6 +28,7 @@ from podium.server.ui.annotations import router as annotations_router
 from podium.server.ui.dashboards import router as dashboards_router
 from podium.server.ui.deployments import router as deployments_router
 from podium.server.ui.drift import router as drift_router
+from podium.server.ui.eval_sweeps import router as eval_sweeps_router
 from podium.server.ui.evals import router as evals_router
 from podium.server.ui.gateway import router as gateway_router
 from podium.server.ui.guardrails import router as guardrails_router
@@ -101,6 +102,7 @@ def install_ui(app: FastAPI) -> None:
     app.include_router(registry_router)  # /registry: registered models, versions, aliases, lineage
     app.include_router(deployments_router)  # /deployments: canary deployments, gate checks, audit trail
     app.include_router(training_router)  # /training: fine-tuning runs, loss curves, compare, sweeps
+    app.include_router(eval_sweeps_router)  # /eval-sweeps: the cost/quality front, decide, forecasts
     app.include_router(dashboards_router)  # /dashboards: saved and default dashboards, the chart editor
 
     # The handlers installed before these (podium.server.app's) are all async.
