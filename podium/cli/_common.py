@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +19,8 @@ from podium.errors import ConfigurationError
 if TYPE_CHECKING:
     from podium.store import Store
 
-__all__ = ["api_call", "api_client", "console", "err_console", "load_rules", "open_store", "print_json",
-           "server_extra_missing"]
+__all__ = ["api_call", "api_client", "cli_keys", "console", "err_console", "experiments_client", "load_rules",
+           "open_store", "print_json", "server_client", "server_extra_missing"]
 
 # soft_wrap: a line longer than the terminal is left for the terminal to wrap, never broken
 # by rich, so paths, ids, keys and URLs stay copyable (and tests pass at COLUMNS=80 or no TTY).
@@ -44,14 +47,39 @@ def print_json(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 
 
+def cli_keys(settings: Settings) -> tuple[str | None, str | None]:
+    """``(public, secret)``: the environment's keys, else the default keys file `podium up` wrote."""
+    public, secret = settings.public_key, settings.secret_key
+    if not secret:
+        keys = read_keys_file(settings.default_keys_file)
+        public, secret = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
+    return public, secret
+
+
+@contextlib.contextmanager
+def experiments_client(base_url: str, public: str | None, secret: str | None) -> Iterator[Any]:
+    """A ``podium.Podium`` for running suites and experiments against the server at ``base_url``,
+    shut down on exit. Judge scorers (llm-rubric & co) call the gateway with the environment's
+    ``PODIUM_BASE_URL`` and keys, so those are set to the same server."""
+    import podium
+
+    os.environ["PODIUM_BASE_URL"] = base_url
+    if secret:
+        os.environ["PODIUM_SECRET_KEY"] = secret
+    if public:
+        os.environ["PODIUM_PUBLIC_KEY"] = public
+    sdk = podium.Podium(base_url=base_url, public_key=public, secret_key=secret, flush_interval=0.2)
+    try:
+        yield sdk
+    finally:
+        sdk.shutdown(timeout=10)
+
+
 def server_client(settings: Settings | None = None, *, timeout: float | httpx.Timeout = 30) -> httpx.Client:
     """A client for the running server, with the key from the environment or the default keys
     file; ``ConfigurationError`` when there is no key (``api_client`` turns that into exit 2)."""
     s = settings or Settings()
-    public, secret = s.public_key, s.secret_key
-    if not secret:
-        keys = read_keys_file(s.default_keys_file)
-        public, secret = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
+    public, secret = cli_keys(s)
     if not secret:
         raise ConfigurationError("no API key: set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them) "
                                  "or keep them in the default keys file")

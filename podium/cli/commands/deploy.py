@@ -10,7 +10,6 @@ the server with the canary as its evidence. ``--wait`` follows the canary until 
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from podium.cli._common import api_call, console, err_console, print_json
+from podium.cli._common import api_call, cli_keys, console, err_console, experiments_client, print_json
 from podium.config import Settings
 
 __all__ = ["deploy_app"]
@@ -71,12 +70,10 @@ def suite_gate(path: Path, *, alias: str, model: str, baseline: str, candidate: 
     """Run the suite on both versions and compare them; the evidence dict (``regressed``: the
     metrics that regressed significantly)."""
     try:
-        import podium
         from podium.experiments.suite import ProviderSpec, SuiteError, load_suite, run_suite
     except ImportError as e:
         err_console.print(f"[red]--suite needs the eval extra ({e.name} is missing):[/] pip install 'podium[eval]'")
         raise typer.Exit(2)
-    from podium.cli.commands.evals import _keys
 
     try:
         suite = load_suite(path)
@@ -84,7 +81,7 @@ def suite_gate(path: Path, *, alias: str, model: str, baseline: str, candidate: 
         err_console.print(f"[red]{e.message}[/]")
         raise typer.Exit(2)
     settings = Settings()
-    public, secret = _keys(settings)
+    public, secret = cli_keys(settings)
     if not secret:
         err_console.print("[red]no API key:[/] set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY")
         raise typer.Exit(2)
@@ -96,12 +93,8 @@ def suite_gate(path: Path, *, alias: str, model: str, baseline: str, candidate: 
         suite.providers = [ProviderSpec(id=role, type="gateway", model=targets[role]["alias"], config=config)
                            for role in ("baseline", "candidate")]
         suite.gates = []  # the gate here is the paired comparison of the two versions
-        os.environ.setdefault("PODIUM_BASE_URL", base_url)
-        sdk = podium.Podium(base_url=base_url, public_key=public, secret_key=secret, flush_interval=0.2)
-        try:
+        with experiments_client(base_url, public, secret) as sdk:
             result = run_suite(suite, sdk, base_url=base_url, api_key=secret, progress=progress)
-        finally:
-            sdk.shutdown(timeout=10)
     except SuiteError as e:
         err_console.print(f"[red]{e.message}[/]")
         raise typer.Exit(2)

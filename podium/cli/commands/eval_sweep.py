@@ -11,14 +11,13 @@ completed or stopped at its budget, 1 when every trial failed, 2 on a configurat
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Column, Table
 
-from podium.cli._common import console, err_console, print_json
+from podium.cli._common import cli_keys, console, err_console, experiments_client, print_json
 from podium.config import Settings
 from podium.errors import ConfigurationError, PodiumError
 
@@ -124,7 +123,7 @@ def sweep_cmd(
 ) -> None:
     """Sweep models, prompts and parameters over an eval suite and print the cost/quality Pareto front."""
     try:
-        from podium.cli.commands.evals import _keys, embedded_server
+        from podium.cli.commands.evals import embedded_server
         from podium.experiments.suite import SuiteError, load_suite
         from podium.experiments.sweep import load_space, run_sweep
         from podium.experiments.sweep_report import write_sweep_report
@@ -142,18 +141,11 @@ def sweep_cmd(
     settings = Settings()
 
     def go(base_url: str, public: str | None, secret: str | None) -> SweepResult:
-        import podium
-
         if not secret:
             raise _fail("no API key: set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them), or use "
                         "--local")
-        os.environ["PODIUM_BASE_URL"] = base_url  # judge scorers call the gateway with these
-        os.environ["PODIUM_SECRET_KEY"] = secret
-        if public:
-            os.environ["PODIUM_PUBLIC_KEY"] = public
-        sdk = podium.Podium(base_url=base_url, public_key=public, secret_key=secret, flush_interval=0.2)
-        rec = SweepRecorder(sdk, quiet=False)
-        try:
+        with experiments_client(base_url, public, secret) as sdk:
+            rec = SweepRecorder(sdk, quiet=False)
             try:
                 sdk.evals.request("GET", "/datasets", params={"limit": 1}, retries=1)
             except PodiumError as e:
@@ -169,15 +161,13 @@ def sweep_cmd(
             result.sweep_id = rec.id
             rec.finish(result)
             return result
-        finally:
-            sdk.shutdown(timeout=10)
 
     try:
         if local:
             with embedded_server(settings) as (url, pk, sk):
                 result = go(url, pk, sk)
         else:
-            public, secret = _keys(settings)
+            public, secret = cli_keys(settings)
             result = go(settings.base_url.rstrip("/"), public, secret)
     except SuiteError as e:
         raise _fail(e.message)

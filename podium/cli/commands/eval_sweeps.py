@@ -16,8 +16,16 @@ from urllib.parse import quote
 import typer
 from rich.table import Column, Table
 
-from podium.cli._common import api_call, api_client, console, err_console, print_json
-from podium.config import Settings, read_keys_file
+from podium.cli._common import (
+    api_call,
+    api_client,
+    cli_keys,
+    console,
+    err_console,
+    experiments_client,
+    print_json,
+)
+from podium.config import Settings
 from podium.errors import PodiumError
 
 __all__ = ["sweeps_app"]
@@ -202,7 +210,6 @@ def _run_gates(suite_path: Path, name: str, version: int, model: str, params: di
     """Run the suite against ``prompts:/NAME/VERSION`` on the trial's model and parameters, with
     the suite's gates; returns the suite result."""
     try:
-        import podium
         from podium.experiments.suite import PromptSpec, ProviderSpec, SuiteError, load_suite, run_suite
     except ImportError as e:
         raise _fail(f"promotion runs the suite: it needs the eval extra ({e.name} is missing): "
@@ -215,21 +222,16 @@ def _run_gates(suite_path: Path, name: str, version: int, model: str, params: di
     suite.providers = [ProviderSpec(id=model, type="gateway", model=model, config=dict(params))]
     settings = Settings()
     base_url = settings.base_url.rstrip("/")
-    public, secret = settings.public_key, settings.secret_key
-    if not secret:
-        keys = read_keys_file(settings.default_keys_file)
-        public, secret = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
+    public, secret = cli_keys(settings)
     if not secret:
         raise _fail("no API key: set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them)")
-    sdk = podium.Podium(base_url=base_url, public_key=public, secret_key=secret, flush_interval=0.2)
     try:
-        return dict(run_suite(suite, sdk, base_url=base_url, api_key=secret, progress=False))
+        with experiments_client(base_url, public, secret) as sdk:
+            return dict(run_suite(suite, sdk, base_url=base_url, api_key=secret, progress=False))
     except SuiteError as e:
         raise _fail(e.message) from None
     except PodiumError as e:
         raise _fail(f"{e.code}: {e.message}") from None
-    finally:
-        sdk.shutdown(timeout=10)
 
 
 @sweeps_app.command("promote")

@@ -7,7 +7,6 @@ suite cannot run (a configuration error, with the file and line; no server; no k
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +17,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Column, Table
 
-from podium.cli._common import api_call, console, err_console, print_json, server_extra_missing
-from podium.config import Settings, read_keys_file
+from podium.cli._common import (
+    api_call,
+    cli_keys,
+    console,
+    err_console,
+    experiments_client,
+    print_json,
+    server_extra_missing,
+)
+from podium.config import Settings
 from podium.errors import ConfigurationError, PodiumError
 
 if TYPE_CHECKING:
@@ -33,14 +40,6 @@ eval_app.add_typer(judges_app, name="judges")
 datasets_app = typer.Typer(help="Versioned evaluation datasets.", no_args_is_help=True)
 
 EXIT_PASS, EXIT_GATE_FAILED, EXIT_CONFIG = 0, 1, 2
-
-
-def _keys(settings: Settings) -> tuple[str | None, str | None]:
-    public, secret = settings.public_key, settings.secret_key
-    if not secret:
-        keys = read_keys_file(settings.default_keys_file)
-        public, secret = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
-    return public, secret
 
 
 def _free_port() -> int:
@@ -172,32 +171,23 @@ def eval_run(
     settings = Settings()
 
     def go(base_url: str, public: str | None, secret: str | None) -> SuiteResult:
-        import podium
-
         if not secret:
             raise _fail("no API key: set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them), or use "
                         "--local")
-        os.environ["PODIUM_BASE_URL"] = base_url  # judge scorers call the gateway with these
-        os.environ["PODIUM_SECRET_KEY"] = secret
-        if public:
-            os.environ["PODIUM_PUBLIC_KEY"] = public
-        sdk = podium.Podium(base_url=base_url, public_key=public, secret_key=secret, flush_interval=0.2)
-        try:
+        with experiments_client(base_url, public, secret) as sdk:
             try:
                 sdk.evals.request("GET", "/datasets", params={"limit": 1}, retries=1)
             except PodiumError as e:
                 raise _fail(e.message)
             return run_suite(suite, sdk, base_url=base_url, api_key=secret, labels=label, resume=resume,
                              repeat=repeat, progress=progress and not as_json)
-        finally:
-            sdk.shutdown(timeout=10)
 
     try:
         if local:
             with embedded_server(settings) as (url, pk, sk):
                 result = go(url, pk, sk)
         else:
-            public, secret = _keys(settings)
+            public, secret = cli_keys(settings)
             result = go(settings.base_url.rstrip("/"), public, secret)
     except SuiteError as e:
         raise _fail(e.message)

@@ -14,8 +14,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from podium.cli._common import console, err_console
-from podium.cli.commands.evals import _keys
+from podium.cli._common import cli_keys, console, err_console
 from podium.config import Settings
 from podium.errors import PodiumError
 
@@ -117,7 +116,7 @@ def redteam_run(
                 updates[k] = v
         cfg = cfg.model_copy(update=updates)
         settings = Settings()
-        public, secret = _keys(settings)
+        public, secret = cli_keys(settings)
         guard_obj = load_guard(guard, base_dir=Path.cwd()) if guard else None
         state = {"shown": 0}
 

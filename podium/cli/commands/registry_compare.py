@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.table import Column, Table
 
-from podium.cli._common import api_call, console, err_console, print_json
+from podium.cli._common import api_call, console, err_console, experiments_client, print_json
 from podium.config import Settings
 
 __all__ = ["compare_cmd", "suite_pass_rate"]
@@ -25,7 +25,6 @@ def _fail(msg: str, code: int = 2) -> typer.Exit:
 
 def suite_pass_rate(suite_path: Path, model: str, *, base_url: str, public: str | None, secret: str) -> float | None:
     """The pass rate of the suite with every provider replaced by ``model`` (its first provider's config kept)."""
-    import podium
     from podium.experiments.suite import ProviderSpec, load_suite, run_suite
 
     suite = load_suite(suite_path)
@@ -34,11 +33,8 @@ def suite_pass_rate(suite_path: Path, model: str, *, base_url: str, public: str 
                                     config=dict(first.config))]
     suite.gates = []  # only the pass rate is wanted here
     suite.output_paths = []
-    sdk = podium.Podium(base_url=base_url, public_key=public, secret_key=secret, flush_interval=0.2)
-    try:
+    with experiments_client(base_url, public, secret) as sdk:
         result = run_suite(suite, sdk, base_url=base_url, api_key=secret, progress=False)
-    finally:
-        sdk.shutdown(timeout=10)
     exp = result["experiments"][0]["experiment"]
     pr = ((exp.get("summary") or {}).get("pass_rate") or {}).get("mean")
     return None if pr is None else float(pr)

@@ -16,7 +16,6 @@ recipe (docs/sweeps.md). The engine (Optuna study, sampler, pruner, parallel tri
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 import warnings
@@ -27,8 +26,8 @@ from urllib.parse import quote
 import typer
 from rich.table import Column, Table
 
-from podium.cli._common import api_call, console, err_console, print_json
-from podium.config import Settings, read_keys_file
+from podium.cli._common import api_call, cli_keys, console, err_console, experiments_client, print_json
+from podium.config import Settings
 from podium.errors import PodiumError
 
 if TYPE_CHECKING:
@@ -81,26 +80,15 @@ def _suite_score(suite_path: Path, metric: str, gen: _Generator, *, label: str,
                  meta: dict[str, Any]) -> tuple[float, list[str]]:
     """The suite's ``metric`` (mean over its prompts) with ``gen`` as the only provider; each
     prompt's run is recorded as an experiment. Returns (value, experiment ids)."""
-    import podium
     from podium.evals import analysis
     from podium.experiments.runner import HttpRecorder, RunConfig, Runner
     from podium.experiments.suite import ProviderSpec, Variant, build_task, load_suite
 
     s = Settings()
     suite = load_suite(suite_path)
-    public_key, secret_key = s.public_key, s.secret_key
-    if not secret_key:  # the keys the CLI uses: the environment, else the default keys file
-        keys = read_keys_file(s.default_keys_file)
-        public_key, secret_key = keys.get("PODIUM_PUBLIC_KEY"), keys.get("PODIUM_SECRET_KEY")
+    public_key, secret_key = cli_keys(s)
     base_url = s.base_url.rstrip("/")
-    # judge assertions (llm-rubric & co) call the gateway with these, as under `podium eval run`
-    os.environ.setdefault("PODIUM_BASE_URL", base_url)
-    if secret_key:
-        os.environ.setdefault("PODIUM_SECRET_KEY", secret_key)
-    if public_key:
-        os.environ.setdefault("PODIUM_PUBLIC_KEY", public_key)
-    sdk = podium.Podium(base_url=base_url, public_key=public_key, secret_key=secret_key, flush_interval=0.2)
-    try:
+    with experiments_client(base_url, public_key, secret_key) as sdk:
         ec = sdk.evals
         if suite.dataset:
             ref_name, _, ver = suite.dataset.partition("@")
@@ -137,8 +125,6 @@ def _suite_score(suite_path: Path, metric: str, gen: _Generator, *, label: str,
             values.append(float(v))
             ids.append(res.id)
         return sum(values) / len(values), ids
-    finally:
-        sdk.shutdown(timeout=10)
 
 
 def _placeholder(prompt: str, variables: Any) -> str:  # replaced by the trial's generator
