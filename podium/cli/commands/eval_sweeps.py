@@ -287,8 +287,8 @@ def sweeps_promote(
                            "gates": None, "passed": None}
     if not as_json:
         console.print(f"created {prompt} v{version}: {config_text(config)}", highlight=False)
-    if label:
-        result = _run_gates(path, prompt, version, model, params)  # type: ignore[arg-type]
+    if label and path is not None:  # --label without a suite file was refused above
+        result = _run_gates(path, prompt, version, model, params)
         gates = [g for e in result["experiments"] for g in e["gates"]]
         out.update(gates=[{k: g.get(k) for k in ("gate", "status", "detail")} for g in gates],
                    passed=bool(result["passed"]), experiments=[e["experiment"]["id"] for e in result["experiments"]])
