@@ -6,7 +6,6 @@ job rolling back on its own (baseline-only alias, an alert in the rule's history
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import LiveServer, make_project
+from tests.conftest import LiveServer, make_project, wait_for
 from tests.gateway.fake_upstream import Fail, FakeUpstream
 
 API = "/api/v1/canaries"
@@ -136,14 +135,17 @@ def test_candidate_failing_upstream_rolls_back_automatically(server: LiveServer,
         out = client.chat.completions.create(model="support", messages=[{"role": "user", "content": f"hi {i}"}])
         assert out.choices[0].message.content  # the baseline answers every call
     assert "registry:/bot@2" in {b["model"] for b in upstream.bodies()}
-    deadline = time.monotonic() + 15
-    status = "running"
-    while status == "running" and time.monotonic() < deadline:  # the embedded worker's next check
-        time.sleep(0.2)
-        with server.client() as c:
-            status = c.get(f"{API}/{cid}").json()["status"]
     with server.client() as c:
-        one = c.get(f"{API}/{cid}").json()
+        def settled() -> dict[str, Any] | None:
+            """The canary once the worker acted: a rollback is followed by its alert event."""
+            got: dict[str, Any] = c.get(f"{API}/{cid}").json()
+            if got["status"] == "running":
+                return None
+            if got["status"] == "rolled_back" and "alert" not in [e["action"] for e in got["events"]]:
+                return None
+            return got
+
+        one = wait_for("the rollback and its alert", settled, timeout=15)
         assert one["status"] == "rolled_back", one["last_check"]
         assert "error rate 100.0%" in one["reason"]
         assert [e["action"] for e in one["events"]][-2:] == ["rollback", "alert"]
