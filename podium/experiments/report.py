@@ -20,6 +20,7 @@ from podium.core.reporting import badge as _badge
 from podium.core.reporting import bar_chart, close_suite, cut, gate_cases, junit_document
 from podium.core.reporting import clean as _clean
 from podium.core.reporting import esc as _e
+from podium.experiments.fairness import render_html as fairness_html
 from podium.experiments.results import ItemResult, SuiteResult
 
 __all__ = ["REPORT_SUFFIXES", "render_csv", "render_html", "render_json", "render_junit", "write_report"]
@@ -213,6 +214,8 @@ def render_html(result: SuiteResult) -> str:
         for g in exp["gates"]:
             out.append(f"<tr><td>{_e(g['gate'])}</td><td>{_badge(g['status'])}</td><td>{_e(g['detail'])}</td></tr>")
         out.append("</table>")
+        if exp.get("fairness"):
+            out.append(fairness_html(exp["fairness"]))
         out.append("<h3>Scores (mean, 95% CI)</h3>")
         out.append(f'<div class="card">{_chart(_metric_rows(s))}</div>')
         out.append("<table><tr><th>metric</th><th class=num>mean</th><th class=num>95% CI</th><th class=num>n</th>"

@@ -91,6 +91,7 @@ class VariantResult(TypedDict):
     items: list[ItemResult]
     gates: list[GateVerdict]
     passed: bool
+    fairness: NotRequired[dict[str, Any]]  # the per-group report of a fairness/BBQ suite (docs/fairness.md)
 
 
 class SuiteInfo(TypedDict):

@@ -72,6 +72,7 @@ from podium.evals import analysis
 from podium.evals.code import CodeError, CodeRuntimeError
 from podium.evals.scorers import Scorer, ScorerConfigError, scorer_from_assertion, scorer_specs, scorer_types
 from podium.evals.scorers.deterministic import load_callable
+from podium.experiments import fairness as fairness_mod
 from podium.experiments.judges import use_registry_prompts
 from podium.experiments.results import GateVerdict, SuiteResult, VariantResult
 from podium.experiments.runner import HttpRecorder, RunConfig, Runner
@@ -91,7 +92,7 @@ __all__ = [
 
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _TOP_KEYS = {"description", "name", "prompts", "providers", "defaultTest", "tests", "dataset", "options", "gates",
-             "scorers", "evaluateOptions", "sharing", "outputPath", "env", "assertionTemplates"}
+             "scorers", "evaluateOptions", "sharing", "outputPath", "env", "assertionTemplates", "fairness", "bbq"}
 _TEST_KEYS = {"description", "vars", "assert", "expected", "threshold", "metadata", "options", "id", "split"}
 _DEFAULT_TEST_KEYS = {"vars", "assert", "options", "threshold", "metadata"}
 _TEST_OPTION_KEYS = {"transform", "provider", "threshold"}
@@ -286,6 +287,8 @@ class Suite:
     default_asserts: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
     output_paths: list[Path] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    fairness: fairness_mod.FairnessSpec | None = None  # counterfactual swaps (docs/fairness.md)
+    bbq: fairness_mod.BbqSpec | None = None  # BBQ-style questions
 
     @property
     def variants(self) -> list[Variant]:
@@ -309,7 +312,8 @@ class Suite:
         asserts = [*self.default_asserts, *(case.asserts if case else [])]
         judge = (case.judge if case else None) or self.default_judge
         transform = case.transform if case else None
-        return [_build_assert(a, item, self.path, line, self.base_dir, judge, transform) for a, line in asserts]
+        out = [_build_assert(a, item, self.path, line, self.base_dir, judge, transform) for a, line in asserts]
+        return out + fairness_mod.fairness_scorers(self.fairness, self.bbq, item)
 
     def pass_thresholds(self) -> dict[str, float]:
         return {c.item.id: c.threshold for c in self.tests if c.threshold is not None}
@@ -375,6 +379,8 @@ def parse_suite(text: str, *, path: str | None = None, base_dir: Path | None = N
         v = options.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
             raise err(f"options.{k} must be a number > 0", data.get("options"), k)
+    if data.get("bbq") not in (None, False) and data.get("prompts") is None:
+        data["prompts"] = fairness_mod.BBQ_PROMPT  # the BBQ questions' own prompt
     prompts = _prompts(data, path, base, err)
     providers = _providers(data, path, err)
     default = data.get("defaultTest") or {}
@@ -392,12 +398,14 @@ def parse_suite(text: str, *, path: str | None = None, base_dir: Path | None = N
     tests = _tests(data, default, path, base, err, templates)
     defaults = _assert_list(default.get("assert"), path, _line(default, "assert"), templates)
     defaults += _assert_list(data.get("scorers"), path, _line(data, "scorers"), templates)
+    fair, bbq, tests = _fairness(data, tests, defaults, prompts, path, base, err)
     if not tests and dataset is None:
         raise err("the suite has no tests: add `tests:` (or `dataset:` to use a server dataset)", data)
+    gates = [] if data.get("gates") is None and (fair or bbq) else _gates(data, err)
     suite = Suite(name=name, path=path, description=data.get("description"), prompts=prompts, providers=providers,
-                  tests=tests, dataset=dataset, options=options, gates=_gates(data, err),
+                  tests=tests, dataset=dataset, options=options, gates=gates,
                   default_judge=default_judge, base_dir=base, default_asserts=defaults,
-                  output_paths=output_paths, env=env)
+                  output_paths=output_paths, env=env, fairness=fair, bbq=bbq)
     # Build every assertion once now: unknown types and bad parameters fail before anything runs.
     for t in tests:
         suite.scorers_for(t.item)
@@ -411,6 +419,49 @@ def parse_suite(text: str, *, path: str | None = None, base_dir: Path | None = N
         if pr.transform:
             _transform(pr.transform, base, path, pr.line)
     return suite
+
+
+def _fairness(data: dict[str, Any], tests: list[TestCase], defaults: list[tuple[dict[str, Any], int | None]],
+              prompts: list[PromptSpec], path: str, base: Path, err: Callable[..., SuiteError],
+              ) -> tuple[fairness_mod.FairnessSpec | None, fairness_mod.BbqSpec | None, list[TestCase]]:
+    """The ``fairness:`` / ``bbq:`` sections, and the tests they turn the suite's tests into."""
+    raw_f, raw_b = data.get("fairness"), data.get("bbq")
+    raw_b = None if raw_b is False else raw_b
+    if raw_f is None and raw_b is None:
+        return None, None, tests
+    if raw_f is not None and raw_b is not None:
+        raise err("a suite has `fairness:` or `bbq:`, not both: put the BBQ questions in a suite of their own", data,
+                  "bbq")
+    if data.get("dataset") is not None:
+        raise err("`fairness:`/`bbq:` make their tests from the suite's own tests; drop `dataset:`", data, "dataset")
+    if raw_b is not None:
+        if tests:
+            raise err("`bbq:` makes the tests from its questions; remove `tests:` (or use `fairness:` for your own)",
+                      data, "tests")
+        bspec = fairness_mod.parse_bbq(raw_b, base=base, err=lambda m: err(m, data, "bbq"))
+        bspec.line = _line(data, "bbq")
+        return None, bspec, [TestCase(i, [], None, bspec.line) for i in fairness_mod.bbq_cases(bspec)]
+    names = {str(a.get("metric") or a.get("type")) for a, _ in defaults}
+    names |= {str(a.get("metric") or a.get("type")) for t in tests for a, _ in t.asserts}
+    fspec = fairness_mod.parse_fairness(raw_f, base=base, err=lambda m: err(m, data, "fairness"),
+                                        scorer_names=sorted(names))
+    fspec.line = _line(data, "fairness")
+    used: set[str] = set()
+    for p in prompts:
+        if isinstance(p.prompt, str) and p.prompt.startswith("prompts:/"):
+            used = {"*"}
+            break
+        used |= set(Prompt(name="prompt", prompt=p.prompt, type="chat" if isinstance(p.prompt, list) else "text",
+                           template_format=p.template_format).variables)
+    for tl in fspec.lists:
+        if "*" not in used and not used & set(tl.variables):
+            raise err(f"term list {tl.name!r} fills {', '.join('{{' + v + '}}' for v in tl.variables)}, but no "
+                      "prompt uses any of them", data, "fairness")
+    if not tests:
+        tests = [TestCase(DatasetItem(id="template", input={}), [], None, fspec.line)]
+    out = [TestCase(new, c.asserts, c.threshold, c.line, c.transform, c.judge)
+           for c in tests for _, new in fairness_mod.expand_cases([c.item], fspec)]
+    return fspec, None, out
 
 
 def _env(data: dict[str, Any], err: Callable[..., SuiteError]) -> dict[str, str]:
@@ -1185,12 +1236,22 @@ def _run_suite(
             return c, f"{base['id']} ({why})"
 
         verdicts = evaluate_gates(suite.gates, res.summary, compare=compare)
-        experiments.append({
+        experiment = res.experiment
+        report = None
+        if suite.fairness or suite.bbq:
+            report = fairness_mod.analyze(res.items, suite.fairness, suite.bbq)
+            verdicts += fairness_mod.verdicts(report, suite.fairness, suite.bbq)
+            meta = {**(experiment.get("metadata") or {}), "fairness": report}
+            experiment = ec.update_experiment(res.id, metadata=meta)  # stored with the experiment: API and UI
+        vr: VariantResult = {
             "variant": {"name": v.name, "prompt": v.prompt.label, "provider": v.provider.id,
                         "prompt_text": v.prompt.prompt},
-            "experiment": res.experiment, "items": res.items, "gates": verdicts,
+            "experiment": experiment, "items": res.items, "gates": verdicts,
             "passed": all(g["status"] != "failed" for g in verdicts),
-        })
+        }
+        if report is not None:
+            vr["fairness"] = report
+        experiments.append(vr)
     passed = all(e["passed"] for e in experiments)
     if passed and labels:
         for e in experiments:
