@@ -5,22 +5,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import typer
 from rich.console import Console
 
 from podium.config import Settings, read_keys_file
-from podium.errors import ConfigurationError
+from podium.errors import ConfigurationError, PodiumError
 
 if TYPE_CHECKING:
     from podium.store import Store
 
-__all__ = ["api_call", "api_client", "cli_keys", "console", "err_console", "experiments_client", "load_rules",
-           "open_store", "print_json", "server_client", "server_extra_missing"]
+__all__ = ["api_call", "api_client", "cli_keys", "console", "embedded_server", "err_console", "experiments_client",
+           "load_rules", "on_server", "open_store", "print_json", "server_client", "server_extra_missing"]
+
+T = TypeVar("T")
 
 # soft_wrap: a line longer than the terminal is left for the terminal to wrap, never broken
 # by rich, so paths, ids, keys and URLs stay copyable (and tests pass at COLUMNS=80 or no TTY).
@@ -73,6 +77,70 @@ def experiments_client(base_url: str, public: str | None, secret: str | None) ->
         yield sdk
     finally:
         sdk.shutdown(timeout=10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def embedded_server(settings: Settings) -> Iterator[tuple[str, str | None, str]]:
+    """A Podium server in this process (the store at PODIUM_DATABASE_URL or $PODIUM_HOME) on a
+    free 127.0.0.1 port, for ``--local``: ``(base_url, public_key, secret_key)``."""
+    try:
+        import uvicorn
+
+        from podium.server.app import create_app
+        from podium.server.bootstrap import ensure_default_project
+        from podium.store import Store
+    except ImportError as e:
+        raise server_extra_missing(e)
+    store = Store.from_url(settings.resolved_database_url)
+    default = ensure_default_project(store, settings)
+    public, secret = default.public_key, default.secret_key
+    if not secret:
+        project = store.projects.list_projects()[0]
+        new = store.projects.create_key(project.id, role="member", note="podium eval --local")
+        public, secret = new.key.public_key, new.secret_key
+    app = create_app(settings, store=store)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True, name="podium-embedded")
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise ConfigurationError("the embedded server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", public, secret
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        store.close()
+
+
+def on_server(settings: Settings, go: Callable[[str, str | None, str | None], T], *, local: bool,
+              fail: Callable[[str], typer.Exit]) -> T:
+    """``go(base_url, public_key, secret_key)`` against an embedded server on this machine's store
+    (``--local``, :func:`embedded_server`) or the server at PODIUM_BASE_URL with :func:`cli_keys`.
+    A configuration error (a suite's too) raises ``fail(message)``, any other Podium error
+    ``fail("code: message")``; what ``go`` raises otherwise (``typer.Exit``, interrupts) passes."""
+    try:
+        if local:
+            with embedded_server(settings) as (url, pk, sk):
+                return go(url, pk, sk)
+        public, secret = cli_keys(settings)
+        return go(settings.base_url.rstrip("/"), public, secret)
+    except ConfigurationError as e:
+        raise fail(e.message) from None
+    except PodiumError as e:
+        raise fail(f"{e.code}: {e.message}") from None
 
 
 def server_client(settings: Settings | None = None, *, timeout: float | httpx.Timeout = 30) -> httpx.Client:

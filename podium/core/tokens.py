@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["count_tokens", "estimate_usage", "tokenizer_name"]
+__all__ = ["count_tokens", "estimate_usage", "first_tokens", "tokenizer_name"]
 
 log = logging.getLogger(__name__)
 
@@ -299,3 +299,16 @@ def estimate_usage(input: Any, output: Any, model: str | None = None) -> dict[st
     n_in = count_tokens(input, model=model)
     n_out = _count_output(output)
     return {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
+
+
+def first_tokens(text: str, n: int) -> str:
+    """The first ``n`` tokens of ``text`` (cl100k_base; without the encoding, the first ``n`` words
+    and punctuation marks). ``text`` itself when it is no longer than that."""
+    if n <= 0 or not text:
+        return ""
+    enc = _encoding()
+    if enc is None:
+        marks = list(_WORD.finditer(text))
+        return text if len(marks) <= n else text[: marks[n - 1].end()]
+    ids = enc.encode_ordinary(text)
+    return text if len(ids) <= n else enc.decode(ids[:n])

@@ -35,9 +35,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ import yaml
 
 from podium.core.datasets import DatasetItem
 from podium.core.prompts import Prompt
+from podium.core.tokens import first_tokens
 from podium.errors import ConfigurationError, PodiumError
 from podium.evals import stats
 from podium.evals.pareto import SWEEP_OBJECTIVES, SWEEP_SENSES, dominates, pareto_front
@@ -64,11 +67,13 @@ from podium.experiments.suite import (
 from podium.experiments.tasks import PromptTask, item_variables
 
 __all__ = [
+    "SweepRecorder",
     "SweepResult",
     "SweepSpace",
     "Trial",
     "TrialConfig",
     "grid",
+    "limit_context",
     "load_space",
     "parse_space",
     "run_sweep",
@@ -90,25 +95,28 @@ class SweepSpace:
     params: dict[str, list[Any]] = field(default_factory=dict)
     system: dict[str, str] = field(default_factory=dict)
     few_shot: list[int] = field(default_factory=list)
+    context_size: list[int | None] = field(default_factory=list)
     method: str = "grid"
     trials: int | None = None
     seed: int = 0
     sampler: str = "tpe"
     prefix: float = 0.2
     early_stop: bool = True
+    parallel: bool = True
     budget_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"models": self.models, "prompts": self.prompts, "params": self.params, "system": self.system,
-                "few_shot": self.few_shot,
+                "few_shot": self.few_shot, "context_size": self.context_size,
                 "search": {"method": self.method, "trials": self.trials, "seed": self.seed, "sampler": self.sampler,
-                           "prefix": self.prefix, "early_stop": self.early_stop},
+                           "prefix": self.prefix, "early_stop": self.early_stop, "parallel": self.parallel},
                 "budget_usd": self.budget_usd}
 
     @property
     def size(self) -> int:
         """How many configurations the grid has."""
         n = len(self.models) * max(1, len(self.prompts)) * max(1, len(self.system)) * max(1, len(self.few_shot))
+        n *= max(1, len(self.context_size))
         for values in self.params.values():
             n *= len(values)
         return n
@@ -142,10 +150,11 @@ def parse_space(data: Any, *, path: str | None = None) -> SweepSpace:
     """A :class:`SweepSpace` from the space YAML's mapping; errors say which key to fix."""
     if not isinstance(data, Mapping):
         raise _space_error("the space must be a mapping with at least models: [...]", path)
-    unknown = sorted(set(data) - {"models", "prompts", "params", "system", "few_shot", "search", "budget_usd"})
+    unknown = sorted(set(data) - {"models", "prompts", "params", "system", "few_shot", "context_size", "search",
+                                  "budget_usd"})
     if unknown:
         raise _space_error(f"unknown key(s) {', '.join(unknown)}; use models, prompts, params, system, "
-                           "few_shot, search, budget_usd", path)
+                           "few_shot, context_size, search, budget_usd", path)
     models = [str(m) for m in _list(data.get("models"), "models", path)]
     if not models:
         raise _space_error("models is required: the gateway aliases to try, e.g. models: [local]", path)
@@ -164,6 +173,11 @@ def parse_space(data: Any, *, path: str | None = None) -> SweepSpace:
     few = _list(data.get("few_shot"), "few_shot", path)
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in few):
         raise _space_error("few_shot must list example counts (integers >= 0), e.g. few_shot: [0, 2, 4]", path)
+    ctx_sizes = _list(data.get("context_size"), "context_size", path)
+    if not all(n is None or (isinstance(n, int) and not isinstance(n, bool) and n >= 1) for n in ctx_sizes):
+        raise _space_error("context_size must list how much of each item's context to keep (integers >= 1: "
+                           "list entries, or tokens of a text; null keeps all), e.g. context_size: [1, 3, null]",
+                           path)
     search = data.get("search") or {}
     if not isinstance(search, Mapping):
         raise _space_error("search must be a mapping: {method: grid|optuna, trials: N, seed: 0}", path)
@@ -184,8 +198,10 @@ def parse_space(data: Any, *, path: str | None = None) -> SweepSpace:
     if budget is not None and (not isinstance(budget, (int, float)) or budget <= 0):
         raise _space_error("budget_usd must be a positive number of US dollars", path)
     return SweepSpace(models=models, prompts=prompts, params=params, system={str(k): v for k, v in system_raw.items()},
-                      few_shot=[int(n) for n in few], method=method, trials=trials, seed=int(search.get("seed", 0)),
+                      few_shot=[int(n) for n in few], context_size=[None if n is None else int(n) for n in ctx_sizes],
+                      method=method, trials=trials, seed=int(search.get("seed", 0)),
                       sampler=sampler, prefix=prefix, early_stop=bool(search.get("early_stop", True)),
+                      parallel=bool(search.get("parallel", True)),
                       budget_usd=float(budget) if budget is not None else None)
 
 
@@ -198,6 +214,7 @@ class TrialConfig:
     params: tuple[tuple[str, Any], ...] = ()
     system_variant: str | None = None
     few_shot: int = 0
+    context_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"model": self.model, "params": dict(self.params)}
@@ -211,6 +228,8 @@ class TrialConfig:
             d["system_variant"] = self.system_variant
         if self.few_shot:
             d["few_shot"] = self.few_shot
+        if self.context_size is not None:
+            d["context_size"] = self.context_size
         return d
 
     def label(self) -> str:
@@ -223,6 +242,8 @@ class TrialConfig:
             parts.append(f"sys={self.system_variant}")
         if self.few_shot:
             parts.append(f"{self.few_shot}-shot")
+        if self.context_size is not None:
+            parts.append(f"ctx={self.context_size}")
         return " ".join(parts)
 
 
@@ -232,11 +253,12 @@ def grid(space: SweepSpace) -> list[TrialConfig]:
     out = []
     prompts: list[str | None] = [*space.prompts] or [None]
     systems: list[str | None] = [*space.system] or [None]
-    for model, prompt, sysv, shots, *values in itertools.product(
-            space.models, prompts, systems, space.few_shot or [0],
+    sizes: list[int | None] = [*space.context_size] or [None]
+    for model, prompt, sysv, shots, size, *values in itertools.product(
+            space.models, prompts, systems, space.few_shot or [0], sizes,
             *(space.params[n] for n in names)):
         out.append(TrialConfig(model=model, prompt=prompt, params=tuple(zip(names, values, strict=True)),
-                               system_variant=sysv, few_shot=shots))
+                               system_variant=sysv, few_shot=shots, context_size=size))
     return out
 
 
@@ -257,6 +279,7 @@ class Trial:
     scores: dict[str, float] = field(default_factory=dict)  # item key -> score, for paired comparisons
     front: bool = False
     dominated: bool = False
+    examples: list[dict[str, Any]] = field(default_factory=list)  # the few-shot turns it sent
 
     @property
     def objectives(self) -> tuple[float, float, float]:
@@ -264,7 +287,10 @@ class Trial:
         return (float(m.get("score_mean") or 0.0), float(m.get("cost_per_1k") or 0.0), float(m.get("p95_ms") or 0.0))
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"number": self.number, "config": self.config.to_dict(), "status": self.status,
+        config = self.config.to_dict()
+        if self.examples:  # what `podium eval sweeps promote` writes into the new prompt version
+            config["examples"] = self.examples
+        d: dict[str, Any] = {"number": self.number, "config": config, "status": self.status,
                              "items": self.items, "metrics": self.metrics}
         if self.experiment_id:
             d["experiment_id"] = self.experiment_id
@@ -343,6 +369,24 @@ def trial_metrics(items: Sequence[ItemResult], *, seed: int = 0) -> tuple[dict[s
 # --- running one trial -----------------------------------------------------------------------------------
 
 
+def _limit(value: Any, k: int) -> Any:
+    if isinstance(value, list | tuple):
+        return list(value[:k])
+    if isinstance(value, str):
+        return first_tokens(value, k)
+    return value
+
+
+def limit_context(item: DatasetItem, k: int) -> DatasetItem:
+    """``item`` with its ``context`` (and an input mapping's ``context`` key) cut to ``k``: a list keeps
+    its first ``k`` entries (retrieved passages, best first), a string its first ``k`` tokens
+    (cl100k_base, :func:`podium.core.tokens.first_tokens`). The id stays, so trials stay paired."""
+    inp = item.input
+    if isinstance(inp, Mapping) and "context" in inp:
+        inp = {**inp, "context": _limit(inp["context"], k)}
+    return replace(item, input=inp, context=_limit(item.context, k))
+
+
 def _few_shot_messages(prompt: Prompt, examples: Sequence[DatasetItem]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for ex in examples:
@@ -379,6 +423,7 @@ class _Context:
         self.ds_name, self.ds_version = ds_name, ds_version
         self.run_group = run_group
         self.base_variant = suite.variants[0]
+        self.shots: dict[TrialConfig, list[dict[str, Any]]] = {}  # the few-shot turns each trial sent
 
     def variant(self, cfg: TrialConfig) -> Variant:
         v = self.base_variant
@@ -399,6 +444,7 @@ class _Context:
                           prompt_client=self.sdk.prompts if self.sdk is not None else None)
         system = self.space.system.get(cfg.system_variant) if cfg.system_variant else None
         if isinstance(task, PromptTask) and (system is not None or cfg.few_shot):
+            self.shots[cfg] = _few_shot_messages(task.prompt, self.examples[:cfg.few_shot])
             task = PromptTask(_augment(task.prompt, system, self.examples[:cfg.few_shot]), model=task.model,
                               base_url=self.base_url, api_key=self.api_key, params=task.params, name=task.name,
                               cache=task.cache)
@@ -422,6 +468,8 @@ class _Context:
                 "metadata": {"suite": self.suite.name, "suite_file": self.suite.path, "prompt": v.prompt.label,
                              "provider": v.provider.id, "sweep": {"run_group": self.run_group, "trial": number,
                                                                   "config": cfg.to_dict()}}}
+        if cfg.context_size is not None:
+            items = [limit_context(i, cfg.context_size) for i in items]
         res = runner.run(items, spec, item_scorers=self.scorers_for, pass_thresholds=self.suite.pass_thresholds())
         return res.id, list(res.items)
 
@@ -433,6 +481,12 @@ def _optimistic(metrics: Mapping[str, Any]) -> tuple[float, float, float]:
 
 
 def _run_trial(ctx: _Context, cfg: TrialConfig, number: int, done: Sequence[Trial], early_stop: bool) -> Trial:
+    trial = _run_items(ctx, cfg, number, done, early_stop)
+    trial.examples = ctx.shots.get(cfg, [])
+    return trial
+
+
+def _run_items(ctx: _Context, cfg: TrialConfig, number: int, done: Sequence[Trial], early_stop: bool) -> Trial:
     trial = Trial(number, cfg)
     items = ctx.items
     k = max(5, math.ceil(len(items) * ctx.space.prefix))
@@ -499,6 +553,53 @@ def _estimate(trials: Sequence[Trial], cfg: TrialConfig, n_items: int) -> float:
     return (same if same is not None else every or 0.0) * n_items
 
 
+class SweepRecorder:
+    """Records a sweep on the server through ``/api/v1/eval-sweeps`` (created first, each trial posted
+    as it ends, the status, spend and summary patched at the end). After the first failure (an older
+    server, no write role) it calls ``on_problem(message)`` once and stops trying: the sweep goes on."""
+
+    def __init__(self, sdk: Any, *, on_problem: Callable[[str], None] | None = None) -> None:
+        self.sdk = sdk
+        self.id: str | None = None
+        self.problem: str | None = None
+        self.on_problem = on_problem
+
+    def _call(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        if self.problem is not None:
+            return None
+        try:
+            return self.sdk.evals.request(method, path, json=body, retries=1)
+        except PodiumError as e:
+            self.problem = f"{e.code}: {e.message}"
+            if self.on_problem is not None:
+                self.on_problem(self.problem)
+            return None
+
+    def create(self, name: str, suite: dict[str, Any], space: dict[str, Any], search: dict[str, Any],
+               budget_usd: float | None, *, existing: str | None = None) -> None:
+        """Create the sweep (status running); ``existing``: record into that sweep instead (one the
+        server created, e.g. a sweep started from the UI)."""
+        if existing:
+            self.id = existing
+            return
+        body = {"name": name, "suite": suite, "space": space, "objectives": ["score", "cost_per_1k", "p95_ms"],
+                "search": search, "budget_usd": budget_usd}
+        created = self._call("POST", "/eval-sweeps", body)
+        if isinstance(created, dict) and created.get("id"):
+            self.id = str(created["id"])
+        elif self.problem is None:
+            self.problem = "the server's reply had no sweep id"
+
+    def trial(self, t: Trial) -> None:
+        if self.id is not None:
+            self._call("POST", f"/eval-sweeps/{self.id}/trials", {"trials": [t.to_dict()]})
+
+    def finish(self, result: SweepResult) -> None:
+        if self.id is not None:
+            self._call("PATCH", f"/eval-sweeps/{self.id}", {"status": result.status, "spent_usd": result.spent_usd,
+                                                             "summary": result.summary})
+
+
 class _Budget(Exception):
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -517,6 +618,10 @@ def run_sweep(
     seed: int | None = None,
     on_trial: Callable[[Trial], None] | None = None,
     check: bool = True,
+    record: bool = False,
+    name: str | None = None,
+    sweep_id: str | None = None,
+    on_problem: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Sweep ``suite`` (a :class:`Suite` or its YAML path) over ``space`` (a :class:`SweepSpace`,
     its mapping or its YAML path); ``method``, ``trials``, ``budget_usd`` and ``seed`` override the
@@ -528,7 +633,13 @@ def run_sweep(
     ``api_key`` its secret key (default: the SDK's). ``on_trial(trial)`` is called as each trial
     ends (the CLI posts it to the server). ``check=False`` skips the up-front check that the
     gateway serves every model (``GET /v1/models``). Raises :class:`ConfigurationError` before the first
-    call when the space or suite cannot run (e.g. a model the gateway does not serve)."""
+    call when the space or suite cannot run (e.g. a model the gateway does not serve).
+
+    ``record=True`` (needs ``sdk``) also records the sweep on the server, as ``podium eval sweep`` does,
+    so it is listed under ``/eval-sweeps`` with its front: created as the first trial starts (``name``:
+    default the suite's), each trial posted as it ends, the status, spend and summary at the end; the
+    result's ``sweep_id`` is its id (None when the server could not record it: ``on_problem(message)``
+    is called once and the sweep runs on). ``sweep_id`` records into an existing sweep instead."""
     from podium.experiments.suite import load_suite, new_run_group
 
     st = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -556,23 +667,42 @@ def run_sweep(
         raise ConfigurationError(f"few_shot {shots} needs more than {shots} items; the suite has {len(items)}")
     examples, items = items[:shots], items[shots:]
     ctx = _Context(st, sp, sdk, base_url, api_key, items, examples, ds_name, ds_version, new_run_group())
+    recorder = SweepRecorder(sdk, on_problem=on_problem) if record and sdk is not None else None
+    if recorder is not None:
+        recorder.create(name or st.name, {"name": st.name, "description": st.description, "path": st.path},
+                        sp.to_dict(), {"method": sp.method, "trials": sp.trials, "seed": sp.seed}, sp.budget_usd,
+                        existing=sweep_id)
     done: list[Trial] = []
     spent = 0.0
-    reason = ""
+    reserved = 0.0  # the estimated cost of the trials running now (grid lanes run side by side)
+    stopped: list[str] = []  # the budget's reason, once it stopped the sweep
+    lock = threading.Lock()
     status = "completed"
 
-    def run_one(cfg: TrialConfig, early_stop: bool) -> Trial:
-        nonlocal spent
-        if sp.budget_usd is not None:
-            est = _estimate(done, cfg, len(items))
-            if spent + est > sp.budget_usd:
-                raise _Budget(f"budget: the next trial ({cfg.label()}) would cost about ${est:.4f}; "
-                              f"${spent:.4f} of ${sp.budget_usd:.4f} spent")
-        t = _run_trial(ctx, cfg, len(done) + 1, done, early_stop)
-        spent += float(t.metrics.get("cost_total") or 0.0)
-        done.append(t)
-        if on_trial is not None:
-            on_trial(t)
+    def run_one(cfg: TrialConfig, early_stop: bool, number: int | None = None) -> Trial:
+        nonlocal spent, reserved
+        with lock:
+            if stopped:
+                raise _Budget(stopped[0])
+            est = 0.0
+            if sp.budget_usd is not None:
+                est = _estimate(done, cfg, len(items))
+                if spent + reserved + est > sp.budget_usd:
+                    stopped.append(f"budget: the next trial ({cfg.label()}) would cost about ${est:.4f}; "
+                                   f"${spent:.4f} of ${sp.budget_usd:.4f} spent"
+                                   + (f" and ${reserved:.4f} reserved by running trials" if reserved else ""))
+                    raise _Budget(stopped[0])
+                reserved += est
+            prior = list(done)
+        t = _run_trial(ctx, cfg, number if number is not None else len(prior) + 1, prior, early_stop)
+        with lock:
+            reserved -= est
+            spent += float(t.metrics.get("cost_total") or 0.0)
+            done.append(t)
+            if recorder is not None:
+                recorder.trial(t)
+            if on_trial is not None:
+                on_trial(t)
         return t
 
     try:
@@ -580,12 +710,16 @@ def run_sweep(
             configs = grid(sp)
             if sp.trials is not None and sp.trials < len(configs):
                 configs = configs[:sp.trials]
-            for cfg in configs:
-                run_one(cfg, early_stop=False)
+            # with a budget the trials run one at a time: each is estimated from every trial before it
+            _grid_lanes(configs, run_one, parallel=sp.parallel and sp.budget_usd is None)
         else:
             _optuna(sp, run_one)
-    except _Budget as b:
-        status, reason = "stopped", b.reason
+    except _Budget:
+        pass
+    reason = stopped[0] if stopped else ""
+    if reason:
+        status = "stopped"
+    done.sort(key=lambda t: t.number)
     front = mark_front(done)
     counts = {s: sum(1 for t in done if t.status == s) for s in ("complete", "stopped", "failed")}
     summary: dict[str, Any] = {"trials": len(done), **counts, "front": front, "grid_size": sp.size}
@@ -594,7 +728,36 @@ def run_sweep(
     if done and not counts["complete"]:
         status = "failed"
         summary["reason"] = reason or f"no trial completed; the first error: {done[0].error}"
-    return SweepResult(st.name, sp, done, status, summary, spent, time.perf_counter() - started, ctx.run_group)
+    result = SweepResult(st.name, sp, done, status, summary, spent, time.perf_counter() - started, ctx.run_group)
+    if recorder is not None:
+        recorder.finish(result)
+        result.sweep_id = recorder.id
+    return result
+
+
+def _grid_lanes(configs: Sequence[TrialConfig], run_one: Callable[[TrialConfig, bool, int], Trial], *,
+                parallel: bool) -> None:
+    """Run the grid's configurations (numbered in grid order). With ``parallel`` each model's
+    configurations run in order in a lane of their own, the lanes side by side: a slow model (the
+    local one, on the CPU) does not hold up the upstream models' trials. A budget stop ends every lane
+    before its next trial."""
+    numbered = list(enumerate(configs, 1))
+    lanes: dict[str, list[tuple[int, TrialConfig]]] = {}
+    for n, cfg in numbered:
+        lanes.setdefault(cfg.model, []).append((n, cfg))
+    if not parallel or len(lanes) < 2:
+        for n, cfg in numbered:
+            run_one(cfg, False, n)
+        return
+
+    def lane(todo: list[tuple[int, TrialConfig]]) -> None:
+        for n, cfg in todo:
+            run_one(cfg, False, n)
+
+    with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="podium-sweep-lane") as pool:
+        futures = [pool.submit(lane, todo) for todo in lanes.values()]
+    for f in futures:
+        f.result()  # a budget stop (or a bug) surfaces here, after every lane has ended
 
 
 def _optuna(sp: SweepSpace, run_one: Callable[[TrialConfig, bool], Trial]) -> None:
@@ -619,6 +782,8 @@ def _optuna(sp: SweepSpace, run_one: Callable[[TrialConfig, bool], Trial]) -> No
         choices["system"] = list(sp.system)
     if sp.few_shot:
         choices["few_shot"] = list(sp.few_shot)
+    if sp.context_size:
+        choices["context_size"] = list(sp.context_size)
     for k, vals in sp.params.items():
         choices["param:" + k] = list(vals)
     asks = 0
@@ -629,7 +794,8 @@ def _optuna(sp: SweepSpace, run_one: Callable[[TrialConfig, bool], Trial]) -> No
         pick = {k: vals[ot.suggest_categorical(k, list(range(len(vals))))] for k, vals in choices.items()}
         cfg = TrialConfig(model=pick["model"], prompt=pick.get("prompt"),
                           params=tuple((k, pick["param:" + k]) for k in sp.params),
-                          system_variant=pick.get("system"), few_shot=int(pick.get("few_shot", 0)))
+                          system_variant=pick.get("system"), few_shot=int(pick.get("few_shot", 0)),
+                          context_size=pick.get("context_size"))
         t = seen.get(cfg)
         if t is None:
             t = run_one(cfg, sp.early_stop)

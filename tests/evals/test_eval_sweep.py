@@ -140,3 +140,51 @@ def test_budget_stops_cleanly_and_reports_what_completed(up: FakeUpstream) -> No
     assert res.status == "stopped" and len(res.trials) == 1 and res.trials[0].status == "complete"
     assert "budget" in res.summary["reason"] and res.spent_usd <= one * 1.5
     assert res.summary["front"] == [1]
+
+
+def test_context_size_limits_each_items_context(up: FakeUpstream) -> None:
+    """context_size keeps a list context's first k entries and a string context's first k tokens; the
+    item ids stay, so the trials are paired; the grid multiplies by the sizes."""
+    from podium.core.datasets import DatasetItem
+    from podium.core.tokens import count_tokens, first_tokens
+    from podium.experiments.sweep import limit_context
+
+    item = DatasetItem(id="a", input={"q": "x", "context": ["p1", "p2", "p3"]}, context=["p1", "p2", "p3"])
+    cut = limit_context(item, 2)
+    assert cut.id == "a" and cut.context == ["p1", "p2"] and cut.input["context"] == ["p1", "p2"]
+    text = "Paris is the capital and most populous city of France, on the Seine."
+    short = limit_context(DatasetItem(id="b", input={"q": "x"}, context=text), 5)
+    assert short.context == first_tokens(text, 5) and count_tokens(short.context) == 5
+    assert text.startswith(short.context) and limit_context(DatasetItem(id="c", context=text), 500).context == text
+    with pytest.raises(ConfigurationError, match="context_size"):
+        parse_space({"models": ["a"], "context_size": [0]})
+    sp = parse_space({"models": ["a"], "context_size": [1, 3, None]})
+    assert sp.size == 3 and [c.context_size for c in grid(sp)] == [1, 3, None]
+
+    st = parse_suite("""
+description: Retrieval
+prompts: ["Context: {{context}} Question {{n}}: what is the capital of France?"]
+providers: [gateway:gpt-4o]
+defaultTest:
+  assert: [{type: icontains, value: paris}]
+tests:
+""" + "".join(f"  - vars: {{n: {i}, context: [doc-{i}-a, doc-{i}-b, doc-{i}-c]}}\n" for i in range(6)))
+    res = run_sweep(st, {"models": ["gpt-4o"], "context_size": [1, 3]}, base_url=up.url, check=False)
+    assert [t.config.context_size for t in res.trials] == [1, 3] and res.summary["complete"] == 2
+    assert [t.config.to_dict()["context_size"] for t in res.trials] == [1, 3]
+    assert "ctx=1" in res.trials[0].config.label()
+    sent = [b["messages"][-1]["content"] for b in up.bodies("gpt-4o") if "doc-0-" in b["messages"][-1]["content"]]
+    assert any("doc-0-a" in s and "doc-0-b" not in s for s in sent)  # k=1
+    assert any("doc-0-c" in s for s in sent)  # k=3
+    assert set(res.trials[0].scores) == set(res.trials[1].scores)  # same items: paired
+
+
+def test_few_shot_trials_record_the_examples_they_sent(up: FakeUpstream) -> None:
+    res = sweep(up, {"models": ["gpt-4o"], "few_shot": [0, 2], "system": {"terse": "One word."}})
+    by = {t.config.few_shot: t for t in res.trials}
+    assert by[0].examples == [] and "examples" not in by[0].to_dict()["config"]
+    ex = by[2].to_dict()["config"]["examples"]
+    assert [m["role"] for m in ex] == ["user", "assistant", "user", "assistant"]
+    assert ex[0]["content"] == "Question 0: what is the capital of France?"
+    body = next(b for b in up.bodies("gpt-4o") if len(b["messages"]) == 6)
+    assert body["messages"][1:5] == ex  # exactly what the trial sent

@@ -99,15 +99,16 @@ def test_sweep_cli_configuration_errors_exit_2(env: LiveServer, tmp_path: Path) 
 
 
 def test_a_sweep_the_server_cannot_record_still_runs(env: LiveServer) -> None:
-    from podium.cli.commands.eval_sweep import SweepRecorder
-    from podium.experiments.sweep import Trial, TrialConfig
+    from podium.experiments.sweep import SweepRecorder, Trial, TrialConfig
 
     sdk = podium.Podium(base_url=env.url, public_key=env.keys.public_key, secret_key=env.keys.secret_key)
     try:
-        rec = SweepRecorder(sdk, quiet=True)
+        problems: list[str] = []
+        rec = SweepRecorder(sdk, on_problem=problems.append)
         rec.create("s", {"name": "s"}, {}, {"method": "random"}, None)  # the server rejects it
         assert rec.id is None and rec.problem is not None
         rec.trial(Trial(1, TrialConfig("cheap")))  # nothing sent, nothing raised
+        assert problems == [rec.problem]  # said once
     finally:
         sdk.shutdown(timeout=2)
 

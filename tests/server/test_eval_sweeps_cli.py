@@ -92,3 +92,71 @@ def test_list_show_decide_and_promote_through_the_gate(cli_env: LiveServer, upst
         assert c.get("/api/v1/prompts/capitals/labels/production").json()["version"] == 2
         assert c.get("/api/v1/prompts/capitals/versions/3").json()["config"]["model"] == "bad"
     assert max(len(line) for line in p.stdout.splitlines()) <= 80
+
+
+FEW_SHOT_SUITE = """\
+description: capitals few-shot
+prompts: ["Capital of {{country}}? One word."]
+providers: [good]
+tests:
+  - {vars: {country: France}, expected: Paris, assert: [{type: icontains, value: Paris}]}
+  - {vars: {country: Spain}, expected: Madrid, assert: [{type: icontains, value: Madrid}]}
+  - {vars: {country: Italy}, expected: Rome, assert: [{type: icontains, value: Rome}]}
+  - {vars: {country: Peru}, expected: Lima, assert: [{type: icontains, value: Lima}]}
+gates:
+  - {metric: pass_rate, min: 1.0}
+"""
+CAPITALS = {"France": "Paris", "Spain": "Madrid", "Italy": "Rome", "Peru": "Lima"}
+
+
+def _last_turn(body: dict[str, Any]) -> Reply:
+    """Answers the last user turn only (the few-shot examples before it must not leak into the answer)."""
+    last = body["messages"][-1]["content"]
+    return Reply(next((c for k, c in CAPITALS.items() if k in last), "no idea"))
+
+
+def test_a_few_shot_trial_is_promoted_with_its_examples(cli_env: LiveServer, upstream: FakeUpstream,
+                                                        tmp_path: Path) -> None:
+    """A sweep run from Python with record=True is on the server; its few-shot trial becomes a chat
+    prompt version holding the examples before the user turn (and the context size in its config),
+    which passes the suite's gates as the trial did."""
+    import podium
+    from podium.experiments.sweep import run_sweep
+
+    upstream.respond("good-up", _last_turn)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(FEW_SHOT_SUITE)
+    with cli_env.client() as c:
+        c.put("/api/v1/gateway/models/good", json={"deployments": [
+            {"provider": "openai", "model": "good-up", "api_base": upstream.base_url, "api_key": "k"}]}
+              ).raise_for_status()
+    sdk = podium.Podium(base_url=cli_env.url, public_key=cli_env.keys.public_key, secret_key=cli_env.keys.secret_key)
+    try:
+        res = run_sweep(suite, {"models": ["good"], "few_shot": [0, 2], "context_size": [3]}, sdk=sdk,
+                        record=True, name="few-shot sweep")
+    finally:
+        sdk.shutdown(timeout=5)
+    assert res.sweep_id and res.status == "completed" and [t.config.few_shot for t in res.trials] == [0, 2]
+    two = res.trials[1]
+    assert two.metrics["pass_rate"] == 1.0 and two.items == 2  # the first two items are the examples
+    with cli_env.client() as c:
+        got = c.get(f"/api/v1/eval-sweeps/{res.sweep_id}").json()
+    assert got["name"] == "few-shot sweep" and got["status"] == "completed"
+    assert got["trials"][1]["config"]["examples"] == two.examples
+
+    out = run_cli_80("eval", "sweeps", "promote", res.sweep_id, "--trial", "2", "--prompt", "capitals",
+                     "--label", "production")
+    assert "created capitals v1" in out and "gates passed: production -> capitals v1" in out
+    with cli_env.client() as c:
+        v1 = c.get("/api/v1/prompts/capitals/versions/1").json()
+    assert v1["type"] == "chat" and "production" in v1["labels"]
+    assert v1["prompt"] == [{"role": "user", "content": "Capital of France? One word."},
+                            {"role": "assistant", "content": "Paris"},
+                            {"role": "user", "content": "Capital of Spain? One word."},
+                            {"role": "assistant", "content": "Madrid"},
+                            {"role": "user", "content": "Capital of {{country}}? One word."}]
+    assert v1["config"] == {"model": "good", "context_size": 3}
+    # the promoted version sends what the trial sent
+    sent = [b["messages"] for b in upstream.bodies("good-up") if "Italy" in b["messages"][-1]["content"]]
+    assert len(sent) == 3 and len(sent[0]) == 1  # the 0-shot trial, the 2-shot trial, the gate's run
+    assert sent[2] == sent[1] and len(sent[1]) == 5

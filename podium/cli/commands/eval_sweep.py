@@ -1,7 +1,7 @@
 """`podium eval sweep SUITE.yaml --space SPACE.yaml`: run a suite once per configuration of a space
-(models, prompts, parameters, system prompts, few-shot counts), record the sweep on the server
-(``/api/v1/eval-sweeps``: created first, each trial posted as it ends, the status, spend and summary
-patched at the end) and print the trials with the Pareto front marked.
+(models, prompts, parameters, system prompts, few-shot counts, context sizes), record the sweep on the
+server (``run_sweep(record=True)``: ``/api/v1/eval-sweeps``, created first, each trial posted as it ends,
+the status, spend and summary patched at the end) and print the trials with the Pareto front marked.
 
 The engine is :mod:`podium.experiments.sweep`; the HTML report :mod:`podium.experiments.sweep_report`.
 When the server cannot record the sweep (an older server, no write role), the sweep still runs to
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Column, Table
 
-from podium.cli._common import cli_keys, console, err_console, experiments_client, print_json
+from podium.cli._common import console, err_console, experiments_client, on_server, print_json
 from podium.config import Settings
 from podium.errors import ConfigurationError, PodiumError
 
 if TYPE_CHECKING:
-    from podium.experiments.sweep import SweepResult, Trial
+    from podium.experiments.sweep import SweepResult
 
-__all__ = ["SweepRecorder", "print_trials", "sweep_cmd"]
+__all__ = ["print_trials", "sweep_cmd"]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -32,46 +32,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-class SweepRecorder:
-    """Records a sweep through the REST API; after the first failure it warns once and stops trying
-    (the sweep itself goes on)."""
-
-    def __init__(self, sdk: Any, *, quiet: bool = False) -> None:
-        self.sdk = sdk
-        self.id: str | None = None
-        self.problem: str | None = None
-        self.quiet = quiet
-
-    def _call(self, method: str, path: str, body: dict[str, Any]) -> Any:
-        if self.problem is not None:
-            return None
-        try:
-            return self.sdk.evals.request(method, path, json=body, retries=1)
-        except PodiumError as e:
-            self.problem = f"{e.code}: {e.message}"
-            if not self.quiet:
-                err_console.print(f"[yellow]warning:[/] the server could not record the sweep ({self.problem}); "
-                                  "it runs to the end here and its trials are still experiments")
-            return None
-
-    def create(self, name: str, suite: dict[str, Any], space: dict[str, Any], search: dict[str, Any],
-               budget_usd: float | None) -> None:
-        body = {"name": name, "suite": suite, "space": space, "objectives": ["score", "cost_per_1k", "p95_ms"],
-                "search": search, "budget_usd": budget_usd}
-        created = self._call("POST", "/eval-sweeps", body)
-        if isinstance(created, dict) and created.get("id"):
-            self.id = str(created["id"])
-        elif self.problem is None:
-            self.problem = "the server's reply had no sweep id"
-
-    def trial(self, t: Trial) -> None:
-        if self.id is not None:
-            self._call("POST", f"/eval-sweeps/{self.id}/trials", {"trials": [t.to_dict()]})
-
-    def finish(self, result: SweepResult) -> None:
-        if self.id is not None:
-            self._call("PATCH", f"/eval-sweeps/{self.id}", {"status": result.status, "spent_usd": result.spent_usd,
-                                                             "summary": result.summary})
+def _warn_unrecorded(problem: str) -> None:
+    err_console.print(f"[yellow]warning:[/] the server could not record the sweep ({problem}); "
+                      "it runs to the end here and its trials are still experiments")
 
 
 def _num(v: Any, digits: int = 3) -> str:
@@ -120,10 +83,11 @@ def sweep_cmd(
     name: str = typer.Option(None, "--name", help="The sweep's name (default: the suite's)."),
     local: bool = typer.Option(False, "--local", help="Run against an embedded server on this machine's store."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    record_into: str = typer.Option(None, "--record-into", hidden=True,
+                                    help="Record into this existing sweep (the server's sweeps started from the UI)."),
 ) -> None:
     """Sweep models, prompts and parameters over an eval suite and print the cost/quality Pareto front."""
     try:
-        from podium.cli.commands.evals import embedded_server
         from podium.experiments.suite import SuiteError, load_suite
         from podium.experiments.sweep import load_space, run_sweep
         from podium.experiments.sweep_report import write_sweep_report
@@ -145,36 +109,15 @@ def sweep_cmd(
             raise _fail("no API key: set PODIUM_PUBLIC_KEY and PODIUM_SECRET_KEY (`make up` prints them), or use "
                         "--local")
         with experiments_client(base_url, public, secret) as sdk:
-            rec = SweepRecorder(sdk, quiet=False)
             try:
                 sdk.evals.request("GET", "/datasets", params={"limit": 1}, retries=1)
             except PodiumError as e:
                 raise _fail(e.message)
-            sp = space.to_dict()
-            s = {"method": search or space.method, "trials": trials or space.trials,
-                 "seed": seed if seed is not None else space.seed}
-            rec.create(name or suite.name, {"name": suite.name, "description": suite.description,
-                                            "path": str(suite_path)}, sp, s,
-                       budget if budget is not None else space.budget_usd)
-            result = run_sweep(suite, space, sdk=sdk, base_url=base_url, api_key=secret, method=search,
-                               trials=trials, budget_usd=budget, seed=seed, on_trial=rec.trial)
-            result.sweep_id = rec.id
-            rec.finish(result)
-            return result
+            return run_sweep(suite, space, sdk=sdk, base_url=base_url, api_key=secret, method=search,
+                             trials=trials, budget_usd=budget, seed=seed, record=True, name=name,
+                             sweep_id=record_into, on_problem=_warn_unrecorded)
 
-    try:
-        if local:
-            with embedded_server(settings) as (url, pk, sk):
-                result = go(url, pk, sk)
-        else:
-            public, secret = cli_keys(settings)
-            result = go(settings.base_url.rstrip("/"), public, secret)
-    except SuiteError as e:
-        raise _fail(e.message)
-    except ConfigurationError as e:
-        raise _fail(e.message)
-    except PodiumError as e:
-        raise _fail(f"{e.code}: {e.message}")
+    result = on_server(settings, go, local=local, fail=_fail)
     if report is not None:
         write_sweep_report(result, report)
         err_console.print(f"wrote the sweep report {report}")

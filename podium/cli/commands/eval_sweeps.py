@@ -61,7 +61,7 @@ def config_text(config: dict[str, Any]) -> str:
         parts.append(f"{p['name']}" + (f"/{p['version']}" if p.get("version") else ""))
     for k, v in sorted((config.get("params") or {}).items()):
         parts.append(f"{k}={_num(v) if isinstance(v, float) else v}")
-    for k in ("system_variant", "few_shot"):
+    for k in ("system_variant", "few_shot", "context_size"):
         if config.get(k) is not None:
             parts.append(f"{k}={config[k]}")
     return " ".join(parts)
@@ -158,6 +158,17 @@ def with_system(template: Any, system: str) -> list[dict[str, Any]]:
         return [{"role": "system", "content": system}, {"role": "user", "content": template}]
     rest = [m for m in template if not (isinstance(m, dict) and m.get("role") == "system")]
     return [{"role": "system", "content": system}, *rest]
+
+
+def with_examples(template: Any, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prompt with a trial's few-shot turns (user/assistant pairs) after its system messages and
+    before its own turns, as the trial sent them: a text prompt becomes ``[examples..., user]``."""
+    msgs = [{"role": "user", "content": template}] if isinstance(template, str) else [dict(m) for m in template]
+    head = [m for m in msgs if m.get("role") == "system"]
+    body = [m for m in msgs if m.get("role") != "system"]
+    turns = [{"role": str(m["role"]), "content": str(m["content"])} for m in examples
+             if isinstance(m, dict) and m.get("role") in ("user", "assistant") and "content" in m]
+    return [*head, *turns, *body]
 
 
 def _base_version(name: str, trial_prompt: Any) -> dict[str, Any] | None:
@@ -263,13 +274,16 @@ def sweeps_promote(
     if path is not None and path.is_file():
         # a trial is the suite's first provider with the trial's overrides: carry the rest (temperature, ...)
         params = {**_suite_provider_config(path), **params}
-    if config.get("few_shot"):
-        raise _fail(f"trial {trial} prepends {config['few_shot']} examples from the suite's dataset (few_shot): "
-                    "promotion cannot carry those yet; write them into the prompt's messages, or promote a "
-                    "trial without few-shot examples")
+    examples = config.get("examples") or []
+    if config.get("few_shot") and not examples:
+        raise _fail(f"trial {trial} prepends {config['few_shot']} examples from the suite's dataset (few_shot) but "
+                    "the sweep does not record them (it ran before sweeps recorded their examples): rerun the sweep, "
+                    "or promote a trial without few-shot examples")
     new_config = {k: v for k, v in (base.get("config") or {}).items()
-                  if k not in ("model", *params)}
+                  if k not in ("model", "context_size", *params)}
     new_config.update(model=model, **params)
+    if config.get("context_size") is not None:  # the retrieval top-k / context tokens the trial kept
+        new_config["context_size"] = config["context_size"]
     template, ptype = base["prompt"], base.get("type")
     variant = config.get("system_variant")
     if variant:
@@ -277,6 +291,8 @@ def sweeps_promote(
         if not isinstance(text, str):
             raise _fail(f"sweep {sweep_id} does not record the text of system variant {variant!r}")
         template, ptype = with_system(template, text), "chat"
+    if examples:
+        template, ptype = with_examples(template, examples), "chat"
     body = {"prompt": template, "type": ptype, "template_format": base.get("template_format"),
             "config": new_config,
             "commit_message": f"eval sweep {s['id']} trial {trial}: {config_text(config)}"[:500]}

@@ -7,10 +7,6 @@ suite cannot run (a configuration error, with the file and line; no server; no k
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,15 +15,14 @@ from rich.table import Column, Table
 
 from podium.cli._common import (
     api_call,
-    cli_keys,
     console,
     err_console,
     experiments_client,
+    on_server,
     print_json,
-    server_extra_missing,
 )
 from podium.config import Settings
-from podium.errors import ConfigurationError, PodiumError
+from podium.errors import PodiumError
 
 if TYPE_CHECKING:
     from podium.experiments.results import SuiteResult
@@ -40,52 +35,6 @@ eval_app.add_typer(judges_app, name="judges")
 datasets_app = typer.Typer(help="Versioned evaluation datasets.", no_args_is_help=True)
 
 EXIT_PASS, EXIT_GATE_FAILED, EXIT_CONFIG = 0, 1, 2
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def embedded_server(settings: Settings) -> Iterator[tuple[str, str | None, str]]:
-    """A Podium server in this process (the store at PODIUM_DATABASE_URL or $PODIUM_HOME) on a
-    free 127.0.0.1 port, for ``--local``: ``(base_url, public_key, secret_key)``."""
-    try:
-        import uvicorn
-
-        from podium.server.app import create_app
-        from podium.server.bootstrap import ensure_default_project
-        from podium.store import Store
-    except ImportError as e:
-        raise server_extra_missing(e)
-    store = Store.from_url(settings.resolved_database_url)
-    default = ensure_default_project(store, settings)
-    public, secret = default.public_key, default.secret_key
-    if not secret:
-        project = store.projects.list_projects()[0]
-        new = store.projects.create_key(project.id, role="member", note="podium eval --local")
-        public, secret = new.key.public_key, new.secret_key
-    app = create_app(settings, store=store)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True, name="podium-embedded")
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise ConfigurationError("the embedded server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", public, secret
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        store.close()
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
@@ -183,23 +132,12 @@ def eval_run(
                              repeat=repeat, progress=progress and not as_json)
 
     try:
-        if local:
-            with embedded_server(settings) as (url, pk, sk):
-                result = go(url, pk, sk)
-        else:
-            public, secret = cli_keys(settings)
-            result = go(settings.base_url.rstrip("/"), public, secret)
-    except SuiteError as e:
-        raise _fail(e.message)
+        result = on_server(settings, go, local=local, fail=_fail)
     except Interrupted as e:
         group = (e.experiment.get("run_group") or "")
         err_console.print(f"[yellow]interrupted[/]: finished items are recorded (experiment {e.experiment.get('id')})."
                           f" Resume with: podium eval run {suite_path} --resume {group}")
         raise typer.Exit(130)
-    except ConfigurationError as e:
-        raise _fail(e.message)
-    except PodiumError as e:
-        raise _fail(f"{e.code}: {e.message}")
     for out in [*output, *suite.output_paths]:
         fmt = write_report(result, out)
         err_console.print(f"wrote {fmt} report {out}")
@@ -213,6 +151,10 @@ def eval_run(
             for g in exp["gates"]:
                 mark = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]–[/]"}[g["status"]]
                 console.print(f"  {mark} {g['gate']}: {g['detail']}")
+            if exp.get("fairness"):  # the per-group table of a fairness/BBQ suite (docs/fairness.md)
+                from podium.experiments.fairness import render_table
+
+                console.print(render_table(exp["fairness"]), highlight=False, markup=False, end="")
         verdict = "[bold green]PASSED[/]" if result["passed"] else "[bold red]FAILED[/]"
         console.print(f"{verdict} {result['suite']['name']} (run {result['run_group']}, "
                       f"{result['duration_s']:.1f} s)")

@@ -2,7 +2,8 @@
    drawn with the vendored uPlot from <script type="application/json" id="sweep-data">:
    {x: [cost], front: [score|null], dominated: [score|null], labels: [text]}. Points only (no
    lines); the front in the first palette colour, dominated trials grey; hovering a point writes
-   its configuration under the chart. The page works without it (the tables are server-rendered). */
+   its configuration under the chart. The page works without it (the tables are server-rendered).
+   While the sweep runs (#sweep-live[data-live=running]) the page's live part is refetched every 2.5 s. */
 (function () {
   "use strict";
 
@@ -50,7 +51,40 @@
     window.podiumSweepChart = chart;  // for the browser tests
   }
 
+  // A running sweep (started from the UI or the CLI): fetch the page again every few seconds and swap
+  // in its #sweep-live part (summary, chart data, tables), so trials appear as they end; stop once
+  // the sweep has ended (the new part has no data-live).
+  var POLL_MS = 2500;
+  var lastLive = null;  // the live part as the server last rendered it (before the chart was drawn into it)
+  function poll() {
+    var live = document.getElementById("sweep-live");
+    if (!live || live.getAttribute("data-live") !== "running" || !window.fetch || !window.DOMParser) return;
+    setTimeout(function () {
+      fetch(window.location.href, { headers: { "Accept": "text/html" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html == null) { poll(); return; }
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById("sweep-live"), cur = document.getElementById("sweep-live");
+          if (!fresh || !cur) return;
+          // unchanged (no trial ended since): keep the page as it is (the hover, a half-filled form)
+          if (fresh.innerHTML !== lastLive || fresh.getAttribute("data-live") !== cur.getAttribute("data-live")) {
+            lastLive = fresh.innerHTML;
+            cur.replaceWith(document.importNode(fresh, true));
+            draw();
+          }
+          poll();
+        })
+        .catch(function () { poll(); });
+    }, POLL_MS);
+  }
+
   var resizeTimer;
   window.addEventListener("resize", function () { clearTimeout(resizeTimer); resizeTimer = setTimeout(draw, 150); });
-  document.addEventListener("DOMContentLoaded", draw);
+  document.addEventListener("DOMContentLoaded", function () {
+    var live = document.getElementById("sweep-live");
+    lastLive = live ? live.innerHTML : null;
+    draw();
+    poll();
+  });
 })();
