@@ -229,6 +229,7 @@ def build_jobs(store: Store, settings: Settings, gateway: Gateway | None, *,
     """Every job a worker runs: the one place to add one (one line each). Called on the event loop
     that runs ``gateway`` (the server's, or ``podium worker``'s own): a job that calls the gateway
     from its thread may keep ``asyncio.get_running_loop()`` and use ``run_coroutine_threadsafe``."""
+    from podium.governance.retention import RetentionJob
     from podium.monitor.alerting.job import AlertJob
     from podium.monitor.online.jobs import online_jobs
     from podium.monitor.queue.factory import make_queue
@@ -240,6 +241,7 @@ def build_jobs(store: Store, settings: Settings, gateway: Gateway | None, *,
         _drift_job(store, worker_id),  # due drift monitors (podium.monitor.drift.job)
         AlertJob(store, base_url=settings.base_url),  # due alert rules (podium.monitor.alerting.job)
         _canary_job(store, settings, gateway),  # running canary deployments (podium.monitor.canary.job)
+        RetentionJob(store, settings),  # retention periods, in batches (podium.governance.retention)
     ]
     return jobs
 
