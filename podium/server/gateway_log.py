@@ -4,6 +4,8 @@
 ``interval`` seconds into store rows (priced like any ingested span) and hands them to
 the ingest writer without waiting. When the buffer is full the span is dropped and
 counted (``podium_gateway_log_dropped``): the gateway never slows down for its log.
+The project's redaction rules are applied by the ingest queue (``Ingester.submit_nowait``:
+in its writer thread, before the write), as on every other ingest path (docs/governance.md).
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ class GatewayLog:
                     b.add_score(item)
                 else:
                     b.add_span(item)
-            except Exception:
-                logger.exception("could not convert a gateway span")
+            except Exception as exc:  # the type only: the span's content never goes to the log
+                logger.warning("could not convert a gateway span (%s); it was not logged", type(exc).__name__)
                 self.dropped += 1
         for b in builders.values():
             if not self._ingester.submit_nowait(b.batch):

@@ -44,6 +44,7 @@ from podium.store.repos.ingest import IngestBatch, IngestRepo, TagRow, TraceRow
 
 if TYPE_CHECKING:
     from podium.config import Settings
+    from podium.governance.redaction import Redactor
 
 __all__ = ["IngestRoom", "Ingester", "ingest_room"]
 
@@ -69,6 +70,7 @@ class _Entry:
     spans: int
     traces: int
     scores: int
+    redact: bool = False  # redact in the writer thread first (submit_nowait: no event loop to wait on)
 
 
 #: An item the database refused: (("span", trace_id, id) | ("trace", id) | ("score", id), message).
@@ -131,6 +133,9 @@ class Ingester:
         #: Called by the writer after each transaction with (rows, seconds): podium.server.metrics.
         self.observe_write: Callable[[int, float], None] | None = None
         self._rate = 10_000.0  # rows/s the writer commits when busy (moving average)
+        #: Redaction before storage (podium.governance.redaction, docs/governance.md#redaction): every
+        #: batch passes through it before it is queued; set by create_app.
+        self.redactor: Redactor | None = None
 
     @classmethod
     def from_settings(cls, repo: IngestRepo, settings: Settings) -> Ingester:
@@ -186,6 +191,7 @@ class Ingester:
                 "rejected_requests": self.rejected_requests,
                 "write_errors": self.write_errors,
                 "memory_trims": self.trims,
+                **({"redaction": self.redactor.stats()} if self.redactor is not None else {}),
             }
 
     # --- producer side -----------------------------------------------------------------------
@@ -237,6 +243,14 @@ class Ingester:
         size = len(batch)
         if size == 0:
             return []
+        redacted: list[Rejected] = []
+        if self.redactor is not None and self.redactor.needed(batch):
+            # Redaction before storage: CPU work (and a rules query on a cache miss), so a worker
+            # thread; what cannot be redacted under fail-closed comes back as rejected items.
+            batch, redacted = await asyncio.to_thread(self.redactor.redact_batch, batch)
+            size = len(batch)
+            if size == 0:
+                return redacted
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Rejected]] = loop.create_future()
         with self._cond:
@@ -250,7 +264,8 @@ class Ingester:
                 self.rejected_requests += 1
                 raise self._busy(f"ingestion queue is full ({self._pending} items waiting to be written)")
             self._enqueue(_entry(batch, loop, fut))
-        return await fut
+        refused = await fut
+        return redacted + refused if redacted else refused
 
     def submit_nowait(self, batch: IngestBatch) -> bool:
         """Queue ``batch`` without waiting for the commit (the gateway's request path).
@@ -264,7 +279,9 @@ class Ingester:
             ):
                 self.rejected_busy += size
                 return False
-            self._enqueue(_entry(batch, None, None))
+            e = _entry(batch, None, None)
+            e.redact = self.redactor is not None and self.redactor.needed(batch)
+            self._enqueue(e)
         return True
 
     def _enqueue(self, e: _Entry) -> None:  # holding self._cond
@@ -315,6 +332,7 @@ class Ingester:
                 continue
             t0 = time.perf_counter()
             n = sum(e.size for e in entries)
+            dropped = sum(self._redact_queued(e) for e in entries if e.redact)
             busy = n >= 200 or bool(self._queue)  # a backlog: the rate measured is the writer's capacity
             try:
                 if len(entries) == 1:
@@ -329,7 +347,7 @@ class Ingester:
                     self._repo.write(merged)
                 for e in entries:
                     _resolve(e, [])
-                self.written += n
+                self.written += n - dropped
             except Exception as exc:
                 if len(entries) == 1:
                     self._retry_alone(entries[0], exc)
@@ -356,6 +374,22 @@ class Ingester:
                 self._pending_scores -= sum(e.scores for e in entries)
             logger.debug("wrote %d items in %d requests in %.1f ms", n, len(entries), dt * 1000)
 
+    def _redact_queued(self, e: _Entry) -> int:
+        """Redact a fire-and-forget batch (the gateway's log, guard scans) in the writer thread;
+        the number of items it rejected (fail-closed), which are dropped with a warning."""
+        e.redact = False
+        assert self.redactor is not None
+        try:
+            batch, refused = self.redactor.redact_batch(e.batch)
+        except Exception as exc:  # never store what could not be redacted
+            logger.warning("redaction failed on a queued gateway log batch (%s); its %d items were not stored",
+                           type(exc).__name__, e.size)
+            batch, refused = IngestBatch(), [(("batch",), type(exc).__name__)]
+        if refused:
+            logger.warning("redaction rejected %d queued gateway log items (fail-closed)", len(refused))
+        e.batch = batch
+        return e.size - len(batch)
+
     def _retry_alone(self, e: _Entry, exc: Exception) -> None:
         """A batch failed on its own. If the database is unavailable, fail it (503, retry);
         if it refused some data, write item by item so the valid ones are still stored."""
@@ -379,9 +413,9 @@ class Ingester:
 
     def _fail(self, e: _Entry, exc: Exception) -> None:
         self.write_errors += e.size
-        logger.warning(
-            "could not store %d items: %s", e.size, exc, exc_info=logger.isEnabledFor(logging.DEBUG)
-        )
+        # Only the error's type and first line: SQLAlchemy's text carries the statement's parameters
+        # (the items' values), which never go to the log.
+        logger.warning("could not store %d items: %s", e.size, _brief(exc))
         _resolve(
             e,
             ServiceUnavailable(
@@ -422,6 +456,13 @@ def _units(batch: IngestBatch) -> list[tuple[tuple[str, ...], IngestBatch]]:
     for sc in batch.scores:
         units.append((("score", sc["id"]), IngestBatch(scores=[sc])))
     return units
+
+
+def _brief(exc: Exception) -> str:
+    """``Type: first line`` of a database error, without the statement and its parameters."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()[0][:300] if str(orig).strip() else ""
+    return f"{type(orig).__name__}: {text}" if text else type(orig).__name__
 
 
 def _db_message(exc: Exception) -> str:
