@@ -31,7 +31,7 @@ from typing import Any
 from podium.config import Settings
 from podium.core.pricing import ModelPrice, PriceTable, compute_cost
 from podium.core.records import CostIn, ScoreDataType, ScoreIn, SpanIn, SpanKind, SpanStatus, UsageIn
-from podium.core.roles import Action, roles_for
+from podium.core.roles import Action, key_roles_for
 from podium.core.ttlcache import TTLCache
 from podium.errors import (
     BadRequest,
@@ -78,7 +78,7 @@ ENDPOINTS: dict[str, tuple[Callable[[dict[str, Any]], None], str, str | None, st
 }
 #: The action (``podium.core.roles``) every gateway endpoint performs.
 GATEWAY_ACTION = Action.CALL_MODELS
-_GATEWAY_ROLES = frozenset(roles_for(GATEWAY_ACTION))
+_GATEWAY_ROLES = frozenset(key_roles_for(GATEWAY_ACTION))
 _PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n", "presence_penalty",
            "frequency_penalty", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice")
 _TTL = 5.0

@@ -1,36 +1,56 @@
 """API-key authentication: HTTP Basic ``public:secret`` or ``Authorization: Bearer sk-...``;
-and who counts as "this machine" (loopback peer, loopback Host, not forwarded by a proxy)."""
+a signed-in user's session cookie (the UI's own REST calls: same role checks, and a CSRF token on
+every state-changing request); and who counts as "this machine" (loopback peer, loopback Host, not
+forwarded by a proxy)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import hmac
 import ipaddress
 import logging
 import threading
 import time
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Depends, Request
 
-from podium.core.roles import Action, allowed, roles_for
+from podium.core.roles import Action, allowed, key_roles_for, user_roles_for
 from podium.core.ttlcache import TTLCache
 from podium.errors import Forbidden, Unauthorized
+from podium.governance.actor import Actor, set_actor
+from podium.governance.login_limits import LoginLimiter
+from podium.governance.oidc import OidcClient
+from podium.governance.sessions import COOKIE as SESSION_COOKIE
+from podium.governance.sessions import CSRF_FIELD, CSRF_HEADER, Principal, SessionManager, csrf_token
 from podium.store import Store
 from podium.store.repos.projects import ApiKey, hash_secret
 
 __all__ = [
+    "SESSION_COOKIE",
     "Authenticator",
+    "CsrfFormMiddleware",
     "CurrentKey",
+    "People",
+    "client_ip",
+    "csrf_ok",
     "forwarded_by_proxy",
     "is_loopback_host",
+    "key_actor",
     "loopback_request",
     "needs",
+    "people",
     "require_admin",
     "require_read",
     "require_write",
+    "session_principal",
+    "user_actor",
+    "user_key",
 ]
 
 logger = logging.getLogger("podium.server")
@@ -238,8 +258,169 @@ def _forwarded_for(scope: Any) -> list[str]:
 
 
 def _current_key(request: Request) -> ApiKey:
+    header = request.headers.get("authorization")
+    if not header and request.cookies.get(SESSION_COOKIE):
+        return _session_key(request)
     auth: Authenticator = request.app.state.podium.auth
-    return auth.authenticate(request.headers.get("authorization"))
+    key = auth.authenticate(header)
+    set_actor(request.state, key_actor(key, request))
+    return key
+
+
+# --- people: sessions, CSRF, the login limiter and SSO (podium.governance) -------------------
+
+@dataclass
+class People:
+    """What sign-in needs, built once per app from its settings (:func:`people`)."""
+
+    sessions: SessionManager
+    limiter: LoginLimiter
+    oidc: OidcClient | None
+
+
+def people(request: Request) -> People:
+    """The app's :class:`People` (made on first use)."""
+    app_state = request.app.state
+    found = getattr(app_state, "podium_people", None)
+    if found is None:
+        st = app_state.podium
+        s = st.settings
+        oidc = (OidcClient(s.oidc_issuer, s.oidc_client_id, s.oidc_client_secret, scopes=s.oidc_scopes)
+                if s.oidc_issuer and s.oidc_client_id else None)
+        found = People(
+            SessionManager(st.store, idle=timedelta(minutes=s.session_idle_minutes),
+                           absolute=timedelta(hours=s.session_max_hours)),
+            LoginLimiter(per_account=s.login_max_failures_account, per_ip=s.login_max_failures_ip,
+                         window=s.login_window_seconds, redis_url=s.redis_url),
+            oidc,
+        )
+        app_state.podium_people = found
+    return found
+
+
+_PRINCIPAL = "podium_principal"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_principal(request: Request) -> Principal | None:
+    """The signed-in user of this request's session cookie (None: no cookie, or it is no longer valid)."""
+    if hasattr(request.state, _PRINCIPAL):
+        return getattr(request.state, _PRINCIPAL)
+    token = request.cookies.get(SESSION_COOKIE)
+    principal = people(request).sessions.resolve(token) if token else None
+    setattr(request.state, _PRINCIPAL, principal)
+    if principal is not None and token:
+        request.state.podium_csrf = csrf_token(token)  # base.html puts it in forms and HTMX headers
+    return principal
+
+
+def csrf_ok(request: Request) -> bool:
+    """Whether a state-changing request made with a session cookie carries that session's CSRF token
+    (the ``X-CSRF-Token`` header, or the ``csrf_token`` field of an urlencoded form)."""
+    if request.method in _SAFE:
+        return True
+    token = request.cookies.get(SESSION_COOKIE) or ""
+    given = request.headers.get(CSRF_HEADER) or getattr(request.state, "podium_csrf_form", None) or ""
+    return bool(token and given) and hmac.compare_digest(given.encode(), csrf_token(token).encode())
+
+
+def user_key(principal: Principal) -> ApiKey:
+    """The key the REST handlers see for a signed-in user: their role in the session's project, no
+    gateway limits of its own (the project's apply), named ``user:EMAIL`` where actors are recorded."""
+    u = principal.user
+    return ApiKey(id=f"user:{u.id}", project_id=principal.project_id or "", public_key=f"user:{u.email}"[:64],
+                  secret_hint="", role=principal.role or "", note=u.email, created_at=principal.session.created_at,
+                  revoked_at=None)
+
+
+def user_actor(principal: Principal, request: Request) -> Actor:
+    """The audit log's "who" for a signed-in user."""
+    return Actor("user", principal.user.id, name=principal.user.email, role=principal.role,
+                 project_id=principal.project_id, ip=client_ip(request))
+
+
+def _session_key(request: Request) -> ApiKey:
+    principal = session_principal(request)
+    if principal is None:
+        raise Unauthorized("your session expired or was signed out: sign in again at /login, or send an API key "
+                           f"({_HINT})")
+    if principal.role is None or principal.project_id is None:
+        raise Forbidden("you are no longer a member of this session's project; pick another project on /account "
+                        "or ask an admin to invite you again")
+    set_actor(request.state, user_actor(principal, request))
+    if not csrf_ok(request):
+        raise Forbidden(f"missing or wrong CSRF token: a request signed in with a session cookie must send the "
+                        f"session's token in the `X-CSRF-Token` header (or a `{CSRF_FIELD}` form field); reload the "
+                        "page to get it, or use an API key instead")
+    return user_key(principal)
+
+
+class CsrfFormMiddleware:
+    """For state-changing urlencoded form posts made with a session cookie and no ``X-CSRF-Token``
+    header: read the body once, note its ``csrf_token`` field on ``request.state.podium_csrf_form``
+    (for :func:`csrf_ok`) and hand the same body on. Other requests pass through untouched."""
+
+    _LIMIT = 1024 * 1024
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in _SAFE:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or ()}
+        if (SESSION_COOKIE not in headers.get("cookie", "") or "authorization" in headers or CSRF_HEADER in headers
+                or not headers.get("content-type", "").startswith("application/x-www-form-urlencoded")):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay(chunks, message, receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self._LIMIT:
+                break
+        if not more:
+            body = b"".join(chunks)
+            for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+                if k == CSRF_FIELD:
+                    scope.setdefault("state", {})["podium_csrf_form"] = v
+        await self.app(scope, _replay(chunks, None, receive, more=more), send)
+
+
+def _replay(chunks: list[bytes], pending: Any, receive: Any, *, more: bool = False) -> Any:
+    sent = False
+
+    async def again() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if pending is not None and not chunks:
+                return pending
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": more}
+        if pending is not None:
+            return pending
+        return await receive()
+
+    return again
+
+
+def client_ip(request: Request) -> str | None:
+    """The TCP peer's address (what the audit log records as "from where")."""
+    return request.client.host if request.client else None
+
+
+def key_actor(key: ApiKey, request: Request) -> Actor:
+    """The audit log's "who" for a request made with an API key."""
+    return Actor("key", key.public_key, name=key.note or None, role=key.role, project_id=key.project_id,
+                 ip=client_ip(request))
 
 
 CurrentKey = Annotated[ApiKey, Depends(_current_key)]
@@ -251,10 +432,13 @@ def needs(action: Action, what: str) -> Any:
     The dependency carries ``podium_action`` so tools (and ``tests/server/test_role_matrix.py``)
     read each route's action from the route itself.
     """
-    roles = roles_for(action)
+    roles = key_roles_for(action)
 
     def dep(key: CurrentKey) -> ApiKey:
         if not allowed(key.role, action):
+            if key.id.startswith("user:"):
+                raise Forbidden(f"your role {key.role!r} in this project cannot {what}; ask an owner or admin for "
+                                f"role {' or '.join(user_roles_for(action))}")
             raise Forbidden(f"a key with role {key.role!r} cannot {what}; use a key with role {' or '.join(roles)}")
         return key
 

@@ -33,7 +33,7 @@ import grpc
 from pydantic import ValidationError
 
 from podium.core.records import SpanIn
-from podium.core.roles import Action, roles_for
+from podium.core.roles import Action, key_roles_for
 from podium.errors import (
     BadRequest,
     ConfigurationError,
@@ -56,7 +56,7 @@ TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 _PROTOBUF = "application/x-protobuf"
 #: Roles that may write (the HTTP routes' ``require_write``).
-_WRITE_ROLES = roles_for(Action.INGEST)
+_WRITE_ROLES = key_roles_for(Action.INGEST)
 _WORKERS = 8
 
 _CODES: tuple[tuple[type[PodiumError], grpc.StatusCode], ...] = (

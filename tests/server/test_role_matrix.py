@@ -1,4 +1,5 @@
-"""Every route, every role: 403 exactly where podium.core.roles says no.
+"""Every route, every role: 403 exactly where podium.core.roles says no, for API keys of every key
+role and for signed-in users (session cookie + CSRF token) of every member role.
 
 The route -> action mapping is read from the code: FastAPI routes carry it on their role
 dependency (``podium.server.auth.needs`` sets ``podium_action``), the gateway's ASGI endpoints
@@ -17,8 +18,10 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from podium.core.roles import ROLES, Action, allowed
-from tests.conftest import LiveServer, ProjectKeys
+from podium.core.roles import ROLES, USER_ROLES, Action, allowed
+from podium.governance import users
+from podium.governance.sessions import COOKIE, csrf_token
+from tests.conftest import LiveServer, ProjectKeys, make_project
 
 _NO_KEY = object()  # the route takes no key at all (health, schema)
 
@@ -78,9 +81,80 @@ def keys(server: LiveServer) -> dict[str, ProjectKeys]:
     return out
 
 
+_PASSWORD = "a long enough password"
+
+
+def sign_in(server: LiveServer, email: str) -> dict[str, str]:
+    """Sign in through the real login form; the session cookie and the CSRF header to send."""
+    r = httpx.post(server.url + "/login/password", data={"email": email, "password": _PASSWORD},
+                   follow_redirects=False, timeout=120)
+    assert r.status_code == 303, r.text[:300]
+    token = r.cookies[COOKIE]
+    return {"cookie": f"{COOKIE}={token}", "x-csrf-token": csrf_token(token)}
+
+
+@pytest.fixture
+def sessions(server: LiveServer) -> dict[str, dict[str, str]]:
+    """A signed-in user of the server's project for each member role: the headers their requests carry."""
+    out = {}
+    for role in USER_ROLES:
+        users.create_user(server.store, f"{role}@example.com", password=_PASSWORD, role=role,
+                          project_id=server.keys.project_id)
+        out[role] = sign_in(server, f"{role}@example.com")
+    return out
+
+
+#: Key-only routes: the OpenAI-compatible gateway (apps call it with keys) and end-user feedback (the public
+#: key alone). A session cookie there is no credential (401), never a 5xx.
+_KEY_ONLY = ("/v1/", "/api/v1/feedback")
+
+
+def _walk_api(server: LiveServer, who: dict[str, dict[str, Any]], *, sessions: bool = False) -> list[str]:
+    """Call every API route as each principal (``who``: name -> httpx.Client kwargs); the failures."""
+    routes = _routes(server.app)
+    if sessions:
+        routes = [r for r in routes if not r[1].startswith(_KEY_ONLY)]
+    # Destructive routes last, so a (rejected-anyway) delete never changes what later calls see.
+    routes.sort(key=lambda t: t[0] == "DELETE")
+    failures: list[str] = []
+    for role, client_kw in who.items():
+        with httpx.Client(base_url=server.url, timeout=120, **client_kw) as c:
+            for method, path, action in routes:
+                kw: dict[str, Any] = {}
+                if method in {"POST", "PUT", "PATCH"}:
+                    kw["json"] = {}
+                r = c.request(method, _fill(path), **kw)
+                where = f"{role:8} {method} {path} ({getattr(action, 'value', action)}): {r.status_code}"
+                if r.status_code >= 500 or r.status_code == 401:
+                    failures.append(where + " " + r.text[:200])
+                elif action is _NO_KEY or action is None:
+                    if r.status_code == 403:
+                        failures.append(where + " (open to anyone signed in, got 403)")
+                elif (r.status_code == 403) != (not allowed(role, action)):
+                    failures.append(where + f" expected {'403' if not allowed(role, action) else 'not 403'}: "
+                                    + r.text[:200])
+    return failures
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_every_api_route_follows_the_role_matrix_for_signed_in_users(
+        server: LiveServer, sessions: dict[str, dict[str, str]]) -> None:
+    """The UI's own REST calls: a session cookie (and its CSRF token on writes) authenticates the API with the
+    user's role in the project, checked against the same table."""
+    failures = _walk_api(server, {role: {"headers": h} for role, h in sessions.items()}, sessions=True)
+    assert not failures, "\n".join(failures)
+    # The owner-only routes exist and are walked.
+    assert any(a is Action.OWN for _, _, a in _routes(server.app))
+    for path in ("/v1/models", "/api/v1/feedback"):
+        r = httpx.request("GET" if path == "/v1/models" else "POST", server.url + path, headers=sessions["owner"],
+                          json={} if path != "/v1/models" else None, timeout=120)
+        assert r.status_code == 401, (path, r.status_code, r.text[:200])
+
+
 def test_every_api_route_follows_the_role_matrix(server: LiveServer, keys: dict[str, ProjectKeys]) -> None:
     routes = _routes(server.app)
-    schema = httpx.get(server.url + "/api/v1/openapi.json").json()
+    schema = httpx.get(server.url + "/api/v1/openapi.json", timeout=120).json()
     # Every operation of the published schema is walked (and maps to a route above).
     walked = {(m, p.replace(":path}", "}")) for m, p, _ in routes}
     for path, ops in schema["paths"].items():
@@ -94,7 +168,7 @@ def test_every_api_route_follows_the_role_matrix(server: LiveServer, keys: dict[
     routes.sort(key=lambda t: t[0] == "DELETE")
     failures: list[str] = []
     for role, k in keys.items():
-        with httpx.Client(base_url=server.url, timeout=30, auth=k.basic()) as c:
+        with httpx.Client(base_url=server.url, timeout=120, auth=k.basic()) as c:
             for method, path, action in routes:
                 kw: dict[str, Any] = {}
                 if method in {"POST", "PUT", "PATCH"}:
@@ -138,8 +212,10 @@ def test_every_ui_route_is_tagged_with_its_action(server: LiveServer) -> None:
     paths = {p for _, p, _ in routes}
     for must in ("/", "/traces", "/prompts", "/settings", "/settings/keys", "/traces/{trace_id}/scores"):
         assert must in paths, must
-    # Only the login pages need no key.
-    assert {p for _, p, a in routes if a is None} == {"/login", "/logout"}
+    # Only the sign-in pages need no key.
+    assert {p for _, p, a in routes if a is None} == {
+        "/login", "/logout", "/login/password", "/auth/logout", "/auth/oidc/login", "/auth/oidc/callback",
+        "/invite/{token}"}
 
 
 def test_every_ui_route_follows_the_role_matrix(server: LiveServer, keys: dict[str, ProjectKeys]) -> None:
@@ -148,13 +224,28 @@ def test_every_ui_route_follows_the_role_matrix(server: LiveServer, keys: dict[s
 
     POSTs carry an empty form and ids that do not exist, so an allowed role gets a 400 or 404 (or a
     harmless save) and nothing the walk depends on changes."""
+    failures = _walk_ui(server, {role: {"auth": k.basic()} for role, k in keys.items()})
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_every_ui_route_follows_the_role_matrix_for_signed_in_users(
+        server: LiveServer, sessions: dict[str, dict[str, str]]) -> None:
+    """The same walk with a signed-in user of each member role (forms carry the session's CSRF token)."""
+    failures = _walk_ui(server, {role: {"headers": h} for role, h in sessions.items()})
+    assert not failures, "\n".join(failures)
+
+
+def _walk_ui(server: LiveServer, who: dict[str, dict[str, Any]]) -> list[str]:
     routes = [(m, p, a) for m, p, a in _ui_routes(server.app) if a is not None and a is not _UNTAGGED]
     assert any(m == "POST" for m, _, _ in routes)
-    routes.sort(key=lambda t: t[0] == "POST")  # pages first, then the forms
+    # Pages first, then the forms; signing out everywhere last (it ends the walker's own session).
+    routes.sort(key=lambda t: (t[0] == "POST", t[1] == "/account/sessions/revoke"))
     failures: list[str] = []
-    for role, k in keys.items():
-        with httpx.Client(base_url=server.url, timeout=30, auth=k.basic(),
-                          headers={"host": "podium.example", "accept": "text/html"}) as c:
+    for role, client_kw in who.items():
+        headers = {"host": "podium.example", "accept": "text/html", **client_kw.pop("headers", {})}
+        with httpx.Client(base_url=server.url, timeout=120, headers=headers, **client_kw) as c:
             for method, path, action in routes:
                 kw: dict[str, Any] = {"data": {}} if method == "POST" else {}
                 r = c.request(method, _fill(path), follow_redirects=False, **kw)
@@ -166,4 +257,30 @@ def test_every_ui_route_follows_the_role_matrix(server: LiveServer, keys: dict[s
                         failures.append(where + " expected the 403 page")
                 elif r.status_code == 403:
                     failures.append(where + " expected not 403: " + r.text[:200])
-    assert not failures, "\n".join(failures)
+    return failures
+
+
+def test_users_of_one_project_never_reach_another(server: LiveServer, sessions: dict[str, dict[str, str]]) -> None:
+    """Project B's members, keys, invitations and its id stay out of reach of every user of project A,
+    whatever their role; a user cannot move their session onto a project they are not a member of."""
+    b = make_project(server.store, "project-b")
+    bob = users.create_user(server.store, "bob@b.example", password=_PASSWORD, role="owner", project_id=b.project_id)
+    for role, headers in sessions.items():
+        with httpx.Client(base_url=server.url, timeout=120, headers=headers) as c:
+            assert c.get("/api/v1/project").json()["id"] == server.keys.project_id
+            r = c.get("/api/v1/members")
+            if allowed(role, Action.ADMIN):
+                assert "bob@b.example" not in r.text and "owner@example.com" in r.text
+                assert b.public_key not in c.get("/api/v1/keys").text
+                assert c.put(f"/api/v1/members/{bob.id}", json={"role": "viewer"}).status_code == 404
+                assert c.delete(f"/api/v1/members/{bob.id}").status_code == 404
+                assert c.post(f"/api/v1/users/{bob.id}/sessions/revoke").status_code == 404
+            else:
+                assert r.status_code == 403
+            me = c.get("/api/v1/users/me").json()
+            assert [p["id"] for p in me["projects"]] == [server.keys.project_id]
+            r = c.post("/account/project", data={"project_id": b.project_id, "csrf_token": headers["x-csrf-token"]},
+                       follow_redirects=False)
+            assert r.status_code == 404, r.text[:200]
+            assert c.get("/api/v1/project").json()["id"] == server.keys.project_id
+    assert server.store.users.role_of(b.project_id, bob.id) == "owner"

@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.core.records import ID_PATTERN, ScoreIn
-from podium.core.roles import Action, allowed, roles_for
+from podium.core.roles import Action, allowed, key_roles_for
 from podium.errors import BadRequest, Forbidden, PodiumError, TooManyRequests, Unauthorized, ValidationFailed
 from podium.server.body import read_json
 from podium.server.convert import BatchBuilder
@@ -155,7 +155,7 @@ async def _feedback_key(request: Request) -> ApiKey:
                            "`Authorization: Bearer pk-...`); `podium keys list` shows the project's keys")
     if not allowed(key.role, Action.FEEDBACK):
         raise Forbidden(f"a key with role {key.role!r} cannot send feedback; use the public key of a key with "
-                        f"role {' or '.join(roles_for(Action.FEEDBACK))}")
+                        f"role {' or '.join(key_roles_for(Action.FEEDBACK))}")
     return key
 
 

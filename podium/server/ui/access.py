@@ -11,32 +11,49 @@
   such a proxy local mode needs ``PODIUM_TRUST_PROXY_LOCAL_MODE=true`` (and a client the
   proxy names as loopback, if it names one);
   ``PODIUM_LOCAL_MODE=false`` turns it off altogether.
-- **Otherwise** a key is needed: ``Authorization`` (Basic ``pk:sk`` or ``Bearer sk-…``,
-  as for the API) or the login form, which keeps the secret key in an HTTP-only,
+- **Otherwise** a key or a person is needed: ``Authorization`` (Basic ``pk:sk`` or ``Bearer sk-…``,
+  as for the API) or the key login form, which keeps the secret key in an HTTP-only,
   SameSite=Strict cookie. Every request re-checks it through the API's ``Authenticator``,
-  so a revoked key is logged out within its cache TTL (at once in this process).
+  so a revoked key is logged out within its cache TTL (at once in this process). Or a user's
+  sign-in (password or OIDC): a server-side session in an HTTP-only, SameSite=Lax cookie
+  (``podium.governance.sessions``), whose role is the user's role in the session's project,
+  re-read on every request. A key (header or key cookie) wins over a session; a session wins
+  over local mode (so a signed-in person is recorded as themselves). Local mode stays on when
+  users exist (``PODIUM_LOCAL_MODE=false`` turns it off).
 
 Roles are the API's, from the one table (``podium.core.roles``): every UI route is tagged
 with the action it needs (``@ui_action(Action.WRITE)``; ``None`` for the login pages) and its
 handler checks that same action (``pages._viewer(request, Action.WRITE, "change prompts")``);
 ``tests/server/test_role_matrix.py`` walks every tagged route (GET pages and POST forms) for
 every role and fails on an untagged one. State-changing requests must come from this origin
-(Origin/Referer check) as a CSRF guard.
+(Origin/Referer check) as a CSRF guard, and those made with a session cookie must also carry the
+session's CSRF token (``csrf_token`` form field or ``X-CSRF-Token`` header: base.html adds both).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from podium.core.roles import Action, allowed, roles_for
+from podium.core.roles import Action, allowed, key_roles_for, roles_for, user_roles_for
 from podium.errors import Unauthorized
-from podium.server.auth import is_loopback_host, loopback_request
+from podium.governance.actor import Actor, set_actor
+from podium.governance.sessions import Principal
+from podium.server.auth import (
+    client_ip,
+    csrf_ok,
+    is_loopback_host,
+    key_actor,
+    loopback_request,
+    session_principal,
+    user_actor,
+    user_key,
+)
 from podium.server.state import AppState
 from podium.store.repos.projects import ApiKey
 
@@ -44,6 +61,7 @@ __all__ = [
     "COOKIE",
     "LOCAL_ACTOR",
     "PROMPT_WRITE_ROLES",
+    "SESSION_COOKIE",
     "NeedLogin",
     "UiError",
     "Viewer",
@@ -56,6 +74,8 @@ __all__ = [
 ]
 
 COOKIE = "podium_ui_key"
+#: A signed-in user's session cookie (podium.governance.sessions).
+SESSION_COOKIE = "podium_session"
 
 # The same role sets as podium.server.auth's require_read / require_write / require_admin.
 READ_ROLES = roles_for(Action.READ)
@@ -109,6 +129,11 @@ class Viewer:
     public_key: str | None  # None in local mode
     local: bool
     key: ApiKey | None = None  # the key this request authenticated with; None in local mode
+    principal: Principal | None = None  # the signed-in user, when a session authenticated this request
+
+    @property
+    def user_email(self) -> str | None:
+        return self.principal.user.email if self.principal is not None else None
 
     @property
     def actor(self) -> str:
@@ -143,7 +168,11 @@ class Viewer:
     def need(self, action: Action, what: str) -> None:
         """403 unless this viewer's role may perform ``action`` (podium.core.roles, the one table)."""
         if not allowed(self.role, action):
-            roles = roles_for(action)
+            if self.principal is not None:
+                raise UiError(403, "Not allowed",
+                              f"your role {self.role!r} in this project cannot {what}; ask an owner or admin of "
+                              f"the project for role {' or '.join(user_roles_for(action))}")
+            roles = key_roles_for(action)
             raise UiError(
                 403,
                 "Not allowed",
@@ -179,7 +208,28 @@ def resolve_viewer(request: Request) -> Viewer:
                 raise
             raise NeedLogin(_next_url(request), "your key was revoked or is no longer valid; log in again")
         project = st.store.projects.get_project(key.project_id)
+        set_actor(request.state, key_actor(key, request))
         return Viewer(key.project_id, project.name, key.role, key.public_key, local=False, key=key)
+    principal = session_principal(request) if request.cookies.get(SESSION_COOKIE) else None
+    if principal is not None and (principal.role is None or principal.project_id is None):
+        # Removed from the session's project: move the session to another project of theirs, if any.
+        ms = st.store.users.memberships(principal.user.id)
+        if ms:
+            st.store.users.set_session_project(principal.session.id, ms[0].project_id)
+            principal = replace(principal, project_id=ms[0].project_id, role=ms[0].role)
+    if principal is not None:
+        if principal.role is None or principal.project_id is None:
+            raise UiError(403, "No project",
+                          "you are not a member of this session's project any more; pick another project on the "
+                          "account page (/account) or ask an admin to invite you again")
+        if not csrf_ok(request):
+            raise UiError(403, "Security token missing",
+                          "this form did not carry your session's security token (it may be from an older page); "
+                          "reload the page and submit it again")
+        project = st.store.projects.get_project(principal.project_id)
+        set_actor(request.state, user_actor(principal, request))
+        key = user_key(principal)
+        return Viewer(project.id, project.name, key.role, key.public_key, local=False, key=key, principal=principal)
     if local_mode(request):
         projects = st.store.projects.list_projects()
         if not projects:
@@ -190,6 +240,8 @@ def resolve_viewer(request: Request) -> Viewer:
                 "default project) or run `podium projects create NAME`",
             )
         chosen = next((p for p in projects if p.name == "default"), projects[0])
+        set_actor(request.state, Actor("local", LOCAL_ACTOR, role="admin", project_id=chosen.id,
+                                       ip=client_ip(request)))
         return Viewer(chosen.id, chosen.name, "admin", None, local=True)
     raise NeedLogin(_next_url(request))
 
