@@ -76,7 +76,7 @@ def test_open_a_default_dashboard_copy_it_and_add_a_chart(seeded: LiveServer, br
     expect(page.get_by_role("heading", level=1)).to_contain_text("Latency")
     # The number chart (p95 of 100, 200, 300, 400, 1000 and 5000 ms) and the drawn line charts.
     expect(page.get_by_test_id("chart-number").first).to_have_text("5.00 s")
-    page.wait_for_function("window.podiumDashboardCharts && window.podiumDashboardCharts.length >= 6")
+    page.wait_for_function("() => window.podiumDashboardCharts && window.podiumDashboardCharts.length >= 6")
     assert page.locator(".dplot canvas").count() >= 6
 
     # Copy it: an editable dashboard with the same charts.
@@ -97,7 +97,7 @@ def test_open_a_default_dashboard_copy_it_and_add_a_chart(seeded: LiveServer, br
     page.select_option("#c-type", "bar")
     page.wait_for_load_state()
     page.get_by_test_id("preview").click()
-    page.wait_for_function("window.podiumDashboardCharts && window.podiumDashboardCharts.length == 1")
+    page.wait_for_function("() => window.podiumDashboardCharts && window.podiumDashboardCharts.length == 1")
     assert page.get_by_role("img", name="Preview of Cost per model").count() == 1
     page.get_by_test_id("save-chart").click()
     expect(page.get_by_test_id("chart")).to_have_count(n + 1)

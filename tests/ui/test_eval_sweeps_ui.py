@@ -40,14 +40,14 @@ def test_eval_sweep_pages_in_the_browser(server: LiveServer, browser: Any) -> No
     assert "capitals" in page.locator(f"[data-sweep={sweep['id']}]").inner_text()
     page.click("text=capitals sweep")
     page.wait_for_url(f"**/eval-sweeps/{sweep['id']}")
-    page.wait_for_function("window.podiumSweepChart")
+    page.wait_for_function("() => window.podiumSweepChart")
     series = page.evaluate("window.podiumSweepChart.data.slice(1)")
     assert series == [[0.5, 0.967, None, 1.0], [None, None, 0.4, None]]  # by cost: 2, 1, 3 (dominated), 0
     # hover the dominated point: its configuration appears under the chart
     box = page.evaluate("""(() => { const u = window.podiumSweepChart, r = u.over.getBoundingClientRect();
         return [r.left + u.valToPos(3.0, 'x'), r.top + u.valToPos(0.4, 'y')]; })()""")
     page.mouse.move(box[0], box[1])
-    page.wait_for_function("document.getElementById('sweep-hover').textContent.includes('slow')")
+    page.wait_for_function("() => document.getElementById('sweep-hover').textContent.includes('slow')")
     assert "(dominated)" in page.locator("[data-testid=sweep-hover]").inner_text()
     assert page.locator("[data-testid=front-count]").inner_text() == "3"
     rows = page.locator("[data-testid=front-table] tbody tr")

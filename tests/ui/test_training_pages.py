@@ -60,7 +60,7 @@ def test_training_pages_in_the_browser(server: LiveServer, browser: Any) -> None
     # a run's page: both charts drawn by uPlot, the loss chart with train and eval loss
     page.click(f"[data-run={running['id']}] >> text=lr-0.0003")
     page.wait_for_url(f"**/training/{running['id']}")
-    page.wait_for_function("window.podiumTrainingCharts && window.podiumTrainingCharts.length === 2")
+    page.wait_for_function("() => window.podiumTrainingCharts && window.podiumTrainingCharts.length === 2")
     labels = page.evaluate("window.podiumTrainingCharts.map(u => u.series.slice(1).map(s => s.label))")
     assert labels == [["train loss", "eval loss"], ["learning rate"]]
     assert page.locator("[data-chart=loss] canvas").count() == 1
@@ -69,7 +69,7 @@ def test_training_pages_in_the_browser(server: LiveServer, browser: Any) -> None
     # a running run's page follows it: new steps redraw the charts (training.js polls every 10 s)
     server.store.training.log_steps(server.keys.project_id, running["id"], [{"step": 21, "loss": 1.0}])
     page.evaluate("window.podiumTrainingPoll()")
-    page.wait_for_function("document.querySelector('[data-testid=run-steps]').textContent === '21'")
+    page.wait_for_function("() => document.querySelector('[data-testid=run-steps]').textContent === '21'")
     assert page.evaluate("window.podiumTrainingCharts[0].data[0].length") == 21
     if TAKE_SHOTS:
         page.screenshot(path=str(SHOTS / "training-run.png"), full_page=True)
@@ -86,7 +86,7 @@ def test_training_pages_in_the_browser(server: LiveServer, browser: Any) -> None
     assert heads == ["lr-0.0001", "lr-0.0003"]
     assert page.locator("tr.param-differs").evaluate_all("rows => rows.map(r => r.dataset.param)") == [
         "training.learning_rate"]
-    page.wait_for_function("window.podiumTrainingCharts && window.podiumTrainingCharts.length === 2")
+    page.wait_for_function("() => window.podiumTrainingCharts && window.podiumTrainingCharts.length === 2")
     overlaid = page.evaluate("window.podiumTrainingCharts[0].series.slice(1).map(s => s.label)")
     assert overlaid == ["lr-0.0001 loss", "lr-0.0001 eval", "lr-0.0003 loss", "lr-0.0003 eval"]
     if TAKE_SHOTS:

@@ -173,7 +173,7 @@ def test_layout_in_chromium(fixes: LiveServer, browser: Any) -> None:
         el.textContent = JSON.stringify(d);
         window.dispatchEvent(new Event('resize'));
     }""")
-    page.wait_for_function("window.podiumCharts.some(u => (u.axes[1]._values || [])"
+    page.wait_for_function("() => window.podiumCharts.some(u => (u.axes[1]._values || [])"
                            ".some(v => v.startsWith('$0.0000000')))")
     axes = page.evaluate(measure)
     tiny = [a for a in axes if a["id"] in ("chart-cost", "chart-models")]
