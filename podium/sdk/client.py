@@ -157,6 +157,14 @@ class Podium:
                 ec = self._evals
         return ec
 
+    @property
+    def collections(self) -> Any:
+        """Knowledge collections on the server (``podium.sdk.collections.CollectionClient``: create,
+        add_texts, add_files, search, answer); shares the ``evals`` transport."""
+        from podium.sdk.collections import CollectionClient
+
+        return CollectionClient(self.evals)
+
     # --- spans ---------------------------------------------------------------------------
 
     def start_span(

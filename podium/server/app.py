@@ -16,9 +16,12 @@ from podium._version import __version__
 from podium.config import Settings
 from podium.core.tokens import tokenizer_name
 from podium.gateway.service import Gateway
+from podium.governance.redaction import Redactor
 from podium.monitor.worker import start_embedded_worker
 from podium.registry.serving import wire_gateway
-from podium.server.auth import Authenticator
+from podium.server.api_docs import install_api_docs
+from podium.server.audit_log import AuditLogMiddleware
+from podium.server.auth import Authenticator, CsrfFormMiddleware
 from podium.server.body import RefuseNulMiddleware
 from podium.server.errors import install_error_handlers
 from podium.server.gateway_log import GatewayLog
@@ -42,16 +45,26 @@ from podium.server.routes import (
     traces,
 )
 from podium.server.routes import annotations as annotation_routes
+from podium.server.routes import audit as audit_routes
+from podium.server.routes import collections as collection_routes
+from podium.server.routes import data_lifecycle as data_lifecycle_routes
 from podium.server.routes import deployments as deployment_routes
 from podium.server.routes import eval_sweeps as eval_sweep_routes
 from podium.server.routes import gateway as openai_routes
 from podium.server.routes import langfuse as langfuse_api
 from podium.server.routes import models as registry_routes
 from podium.server.routes import otlp_logs as otlp_logs_routes
+from podium.server.routes import redaction as redaction_routes
 from podium.server.routes import training_data as training_data_routes
 from podium.server.routes import training_runs as training_runs_routes
+from podium.server.routes import users as user_routes
+from podium.server.security_headers import SecurityHeadersMiddleware
 from podium.server.state import AppState
+from podium.server.ui import collections as collections_ui
 from podium.server.ui import install_ui
+from podium.server.ui.audit import router as audit_ui_router
+from podium.server.ui.data_lifecycle import router as data_lifecycle_ui_router
+from podium.server.ui.people import router as people_ui_router
 from podium.store import Store
 
 __all__ = ["create_app"]
@@ -90,6 +103,8 @@ def create_app(
     own_store = store is None
     store = store or Store.from_url(settings.resolved_database_url)
     ingester = ingester or Ingester.from_settings(store.ingest, settings)
+    if ingester.redactor is None:  # redaction before storage, on every ingest path (docs/governance.md)
+        ingester.redactor = Redactor(store.redaction)
     state = AppState(settings=settings, store=store, ingester=ingester, auth=Authenticator(store))
     gateway_log = GatewayLog(ingester, state.prices_for)
     state.gateway = gateway or Gateway(settings, store, sink=gateway_log.record, prices=state.prices_for,
@@ -135,7 +150,7 @@ def create_app(
         description="Tracing, prompts, evaluation and an OpenAI-compatible gateway. "
         "Errors always look like {\"error\": {\"code\", \"message\", \"details\"}}.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # /api/v1/docs: podium.server.api_docs (offline, no inline script)
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -143,6 +158,10 @@ def create_app(
     app.state.otlp_grpc = grpc_receiver
     install_error_handlers(app)
     app.add_middleware(RefuseNulMiddleware)  # NUL in a URL: 400 on every database (PostgreSQL refuses it)
+    # CSP, frame-ancestors, referrer policy, HSTS over TLS, PODIUM_ALLOWED_HOSTS (docs/governance.md#web-security)
+    app.add_middleware(SecurityHeadersMiddleware, allowed_hosts=settings.allowed_hosts,
+                       hsts_max_age=settings.hsts_max_age)
+    install_api_docs(app)
     install_metrics(app, state)  # /metrics: gateway, ingestion, process; no _created series
     # The gateway's hot paths are plain ASGI endpoints (OpenAI's error format, SSE, low overhead).
     openai_routes.install(app)  # /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, /v1/models
@@ -174,6 +193,17 @@ def create_app(
     app.include_router(deployment_routes.router)  # /api/v1/canaries: canary deployments (docs/canary.md)
     app.include_router(training_runs_routes.router)  # /api/v1/training-runs, /api/v1/training-sweeps
     app.include_router(eval_sweep_routes.router)  # /api/v1/eval-sweeps: fronts, decide, forecast
+    app.include_router(collection_routes.router)  # /api/v1/collections: knowledge collections, search, RAG answers
+    app.include_router(collections_ui.router)  # /collections: UI pages (before install_ui's error handlers)
+    app.include_router(redaction_routes.router)  # /api/v1/redaction-rules (docs/governance.md#redaction)
+    app.include_router(audit_routes.router)  # /api/v1/audit-events: the audit log (docs/governance.md)
+    app.include_router(user_routes.router)  # /api/v1/members, /api/v1/invitations, /api/v1/users (docs/governance.md)
+    app.include_router(people_ui_router)  # sign-in, /settings/members, /invite, /account (docs/governance.md#people)
+    app.add_middleware(CsrfFormMiddleware)  # a session's form posts: note their csrf_token field (auth.csrf_ok)
+    app.include_router(data_lifecycle_routes.router)  # /api/v1/retention, legal-hold, subjects (docs/governance.md)
     install_ui(app)
+    app.include_router(audit_ui_router)  # /settings/audit: the audit log's page
+    app.include_router(data_lifecycle_ui_router)  # /settings/retention, /settings/subjects
+    app.add_middleware(AuditLogMiddleware)  # one audit event per mutating request (docs/governance.md)
     openai_routes.install_fallback(app, otlp=True)  # last: other /v1 paths answer in OpenAI's shape
     return app

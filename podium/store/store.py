@@ -8,6 +8,7 @@ from podium.store.engine import make_engine
 from podium.store.migrate import upgrade
 from podium.store.repos.alerts import AlertRepo
 from podium.store.repos.annotations import AnnotationRepo
+from podium.store.repos.audit import AuditRepo
 from podium.store.repos.canaries import CanaryRepo
 from podium.store.repos.dashboards import DashboardsRepo
 from podium.store.repos.drift import DriftRepo
@@ -16,15 +17,18 @@ from podium.store.repos.evals import EvalRepo
 from podium.store.repos.gateway import GatewayRepo
 from podium.store.repos.ingest import IngestRepo
 from podium.store.repos.jobs import JobRepo
+from podium.store.repos.lifecycle import LifecycleRepo
 from podium.store.repos.metrics import MetricsRepo
 from podium.store.repos.models import ModelRepo
 from podium.store.repos.online_evals import OnlineEvalRepo
 from podium.store.repos.prices import PriceRepo
 from podium.store.repos.projects import ProjectRepo
 from podium.store.repos.prompts import PromptRepo
+from podium.store.repos.redaction import RedactionRepo
 from podium.store.repos.scores import ScoreRepo
 from podium.store.repos.traces import TraceRepo
 from podium.store.repos.training import TrainingRepo
+from podium.store.repos.users import UserRepo
 
 __all__ = ["Store"]
 
@@ -51,6 +55,10 @@ class Store:
         self.canaries = CanaryRepo(engine)  # canary deployments and their audit trail (podium.monitor.canary)
         self.training = TrainingRepo(engine)  # fine-tuning runs, their steps and sweeps (podium.tune)
         self.eval_sweeps = EvalSweepRepo(engine)  # eval sweeps and their trials (podium.experiments.sweep)
+        self.lifecycle = LifecycleRepo(engine)  # retention and data-subject requests (podium.governance)
+        self.users = UserRepo(engine)  # people: users, memberships, sessions, invitations (podium.governance)
+        self.redaction = RedactionRepo(engine)  # redaction rules applied before storage (podium.governance.redaction)
+        self.audit = AuditRepo(engine)  # the audit log, one hash chain (podium.governance.audit)
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True) -> Store:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -32,8 +33,15 @@ __all__ = [
     "annotation_item",
     "annotation_queue",
     "api_key",
+    "app_user",
+    "audit_event",
+    "audit_head",
     "canary",
     "canary_event",
+    "collection",
+    "collection_chunk",
+    "collection_document",
+    "collection_version",
     "dashboard",
     "dashboard_chart",
     "dataset",
@@ -48,6 +56,7 @@ __all__ = [
     "experiment_label",
     "gateway_model",
     "gateway_spend",
+    "invitation",
     "metadata",
     "model_alias",
     "model_alias_event",
@@ -56,21 +65,29 @@ __all__ = [
     "monitor_job",
     "online_eval_rule",
     "online_eval_stat",
+    "organisation",
+    "organisation_project",
     "project",
+    "project_member",
     "prompt",
     "prompt_label",
     "prompt_label_event",
     "prompt_settings",
     "prompt_version",
+    "redaction_rules",
     "registered_model",
+    "retention_policy",
+    "retention_run",
     "score",
     "score_config",
     "span",
+    "subject_request",
     "trace",
     "trace_tag",
     "training_run",
     "training_step",
     "training_sweep",
+    "user_session",
 ]
 
 metadata = MetaData(
@@ -1050,4 +1067,294 @@ eval_sweep_trial = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     ForeignKeyConstraint(["project_id", "sweep_id"], ["eval_sweep.project_id", "eval_sweep.id"],
                          ondelete="CASCADE"),
+)
+
+# === users (0018_users) ===
+
+# People (issue 16): organisations own projects; a user (email + argon2id password hash, or an
+# OIDC subject) is a member of projects with a role (podium.core.roles.USER_ROLES); sign-ins are
+# server-side session rows (the cookie holds a random token, the row its sha256); invitations are
+# one-time links (the row keeps the token's sha256). Organisation- and user-level, so not project-scoped.
+organisation = Table(
+    "organisation",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+organisation_project = Table(
+    "organisation_project",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("organisation_id", String(36), ForeignKey("organisation.id", ondelete="CASCADE"), nullable=False),
+    Index(None, "organisation_id"),
+)
+
+app_user = Table(
+    "app_user",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),  # lower-cased
+    Column("name", String(200)),
+    Column("password_hash", String(200)),  # argon2id; None: signs in through OIDC only
+    Column("oidc_subject", String(500), unique=True),  # "issuer|sub" of a single sign-on account
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime),
+    Column("last_login_at", UtcDateTime),
+)
+
+project_member = Table(
+    "project_member",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(36), ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "user_id"),
+)
+
+user_session = Table(
+    "user_session",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256 of the cookie's token
+    Column("user_id", String(36), ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="SET NULL")),  # the project it acts on
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),  # absolute expiry
+    Column("revoked_at", UtcDateTime),
+    Column("ip", String(64)),
+    Column("user_agent", String(300)),
+    Column("method", String(16), nullable=False),  # password | oidc | invite
+    Index(None, "user_id"),
+)
+
+invitation = Table(
+    "invitation",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("invited_by", String(400)),  # the actor's label
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("accepted_at", UtcDateTime),
+    Column("accepted_by", String(36)),
+    Column("revoked_at", UtcDateTime),
+    Index(None, "project_id", "created_at"),
+)
+
+# === audit (0019_audit) ===
+
+# The audit log (podium.governance.audit): append-only, one hash chain across the installation.
+# No foreign key to project on purpose: deleting a project must not delete the record of who
+# deleted it (and a cascade would break the chain). Never touched by the retention job.
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # position in the chain, 1, 2, ...
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("project_id", String(36)),
+    Column("actor_kind", String(16), nullable=False),  # key | user | local | cli | system | anonymous
+    Column("actor_id", String(255), nullable=False),
+    Column("actor_name", String(255)),
+    Column("actor_role", String(32)),
+    Column("action", String(128), nullable=False),  # dotted: prompt.label.move, key.create, http.post
+    Column("target_type", String(64)),
+    Column("target_id", String(512)),
+    Column("method", String(16)),
+    Column("route", String(512)),  # the route template: /api/v1/prompts/{name}/labels/{label}
+    Column("path", String(2048)),
+    Column("status", Integer),
+    Column("ip", String(64)),
+    Column("user_agent", String(512)),
+    Column("before_digest", String(64)),  # sha256 of the canonical JSON of the value
+    Column("after_digest", String(64)),
+    Column("before_value", Text),  # the canonical JSON itself when under 4 KiB
+    Column("after_value", Text),
+    Column("detail", Text),  # canonical JSON (text, so what was hashed is what is read back)
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index(None, "project_id", "seq"),
+    Index(None, "project_id", "action"),
+    Index(None, "project_id", "target_type", "target_id"),
+    Index(None, "project_id", "actor_id"),
+)
+
+# The chain's head: one row (id 1), locked by every append (SELECT ... FOR UPDATE on PostgreSQL;
+# SQLite's BEGIN IMMEDIATE serialises writers anyway), so concurrent appends cannot fork the chain.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# === data lifecycle (0020_data_lifecycle) ===
+# Retention and data-subject requests (podium/store/repos/lifecycle.py, docs/governance.md). One
+# policy row per project: a period per kind in days (NULL: the installation default
+# PODIUM_RETENTION_DAYS; 0: keep forever), the legal hold (nothing is deleted while on) and the
+# worker's lease (``next_run_at``: the job claims a project by moving it forward).
+retention_policy = Table(
+    "retention_policy",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("traces_days", Integer),
+    Column("scores_days", Integer),
+    Column("gateway_days", Integer),
+    Column("legal_hold", Boolean, nullable=False, default=False),
+    Column("legal_hold_reason", Text),
+    Column("next_run_at", UtcDateTime),
+    Column("updated_by", String(256)),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One purge (the worker's or a manual one; dry runs too): the cut-off per kind and the rows
+# deleted (or that would be) per table, the longest transaction and how long it took.
+retention_run = Table(
+    "retention_run",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(36), primary_key=True),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("status", String(16), nullable=False),  # ok | error
+    Column("cutoffs", JSONType),
+    Column("counts", JSONType),
+    Column("batches", Integer, nullable=False, default=0),
+    Column("max_tx_ms", Float),
+    Column("error", Text),
+    Column("actor", String(256)),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Index(None, "project_id", "started_at"),
+)
+
+# A data-subject request's receipt: counts per table (never the data), who asked and when.
+subject_request = Table(
+    "subject_request",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),  # delete | export
+    Column("user_id", String(256), nullable=False),
+    Column("counts", JSONType, nullable=False),
+    Column("notes", JSONType),
+    Column("actor", String(256)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "project_id", "created_at"),
+)
+
+# Retention reads scores by age and annotation items by trace, through these.
+Index("ix_score_retention", score.c.project_id, score.c.timestamp)
+Index("ix_annotation_item_trace", annotation_item.c.project_id, annotation_item.c.trace_id)
+
+
+# === redaction (0021_redaction) ===
+
+# Redaction rules applied before storage (podium/governance/redaction.py): one document per
+# project, ``{"rules": [...]}`` as set by PUT /api/v1/redaction-rules, and whether an item
+# that cannot be redacted is rejected (fail-closed) or stored with a counted warning.
+redaction_rules = Table(
+    "redaction_rules",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("rules", JSONType, nullable=False),  # [{preset|path|pattern|scanner: ..., ...}, ...]
+    Column("fail_closed", Boolean, nullable=False, default=False),
+    Column("updated_by", String(256)),  # the actor's label (key:pk-..., user:ana@...)
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# === collections (0022_collections) ===
+
+from sqlalchemy.dialects.postgresql import TSVECTOR  # noqa: E402  (kept with the only table that uses it)
+
+# Knowledge collections (issue 17, podium/rag, docs/rag.md): documents and their chunks, versioned
+# like datasets (a row is valid for versions ``valid_from <= v < valid_to``; NULL: still current).
+# ``collection_chunk.key`` is a 63-bit hash of the chunk's identity, the row id of the keyword
+# index; ``embedding`` holds the float32 vector; ``fts`` the PostgreSQL tsvector. SQLite's FTS5
+# virtual table ``rag_fts`` and the pgvector tables are created at run time by
+# podium/store/repos/collections.py (alembic cannot describe them).
+collection = Table(
+    "collection",
+    metadata,
+    Column("project_id", String(36), ForeignKey("project.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("description", Text),
+    Column("embedder", String(200), nullable=False),  # local:minilm-l6-v2 | gateway:ALIAS
+    Column("dimensions", Integer),  # set by the first ingestion
+    Column("chunking", JSONType, nullable=False),  # {strategy, size, overlap}
+    Column("metadata", JSONType),
+    Column("latest_version", Integer, nullable=False, default=0),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+collection_version = Table(
+    "collection_version",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("collection", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("document_count", Integer, nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("added", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("removed", Integer, nullable=False, default=0),
+    Column("message", Text),
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "collection"], ["collection.project_id", "collection.name"],
+                         ondelete="CASCADE"),
+)
+
+collection_document = Table(
+    "collection_document",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("collection", String(200), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("valid_from", Integer, primary_key=True),
+    Column("valid_to", Integer),
+    Column("title", String(500)),
+    Column("source", String(1000)),
+    Column("kind", String(16), nullable=False),  # txt | md | html | pdf
+    Column("metadata", JSONType),
+    Column("content_hash", String(64), nullable=False),
+    Column("chars", Integer, nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "collection"], ["collection.project_id", "collection.name"],
+                         ondelete="CASCADE"),
+    Index(None, "project_id", "collection", "valid_to"),
+)
+
+collection_chunk = Table(
+    "collection_chunk",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("collection", String(200), primary_key=True),
+    Column("document_id", String(200), primary_key=True),
+    Column("valid_from", Integer, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("key", BigInteger, nullable=False),
+    Column("valid_to", Integer),
+    Column("text", Text, nullable=False),
+    Column("start", Integer, nullable=False),
+    Column("end", Integer, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("heading", String(500)),
+    Column("embedding", LargeBinary, nullable=False),  # float32, little-endian
+    # PostgreSQL: to_tsvector('english', text), set by the repo after insert (GIN-indexed); NULL on SQLite
+    Column("fts", Text().with_variant(TSVECTOR(), "postgresql")),
+    ForeignKeyConstraint(["project_id", "collection"], ["collection.project_id", "collection.name"],
+                         ondelete="CASCADE"),
+    Index(None, "key", unique=True),
+    Index(None, "project_id", "collection", "valid_to"),
+    Index(None, "fts", postgresql_using="gin"),
 )

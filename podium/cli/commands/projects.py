@@ -10,6 +10,7 @@ from rich.table import Column, Table
 from podium.cli._common import console, err_console, open_store, print_json
 from podium.config import Settings
 from podium.errors import PodiumError
+from podium.governance.audit import cli_actor
 
 __all__ = ["keys_app", "projects_app"]
 
@@ -29,6 +30,8 @@ def projects_create(name: str, as_json: bool = typer.Option(False, "--json")) ->
     try:
         p = store.projects.create_project(name)
         k = store.projects.create_key(p.id, role="admin", note="created with the project")
+        store.audit.append(project_id=p.id, actor=cli_actor(), action="project.create", target_type="project",
+                           target_id=p.id, after={"project": asdict(p), "admin_key": k.key.public_key})
     except PodiumError as e:
         raise _fail(e)
     if as_json:
@@ -64,6 +67,8 @@ def keys_create(
     try:
         p = store.projects.get_project(project)
         k = store.projects.create_key(p.id, role=role, note=note)
+        store.audit.append(project_id=p.id, actor=cli_actor(), action="key.create", target_type="key",
+                           target_id=k.key.public_key, after=asdict(k.key))
     except PodiumError as e:
         raise _fail(e)
     if as_json:
@@ -105,6 +110,8 @@ def keys_revoke(public_key: str) -> None:
     store = open_store(Settings())
     try:
         k = store.projects.revoke_key(None, public_key)
+        store.audit.append(project_id=k.project_id, actor=cli_actor(), action="key.revoke", target_type="key",
+                           target_id=k.public_key, after=asdict(k))
     except PodiumError as e:
         raise _fail(e)
     console.print(f"revoked {k.public_key}")

@@ -16,3 +16,6 @@ def register_scorers(register: Callable[..., Any]) -> None:
         register(cls.type, cls, category=category)
     register("python", python_scorer, category="custom",
              description="A custom Python function (a callable or 'module:function' / 'file.py:function').")
+    from podium.evals.scorers.retrieval import register_retrieval
+
+    register_retrieval(register)  # hit-rate, mrr, ndcg, context-precision, context-recall (labelled relevance)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
+from podium.server.audit_log import noted
 from podium.server.auth import CurrentKey, require_admin, require_read
 from podium.server.body import StrictJSONRoute
 from podium.server.schemas import KeyOut, NewKeyOut, PriceIn, PriceOut, ProjectOut
@@ -53,7 +54,8 @@ def list_keys(request: Request, key: require_admin) -> list[dict[str, Any]]:
 def create_key(request: Request, key: require_admin, body: KeyCreate | None = None) -> dict[str, Any]:
     body = body or KeyCreate()
     new = _st(request).store.projects.create_key(key.project_id, role=body.role, note=body.note)
-    return {**asdict(new.key), "secret_key": new.secret_key}
+    return {**noted(request.state, "key.create", asdict(new.key), target_type="key", target_id=new.key.public_key),
+            "secret_key": new.secret_key}
 
 
 @router.delete("/keys/{public_key}", response_model=KeyOut, summary="Revoke a key")
@@ -61,7 +63,7 @@ def revoke_key(request: Request, public_key: str, key: require_admin) -> dict[st
     st = _st(request)
     revoked = st.store.projects.revoke_key(key.project_id, public_key)
     st.auth.invalidate()
-    return asdict(revoked)
+    return noted(request.state, "key.revoke", asdict(revoked), target_type="key", target_id=public_key)
 
 
 @router.get("/prices", response_model=list[PriceOut], tags=["prices"], summary="Model price overrides")
@@ -86,7 +88,7 @@ def put_price(
         cached_input_per_million=body.cached_input_per_million,
     )
     st.invalidate_prices(key.project_id)
-    return row
+    return noted(request.state, "price.set", row, target_type="price", target_id=model)
 
 
 @router.delete("/prices/{model:path}", status_code=204, tags=["prices"], summary="Remove a price override")
@@ -94,3 +96,4 @@ def delete_price(request: Request, model: str, key: require_admin) -> None:
     st = _st(request)
     st.store.prices.delete(key.project_id, model)
     st.invalidate_prices(key.project_id)
+    noted(request.state, "price.delete", None, target_type="price", target_id=model)

@@ -17,6 +17,7 @@ from podium.errors import BadRequest
 from podium.gateway.config import parse_alias
 from podium.monitor.canary.controller import CanaryController
 from podium.registry.registry import ModelRegistry, check_alias, check_name
+from podium.server.audit_log import noted
 from podium.server.auth import require_admin, require_read
 from podium.server.body import StrictJSONRoute
 from podium.server.state import AppState
@@ -152,7 +153,7 @@ def create(request: Request, body: CanaryIn, key: require_admin) -> dict[str, An
         candidate_version=cand, steps=body.steps, step_duration_s=body.step_duration_s,
         min_requests=body.min_requests, gates=body.gates.model_dump(exclude_none=True), suite=body.suite,
         promote_alias=body.promote_alias, alert_rule=body.alert_rule, start=body.start, actor=key.public_key)
-    return public_canary(row)
+    return noted(request.state, "canary.start", public_canary(row), target_type="canary", target_id=row["id"])
 
 
 @router.get("", response_model=CanaryPage, summary="List canaries, newest first")
@@ -228,7 +229,7 @@ def _act(request: Request, canary_id: str, key: Any, body: ActionIn | None, what
     else:
         row = ctl.abort(pid, canary_id, actor=actor, reason=reason)
     assert row is not None  # by hand: a conflict raises instead
-    return public_canary(row)
+    return noted(request.state, f"canary.{what}", public_canary(row), target_type="canary", target_id=canary_id)
 
 
 @router.post("/{canary_id}/rollback", response_model=CanaryOut,

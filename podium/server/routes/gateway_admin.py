@@ -11,6 +11,7 @@ from podium.errors import BadRequest, PodiumError
 from podium.gateway.config import ModelAlias, check_api_alias, parse_alias, seal_api_alias
 from podium.gateway.limits import Limits
 from podium.gateway.service import Gateway
+from podium.server.audit_log import noted
 from podium.server.auth import require_admin, require_read
 from podium.server.body import StrictJSONRoute
 from podium.server.metrics import check_scraper
@@ -86,7 +87,9 @@ def put_model(
     alias = gw.aliases(key.project_id)[name]
     import json
 
-    return Response(json.dumps(_alias_out(alias, stored)), status_code=201 if created else 200,
+    out = noted(request.state, "gateway.model.set", _alias_out(alias, stored), target_type="gateway_model",
+                target_id=name, detail={"created": bool(created)})
+    return Response(json.dumps(out), status_code=201 if created else 200,
                     media_type="application/json")
 
 
@@ -111,6 +114,7 @@ def delete_model(request: Request, name: str, key: require_admin) -> Response:
     st, gw = _gw(request)
     st.store.gateway.delete_model(key.project_id, name)
     gw.invalidate(key.project_id)
+    noted(request.state, "gateway.model.delete", None, target_type="gateway_model", target_id=name)
     return Response(status_code=204)
 
 
@@ -126,9 +130,11 @@ def put_limits(request: Request, key: require_admin, body: dict[str, Any] = Body
     (each optional; null or absent means no limit)."""
     st, gw = _gw(request)
     limits = Limits.from_dict(body).to_dict()
+    before = st.store.projects.project_limits(key.project_id) or {}
     st.store.projects.set_project_limits(key.project_id, limits)
     gw.invalidate(key.project_id)
-    return {"limits": limits}
+    return noted(request.state, "gateway.limits.set", {"limits": limits}, target_type="project",
+                 target_id=key.project_id, before={"limits": before})
 
 
 @router.put("/keys/{public_key}", summary="Set a key's gateway limits and model allow-list (admin)")
@@ -149,8 +155,8 @@ def put_key(request: Request, public_key: str, key: require_admin, body: dict[st
         kw["models"] = models
     updated = st.store.projects.update_key(key.project_id, public_key, **kw)
     st.auth.invalidate()
-    return {"public_key": updated.public_key, "role": updated.role, "limits": updated.limits or {},
-            "models": updated.models}
+    return noted(request.state, "key.gateway.set", {"public_key": updated.public_key, "role": updated.role,
+                 "limits": updated.limits or {}, "models": updated.models}, target_type="key", target_id=public_key)
 
 
 @router.get("/spend", summary="Live usage and spend of the project and of each key with limits")

@@ -21,6 +21,7 @@ from podium.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from podium.gateway.guardrails import OFF, POLICY_NAME, check_policies
 from podium.gateway.service import Gateway
 from podium.guardrails.policy import BUILTIN_POLICIES, builtin_policy
+from podium.server.audit_log import noted
 from podium.server.auth import require_admin, require_read
 from podium.server.body import StrictJSONRoute
 from podium.server.state import AppState
@@ -97,6 +98,8 @@ def put_policy(
     stored = policy.model_dump(exclude_defaults=True, exclude={"name"})
     project = st.store.projects.project_guardrails(key.project_id)
     created = name not in project["policies"]
+    noted(request.state, "guardrail.policy.set", stored, target_type="guardrail_policy", target_id=name,
+          before=project["policies"].get(name))
     project["policies"][name] = stored
     st.store.projects.set_project_guardrails(key.project_id, project)
     gw.invalidate(key.project_id)
@@ -119,7 +122,8 @@ def delete_policy(request: Request, name: str, key: require_admin) -> Response:
     if users:
         raise Conflict(f"policy {name!r} is used by key(s) {', '.join(users)}; give them another policy first "
                        "(PUT /api/v1/guardrails/keys/{public_key})")
-    del project["policies"][name]
+    noted(request.state, "guardrail.policy.delete", None, target_type="guardrail_policy", target_id=name,
+          before=project["policies"].pop(name))
     st.store.projects.set_project_guardrails(key.project_id, project)
     gw.invalidate(key.project_id)
     return Response(status_code=204)
@@ -134,6 +138,8 @@ def put_default(request: Request, key: require_admin, body: dict[str, Any] = Bod
         raise BadRequest('send {"policy": "<name>" | "off" | null}', details=[{"field": "policy", "message": "required"}])
     name = _check_name(st, gw, key.project_id, body["policy"], "policy")
     project = st.store.projects.project_guardrails(key.project_id)
+    noted(request.state, "guardrail.default.set", {"policy": name}, target_type="project", target_id=key.project_id,
+          before={"policy": project["default"]})
     project["default"] = name
     st.store.projects.set_project_guardrails(key.project_id, project)
     gw.invalidate(key.project_id)
@@ -151,4 +157,5 @@ def put_key_policy(request: Request, public_key: str, key: require_admin,
     name = _check_name(st, gw, key.project_id, body["policy"], "policy")
     updated = st.store.projects.update_key(key.project_id, public_key, guardrails=name)
     st.auth.invalidate()
-    return {"public_key": updated.public_key, "policy": updated.guardrails}
+    return noted(request.state, "key.guardrail.set", {"public_key": updated.public_key, "policy": updated.guardrails},
+                 target_type="key", target_id=public_key)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from podium.core.roles import Action
 from podium.registry.lineage import gateway_deployments, lineage
 from podium.registry.registry import ModelRegistry, check_alias, check_name
+from podium.server.audit_log import noted
 from podium.server.auth import needs, require_read
 from podium.server.body import StrictJSONRoute
 from podium.server.state import AppState
@@ -241,13 +242,16 @@ def get_alias(request: Request, name: Name, alias: AliasP, key: require_read) ->
             summary="Point an alias (champion, challenger, ...) at a version; the move is recorded")
 def put_alias(request: Request, name: Name, alias: AliasP, body: AliasIn, key: Writer) -> dict[str, Any]:
     check_alias(alias)
-    return _reg(request).set_alias(key.project_id, name, alias, body.version, actor=key.public_key,
-                                   comment=body.comment)
+    return noted(request.state, "model.alias.move", _reg(request).set_alias(
+        key.project_id, name, alias, body.version, actor=key.public_key, comment=body.comment),
+        target_type="registered_model", target_id=name, detail={"alias": alias})
 
 
 @router.delete("/models/{name}/aliases/{alias}", status_code=204, summary="Remove an alias (recorded)")
 def delete_alias(request: Request, name: Name, alias: AliasP, key: Writer) -> None:
     _reg(request).repo.delete_alias(key.project_id, name, alias, actor=key.public_key)
+    noted(request.state, "model.alias.delete", None, target_type="registered_model", target_id=name,
+          detail={"alias": alias})
 
 
 @router.get("/models/{name}/aliases/{alias}/history", response_model=AliasHistory,
@@ -261,5 +265,6 @@ def alias_history(request: Request, name: Name, alias: AliasP, key: require_read
              summary="Move the alias back to where it pointed before its last move")
 def rollback_alias(request: Request, name: Name, alias: AliasP, key: Writer,
                    body: RollbackIn | None = None) -> dict[str, Any]:
-    return dict(_reg(request).repo.rollback_alias(key.project_id, name, alias, actor=key.public_key,
-                                                  comment=body.comment if body else None))
+    return noted(request.state, "model.alias.rollback", dict(_reg(request).repo.rollback_alias(
+        key.project_id, name, alias, actor=key.public_key, comment=body.comment if body else None)),
+        target_type="registered_model", target_id=name, detail={"alias": alias})

@@ -23,6 +23,7 @@ from podium.core.records import TraceIn
 from podium.core.roles import Action
 from podium.errors import BadRequest, ServiceUnavailable, ValidationFailed
 from podium.prompts import PromptRegistry
+from podium.server.audit_log import label_note, noted
 from podium.server.auth import needs
 from podium.server.body import StrictJSONRoute, read_json
 from podium.server.convert import BatchBuilder
@@ -241,8 +242,9 @@ async def create_prompt(request: Request, key: Writer) -> dict[str, Any]:
     """Versions are immutable and numbered from 1; ``latest`` moves to the new one. Invalid
     templates answer 400 with the line and column; versions over 1 MB answer 413."""
     body = await _json_object(request)
-    return await run_in_threadpool(
+    out = await run_in_threadpool(
         _reg(request).create_version, key.project_id, body, role=key.role, actor=key.public_key)
+    return noted(request.state, "prompt.version.create", out, target_type="prompt", target_id=out.get("name"))
 
 
 @router.get("/settings", response_model=SettingsOut, summary="Prompt settings of the project")
@@ -252,7 +254,9 @@ def get_settings(request: Request, key: Reader) -> dict[str, Any]:
 
 @router.put("/settings", response_model=SettingsOut, summary="Set the protected labels (admin)")
 def put_settings(request: Request, key: Admin, body: SettingsIn) -> dict[str, Any]:
-    return _reg(request).put_settings(key.project_id, body.model_dump())
+    before = _st(request).store.prompts.get_settings(key.project_id)
+    return noted(request.state, "prompt.settings.set", _reg(request).put_settings(key.project_id, body.model_dump()),
+                 target_type="prompt_settings", target_id=key.project_id, before=before)
 
 
 @router.get("/export", response_model=dict[str, list[dict[str, Any]]],
@@ -353,8 +357,9 @@ async def create_version(request: Request, name: str, key: Writer) -> dict[str, 
     if "name" in body and body["name"] != name:
         raise ValidationFailed(f"the body names prompt {body['name']!r} but the path names {name!r}",
                                details=[{"field": "name", "message": "differs from the path"}])
-    return await run_in_threadpool(
+    out = await run_in_threadpool(
         _reg(request).create_version, key.project_id, body, role=key.role, actor=key.public_key, name=name)
+    return noted(request.state, "prompt.version.create", out, target_type="prompt", target_id=name)
 
 
 # --- labels ---------------------------------------------------------------------------------------------------
@@ -373,8 +378,10 @@ def label_history(request: Request, name: str, label: str, key: Reader, limit: L
 def rollback_label(request: Request, name: str, label: str, key: Writer,
                    body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
     comment = (body or {}).get("comment")
-    return _reg(request).rollback_label(key.project_id, name, label, role=key.role, actor=key.public_key,
-                                        comment=comment)
+    out = _reg(request).rollback_label(key.project_id, name, label, role=key.role, actor=key.public_key,
+                                       comment=comment)
+    label_note(request.state, _st(request).store, key.project_id, name, label, "prompt.label.rollback")
+    return out
 
 
 @router.get("/{name:path}/labels/{label}", response_model=LabelOut,
@@ -389,12 +396,15 @@ def put_label(request: Request, name: str, label: str, key: Writer, body: LabelI
     """Protected labels (``PUT /api/v1/prompts/settings``) need an admin key (403 otherwise).
     Every move is recorded: ``GET .../labels/{label}/history``."""
     raw = body.model_dump(exclude_none=True)
-    return _reg(request).set_label(key.project_id, name, label, raw, role=key.role, actor=key.public_key)
+    out = _reg(request).set_label(key.project_id, name, label, raw, role=key.role, actor=key.public_key)
+    label_note(request.state, _st(request).store, key.project_id, name, label, "prompt.label.move")
+    return out
 
 
 @router.delete("/{name:path}/labels/{label}", status_code=204, summary="Remove a label (recorded)")
 def delete_label(request: Request, name: str, label: str, key: Writer) -> Response:
     _reg(request).delete_label(key.project_id, name, label, role=key.role, actor=key.public_key)
+    label_note(request.state, _st(request).store, key.project_id, name, label, "prompt.label.delete")
     return Response(status_code=204)
 
 
@@ -479,4 +489,5 @@ def patch_prompt(request: Request, name: str, key: Writer,
 @router.delete("/{name:path}", status_code=204, summary="Delete a prompt with all its versions (admin)")
 def delete_prompt(request: Request, name: str, key: Admin) -> Response:
     _st(request).store.prompts.delete_prompt(key.project_id, name)
+    noted(request.state, "prompt.delete", None, target_type="prompt", target_id=name)
     return Response(status_code=204)

@@ -35,6 +35,7 @@ from podium.server.ui.guardrails import router as guardrails_router
 from podium.server.ui.online_evals import router as online_evals_router
 from podium.server.ui.pages import page, router
 from podium.server.ui.prompts import router as prompts_router
+from podium.server.ui.redaction import router as redaction_router
 from podium.server.ui.registry import router as registry_router
 from podium.server.ui.training import router as training_router
 
@@ -104,6 +105,7 @@ def install_ui(app: FastAPI) -> None:
     app.include_router(training_router)  # /training: fine-tuning runs, loss curves, compare, sweeps
     app.include_router(eval_sweeps_router)  # /eval-sweeps: the cost/quality front, decide, forecasts
     app.include_router(dashboards_router)  # /dashboards: saved and default dashboards, the chart editor
+    app.include_router(redaction_router)  # /settings/redaction: redaction before storage
 
     # The handlers installed before these (podium.server.app's) are all async.
     prev_podium = cast("_Handler | None", app.exception_handlers.get(PodiumError))

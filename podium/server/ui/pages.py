@@ -9,6 +9,7 @@ answer with a full page or a redirect, so links and forms work without JavaScrip
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from podium.core.records import ScoreIn
 from podium.core.roles import Action, allowed
 from podium.errors import BadRequest, NotFound, PodiumError
+from podium.server.audit_log import noted
 from podium.server.convert import BatchBuilder
 from podium.server.state import AppState
 from podium.server.ui.access import (
@@ -628,6 +630,7 @@ async def create_key(request: Request) -> HTMLResponse:
     error = new = None
     try:
         new = _st(request).store.projects.create_key(v.project_id, role=role, note=note)
+        noted(request.state, "key.create", asdict(new.key), target_type="key", target_id=new.key.public_key)
     except PodiumError as e:
         error = e.message
     ctx = _keys_ctx(request, v, new=new, error=error)
@@ -647,7 +650,8 @@ async def revoke_key(request: Request, public_key: str) -> Response:
     st = _st(request)
     error = None
     try:
-        st.store.projects.revoke_key(v.project_id, public_key)
+        noted(request.state, "key.revoke", asdict(st.store.projects.revoke_key(v.project_id, public_key)),
+              target_type="key", target_id=public_key)
     except NotFound as e:
         error = e.message
     st.auth.invalidate()

@@ -30,6 +30,7 @@ from podium.core.prompts import Prompt, check_label, check_targets
 from podium.core.roles import Action
 from podium.errors import BadRequest, NotFound, PodiumError
 from podium.prompts import PromptRegistry
+from podium.server.audit_log import label_note, noted
 from podium.server.routes.prompts import RunIn, run_version
 from podium.server.ui.access import UiError, Viewer, check_origin, ui_action
 from podium.server.ui.pages import _form, _get, _is_htmx, _mark_ui, _st, _viewer, fragment, page
@@ -117,7 +118,9 @@ async def save_protected_labels(request: Request) -> Response:
     form = await _form(request)
     labels = [x.strip() for x in form.get("protected_labels", "").replace(",", " ").split() if x.strip()]
     try:
-        await run_in_threadpool(_reg(request).put_settings, v.project_id, {"protected_labels": labels})
+        noted(request.state, "prompt.settings.set", await run_in_threadpool(
+            _reg(request).put_settings, v.project_id, {"protected_labels": labels}), target_type="prompt_settings",
+            target_id=v.project_id)
     except PodiumError as e:
         raise UiError(e.status_code, "Not saved", e.message)
     return RedirectResponse("/settings?saved=prompts#prompt-settings", status_code=303)
@@ -474,6 +477,7 @@ async def move_label(request: Request, name: str, label: str) -> Response:
         body = _label_body(form)
         await run_in_threadpool(_reg(request).set_label, v.project_id, name, label, body, role=v.role,
                                 actor=v.actor)
+        label_note(request.state, request.app.state.podium.store, v.project_id, name, label, "prompt.label.move")
     except PodiumError as e:
         ctx = await run_in_threadpool(_move_ctx, request, v, name, label, form)
         ctx["error"] = e.message
@@ -505,6 +509,7 @@ async def rollback(request: Request, name: str, label: str) -> Response:
     try:
         await run_in_threadpool(_reg(request).rollback_label, v.project_id, name, label, role=v.role,
                                 actor=v.actor, comment=form.get("comment", "").strip() or None)
+        label_note(request.state, request.app.state.podium.store, v.project_id, name, label, "prompt.label.rollback")
     except PodiumError as e:
         repo = _repo(request)
         prompt = repo.get_prompt(v.project_id, name)
