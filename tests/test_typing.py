@@ -63,6 +63,7 @@ def test_ignore_pattern() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # a whole mypy run per listed module: minutes on 2 busy cores
 def test_exceptions_list_only_holds_failing_modules(tmp_path: Path) -> None:
     """One mypy run with the exceptions list dropped (the same config otherwise): every listed module must
     still report an error, else it passes and its entry must go. Errors are reported per module, so one

@@ -246,7 +246,9 @@ def _bodies(ids: dict[str, Any]) -> dict[tuple[str, str], Any]:
 
 # GET answers that are about time or the server, not A's objects: left out of the before/after view.
 # (A subject export is a GET that is audited: reading it would change A's audit log itself.)
-VOLATILE = re.compile(r"^/api/v1/(health|gateway/health|gateway/spend|metrics/|alerts$|audit-events/(verify|export))"
+# (A's canary moves by itself: the worker's canary job steps it and appends events on its clock.)
+VOLATILE = re.compile(r"^/api/v1/(health|gateway/health|gateway/spend|metrics/|alerts$|audit-events/(verify|export)"
+                      r"|canaries$|canaries/\{canary_id\}$)"
                       r"|/(analytics|forecast|progress|agreement|stats|done)$|^/api/public/health"
                       r"|^/api/v1/subjects/\{user_id\}/export$|^/api/v1/dashboards/\{dashboard_id\}/data$")
 # Keys whose value moves by itself (timestamps, counters the server keeps).

@@ -10,7 +10,6 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.ui.conftest import VIEWPORT, Watch
-from tests.ui.conftest import browser as browser
 
 
 @pytest.mark.one_db
