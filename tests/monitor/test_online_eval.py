@@ -380,12 +380,12 @@ def test_llm_judge_through_the_gateway_with_429_backoff(store: Any, project: Pro
 
         # a judge slower than the lease: the batch's leases are extended, no other worker takes it
         upstream.reset()
-        upstream.respond("fake-a", lambda body: Reply(verdict.text, delay=1.5))
+        upstream.respond("fake-a", lambda body: Reply(verdict.text, delay=3.0))
         ingest(srv, [{"id": "slow", "question": "q", "answer": "fine"}])
-        slow = Jobs(store, srv.app.state.podium.gateway, lease_s=0.6)
+        slow = Jobs(store, srv.app.state.podium.gateway, lease_s=1.5)
         slow.produce()
         stolen: list[Any] = []
-        thief = threading.Timer(1.0, lambda: stolen.extend(store.jobs.claim("thief", 10, kinds=[KIND])))
+        thief = threading.Timer(2.0, lambda: stolen.extend(store.jobs.claim("thief", 10, kinds=[KIND])))
         thief.start()
         assert slow.drain() == 1
         thief.join()

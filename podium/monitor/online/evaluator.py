@@ -227,14 +227,15 @@ class OnlineEvaluator:
             self._pool = ThreadPoolExecutor(self.judge_threads, thread_name_prefix="podium-online-judge")
         futures = [self._pool.submit(b.scorer.score_batch, [f]) for f in fields]
         extend = getattr(self.queue, "extend", None)
-        while extend is not None:
-            _done, pending = wait(futures, timeout=self.lease_s / 3)
-            if not pending:
-                break
+        pending = set(futures)
+        while extend is not None and pending:
+            # the heartbeat starts with the judging (preparing the batch may have used part of the
+            # lease), then beats every third of it while judges are still out
             try:
                 extend(self._batch, lease_s=self.lease_s)
             except Exception:
                 logger.warning("could not extend the leases of a judged batch", exc_info=True)
+            _done, pending = wait(futures, timeout=self.lease_s / 3)
         out: list[Any] = []
         for fut in futures:
             try:
