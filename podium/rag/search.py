@@ -3,7 +3,7 @@
 - ``vector``: cosine similarity of the query's embedding to every current chunk (the flat
   index, podium/rag/index.py); exact.
 - ``keyword``: the database's full-text index (SQLite FTS5 ``bm25()``; PostgreSQL
-  ``ts_rank_cd``), the query's words OR-ed, Porter/English-stemmed.
+  ``ts_rank``), the query's words OR-ed, Porter/English-stemmed.
 - ``hybrid``: both lists (``candidates`` long each) fused with reciprocal rank fusion,
   ``score = sum(1 / (rrf_k + rank))`` with ``rrf_k = 60`` (Cormack et al., 2009); a chunk found
   by only one retriever still counts.

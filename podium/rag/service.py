@@ -178,8 +178,10 @@ class CollectionService:
 
     # --- search -------------------------------------------------------------------------------
 
-    def index(self, project_id: str, name: str) -> FlatIndex:
-        version, dims, _ = self.repo.latest_version(project_id, name)
+    def index(self, project_id: str, name: str, latest: tuple[int, int | None, str] | None = None) -> FlatIndex:
+        """The collection's current vectors (cached per version); ``latest``: the caller's
+        :meth:`CollectionRepo.latest_version` read, so a search checks the version once."""
+        version, dims, _ = latest or self.repo.latest_version(project_id, name)
         key = (project_id, name)
         idx = self.cache.get(key, version)
         if idx is None:
@@ -189,8 +191,9 @@ class CollectionService:
             self.cache.put(key, idx)
         return idx
 
-    def embed_query(self, project_id: str, name: str, query: str) -> Any:
-        _, _, embedder = self.repo.latest_version(project_id, name)
+    def embed_query(self, project_id: str, name: str, query: str, embedder: str | None = None) -> Any:
+        if embedder is None:
+            embedder = self.repo.latest_version(project_id, name)[2]
         return self.embedders(embedder).embed([query])[0]
 
     def search(self, project_id: str, name: str, query: str, *, mode: str = "hybrid", top_k: int = 5,
@@ -201,7 +204,10 @@ class CollectionService:
             raise ValidationFailed("query is empty; give the text to search for",
                                    details=[{"field": "query", "message": "required"}])
         t0 = time.perf_counter()
-        idx = self.index(project_id, name)
+        # one read of the collection's row per search (a database round trip: on PostgreSQL under
+        # load each one costs more than the in-process vector scan)
+        latest = self.repo.latest_version(project_id, name)
+        idx = self.index(project_id, name, latest)
         allowed: set[str] | None = None
         if filters:
             allowed = {d for d, m in idx.metadata.items() if matches({**m, "document_id": d}, filters)}
@@ -211,7 +217,7 @@ class CollectionService:
         kw_hits: list[tuple[int, float]] = []
         if mode in ("vector", "hybrid"):
             t = time.perf_counter()
-            q = query_vector if query_vector is not None else self.embed_query(project_id, name, query)
+            q = query_vector if query_vector is not None else self.embed_query(project_id, name, query, latest[2])
             timings["embed"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             if self.backend == "pgvector" and allowed is None:

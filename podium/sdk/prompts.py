@@ -18,6 +18,12 @@ Cache rules (per process, shared by threads):
   picks a version by hashing ``user_id`` (else ``session_id``, else the ones set with
   ``podium.propagate_attributes``), so one user always gets the same version; with no id
   the pick is random. The chosen version is ``prompt.version`` (and what gets linked).
+- **Bound to a collection**: a version whose config has ``retrieval: {collection, top_k?, mode?,
+  filters?, query_variable?}`` comes back as a :class:`BoundPrompt`; its ``compile`` (and
+  ``openai_kwargs``) fills ``{{context}}`` by searching the collection on the server with the
+  ``question`` variable (``query_variable``), traced as a ``retrieval`` span (in the current
+  trace when there is one) and formatted by the server (the search reply's ``context``), unless
+  ``context=`` is passed. Searches are never cached.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -55,7 +61,7 @@ from podium.sdk.client import get_client
 from podium.sdk.context import CURRENT_ATTRIBUTES
 from podium.sdk.responses import error_from_response
 
-__all__ = ["DEFAULT_TTL", "PromptClient", "create_prompt", "get_prompt"]
+__all__ = ["DEFAULT_TTL", "BoundPrompt", "PromptClient", "create_prompt", "get_prompt"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,58 @@ logger = logging.getLogger(__name__)
 DEFAULT_TTL = 60.0
 #: After a failed fetch, wait this long before asking the server again (background or cold).
 RETRY_INTERVAL = 5.0
+
+
+@dataclass(frozen=True, eq=False)
+class BoundPrompt(Prompt):
+    """A prompt version whose ``config.retrieval`` binds ``{{context}}`` to a knowledge collection
+    (docs/rag.md). ``compile(question=...)`` and ``openai_kwargs(question=...)`` search the
+    collection through the server (the client the prompt was fetched with) and fill ``context`` with
+    the numbered passages the server's answers use; pass ``context=`` to skip the search.
+    :meth:`retrieve` returns the whole search reply (hits with ids and scores, ``context``,
+    ``trace_id``) to show citations."""
+
+    #: The :class:`podium.sdk.collections.CollectionClient` searches go through (the fetching client's).
+    collections: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def retrieval(self) -> dict[str, Any]:
+        """The version's ``config.retrieval`` block."""
+        r = self.config.get("retrieval")
+        if not isinstance(r, Mapping) or not isinstance(r.get("collection"), str):
+            raise ValidationFailed(f'{self._what()}: config.retrieval must be {{"collection": NAME, "top_k"?, '
+                                   '"mode"?, "filters"?, "query_variable"?}',
+                                   details=[{"field": "config.retrieval", "message": "invalid"}])
+        return dict(r)
+
+    @property
+    def query_variable(self) -> str:
+        """The variable searched for (``config.retrieval.query_variable``, default ``question``)."""
+        return str(self.retrieval.get("query_variable") or "question")
+
+    def retrieve(self, query: str | None = None, **variables: Any) -> dict[str, Any]:
+        """Search the bound collection for ``query`` (default: the query variable's value): the
+        server's search reply, ``{"data": [hits], "context": "[1] (title)\n...", "trace_id", ...}``."""
+        r = self.retrieval
+        q = query if query is not None else variables.get(self.query_variable)
+        if q is None or not str(q).strip():
+            raise ValidationFailed(f"{self._what()} retrieves its context with the {self.query_variable!r} "
+                                   f"variable: pass {self.query_variable}=... (or context=... to skip the search)",
+                                   details=[{"field": self.query_variable, "message": "required"}])
+        client = self.collections
+        if client is None:
+            client = get_client().collections
+        out: dict[str, Any] = client.search(r["collection"], str(q), mode=str(r.get("mode") or "hybrid"),
+                                            top_k=int(r.get("top_k") or 4), filters=r.get("filters") or None)
+        return out
+
+    def compile(self, **variables: Any) -> Any:
+        """As :meth:`Prompt.compile`; ``context`` (when the template uses it and it is not given)
+        is filled from the bound collection, searched with the query variable."""
+        if ("context" in self.variables and "context" not in variables
+                and variables.get(self.query_variable) is not None):
+            variables["context"] = self.retrieve(**variables)["context"]
+        return super().compile(**variables)
 
 
 @dataclass(slots=True)
@@ -116,6 +174,8 @@ class PromptClient:
         self._lock = threading.Lock()
         self._refreshing: set[tuple[str, str]] = set()
         self.fetches = 0  # requests made to the server (tests and debugging)
+        self._collections: Any = None  # CollectionClient for bound prompts (created on first use)
+        self._public_key, self._secret_key = public_key, secret_key
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
             os.register_at_fork(after_in_child=lambda: _after_fork(ref()))
@@ -126,6 +186,7 @@ class PromptClient:
         self._refreshing = set()
         if self._own_http:
             self._http = httpx.Client(timeout=self._timeout)
+            self._collections = None  # it shared the old pool
 
     def close(self) -> None:
         if self._own_http:
@@ -286,14 +347,35 @@ class PromptClient:
             attempt += 1
             time.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
+    @property
+    def collections(self) -> Any:
+        """The :class:`podium.sdk.collections.CollectionClient` bound prompts search through (same
+        server, keys and HTTP pool as this client)."""
+        if self._collections is None:
+            from podium.sdk.collections import CollectionClient
+            from podium.sdk.evals import EvalClient
+
+            self._collections = CollectionClient(EvalClient(
+                base_url=self.base_url, public_key=self._public_key, secret_key=self._secret_key,
+                timeout=max(self._timeout, 30.0), http_client=self._http))
+        return self._collections
+
+    def _prompt(self, d: Mapping[str, Any], *, label: str | None = None) -> Prompt:
+        """A version from the wire: a :class:`BoundPrompt` when its config binds a collection."""
+        if isinstance((d.get("config") or {}).get("retrieval"), Mapping):
+            p = BoundPrompt.from_dict(d, label=label)
+            object.__setattr__(p, "collections", self.collections)
+            return p
+        return Prompt.from_dict(d, label=label)
+
     def _fetch(self, name: str, version: int | None, label: str | None, *, retries: int,
                timeout: float) -> Prompt | _Label:
         if version is not None:
-            return Prompt.from_dict(self._request("GET", self._url(name, "versions", str(version)), retries=retries,
-                                                  timeout=timeout))
+            return self._prompt(self._request("GET", self._url(name, "versions", str(version)), retries=retries,
+                                              timeout=timeout))
         assert label is not None
         data = self._request("GET", self._url(name, "labels", label), retries=retries, timeout=timeout)
-        prompts = {v["version"]: Prompt.from_dict(v, label=label) for v in data["versions"]}
+        prompts = {v["version"]: self._prompt(v, label=label) for v in data["versions"]}
         targets = [Target(int(x["version"]), float(x["weight"])) for x in data["targets"]
                    if int(x["version"]) in prompts]
         if not targets:
@@ -334,7 +416,7 @@ class PromptClient:
             body["base_version"] = base_version
         data = self._request("POST", self.base_url + "/api/v1/prompts", json=body)
         self.invalidate(name)
-        return Prompt.from_dict(data)
+        return self._prompt(data)
 
     def set_label(self, name: str, label: str, version: int | None = None, *,
                   versions: Mapping[int, float] | None = None, comment: str | None = None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from podium.server.convert import BatchBuilder
 from podium.server.state import AppState
 from podium.store.repos.projects import ApiKey
 
-__all__ = ["record", "retrieval_span", "router", "service"]
+__all__ = ["AnswerIn", "answer_with", "record", "retrieval_span", "router", "service"]
 
 router = APIRouter(prefix="/api/v1/collections", tags=["collections"], route_class=StrictJSONRoute)
 
@@ -352,15 +352,26 @@ async def answer(request: Request, key: Caller, name: str, body: AnswerIn) -> di
     (or uses the built-in RAG prompt), calls the gateway and resolves ``[n]`` citations to
     documents. One trace: a ``chain`` span, the ``retrieval`` span and the ``generation`` span."""
     check_name(name)
-    st = _st(request)
-    gw = st.gateway
-    if gw is None:
+    if _st(request).gateway is None:
         raise ServiceUnavailable("the gateway is not enabled in this process; answer on `podium up`")
     prompt = await run_in_threadpool(_prompt, request, key.project_id, body.prompt) if body.prompt else None
     rc = retrieval_config(prompt.config if prompt else None) or {}
     if rc and rc["collection"] != name:
         raise BadRequest(f"the prompt binds its context to collection {rc['collection']!r}, not {name!r}; call "
                          f"/api/v1/collections/{rc['collection']}/answer", details=[{"field": "prompt"}])
+    return (await answer_with(request, key, name, body, prompt))[0]
+
+
+async def answer_with(request: Request, key: ApiKey, name: str, body: AnswerIn,
+                      prompt: Prompt | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What ``POST /collections/{name}/answer`` does with an already resolved prompt (which may bind
+    another collection: the prompt playground lets the user pick one): the reply and the messages
+    sent. The prompt's ``config.retrieval`` gives the defaults the request leaves out."""
+    st = _st(request)
+    gw = st.gateway
+    if gw is None:
+        raise ServiceUnavailable("the gateway is not enabled in this process; answer on `podium up`")
+    rc = retrieval_config(prompt.config if prompt else None) or {}
     mode = body.mode or rc.get("mode") or "hybrid"
     top_k = body.top_k or int(rc.get("top_k") or 4)
     filters = body.filters if body.filters is not None else (rc.get("filters") or None)
@@ -405,6 +416,6 @@ async def answer(request: Request, key: Caller, name: str, body: AnswerIn) -> di
             "model": call.alias, "usage": out.get("usage"), "latency_ms": round(latency_ms, 3),
             "retrieval": {"mode": mode, "top_k": top_k, "version": result.version, "timings_ms": result.timings_ms},
             "prompt": {"name": prompt.name, "version": prompt.version} if prompt else None,
-            "trace_id": trace_id, "span_id": call.span_id}
+            "trace_id": trace_id, "span_id": call.span_id}, req["messages"]
 
 

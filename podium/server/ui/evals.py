@@ -268,4 +268,6 @@ def experiment_page(request: Request, experiment_id: str) -> HTMLResponse:
     params = [(k, val) for k, val in request.query_params.multi_items() if k != "cursor" and val]
     return page(request, "experiment.html", nav="experiments", exp=exp, summary=exp.get("summary") or {},
                 metrics=_scorer_rows(exp.get("summary")), items=pg.items, next_cursor=pg.next_cursor, cursor=cursor,
-                show=show, params=params, others=others)
+                show=show, params=params, others=others,
+                # a fairness/BBQ suite's per-group report (podium/experiments/fairness.py `analyze`)
+                fairness=(exp.get("metadata") or {}).get("fairness") or None)

@@ -7,7 +7,10 @@ Every read goes through the same repository as ``/api/v1/prompts``; every write 
 same :class:`PromptRegistry` methods, with the viewer's role and key as the actor, so the
 rules (protected labels, A/B targets, rollback) and their messages are the API's. The
 playground calls the REST handler itself (``routes.prompts.run_version``), so it runs
-through the gateway with the viewer's key, limits and model allow-list, and is traced.
+through the gateway with the viewer's key, limits and model allow-list, and is traced; with a
+knowledge collection picked (a version bound to one through ``config.retrieval`` preselects it)
+it runs the collection answer handler instead (``routes.collections.answer_with``): ``{{context}}``
+filled from the collection, the answer's ``[n]`` citations shown under it, one RAG trace.
 
 Prompt names contain ``/`` (folders); as in the API, the words after a name
 (``versions``, ``labels``, ``history``, ``diff``) are reserved in names, so
@@ -30,7 +33,9 @@ from podium.core.prompts import Prompt, check_label, check_targets
 from podium.core.roles import Action
 from podium.errors import BadRequest, NotFound, PodiumError
 from podium.prompts import PromptRegistry
+from podium.rag.service import check_name, service_for
 from podium.server.audit_log import label_note, noted
+from podium.server.routes.collections import AnswerIn, answer_with
 from podium.server.routes.prompts import RunIn, run_version
 from podium.server.ui.access import UiError, Viewer, check_origin, ui_action
 from podium.server.ui.pages import _form, _get, _is_htmx, _mark_ui, _st, _viewer, fragment, page
@@ -287,9 +292,50 @@ def _playground_ctx(request: Request, v: Viewer, ver: dict[str, Any], **extra: A
     config_model = (ver.get("config") or {}).get("model")
     default_model = extra.pop("model", None) or (config_model if config_model in models else None) or (
         "local" if "local" in models else (models[0] if models else None))
+    rc = (ver.get("config") or {}).get("retrieval")
+    rc = rc if isinstance(rc, dict) else {}
+    collections = [c["name"] for c in service_for(_st(request).store).repo.list_collections(v.project_id)]
+    values = extra.pop("values", {})
+    # a bound version preselects its collection (the form's choice wins once submitted, even "none")
+    collection = values.get("collection", rc.get("collection") or "") if values else (rc.get("collection") or "")
     return dict(ver=ver, variables=prompt.variables, placeholders=prompt.placeholders, models=models,
                 model=default_model, config_model=config_model, gateway=gw is not None,
-                values=extra.pop("values", {}), **extra)
+                values=values, collections=collections, collection=collection, retrieval=rc,
+                query_variable=str(rc.get("query_variable") or "question"), **extra)
+
+
+async def _run_with_collection(request: Request, v: Viewer, ver: dict[str, Any], form: dict[str, str],
+                               variables: dict[str, Any], model: str | None,
+                               params: dict[str, Any]) -> dict[str, Any]:
+    """The playground with a collection picked: ``POST /collections/{name}/answer``'s handler with
+    this version as the prompt (its ``{{context}}`` filled from the collection): the run result
+    the template shows, plus ``citations`` and the retrieved ``chunks``."""
+    prompt = Prompt.from_dict(ver)
+    name = form["collection"].strip()
+    rc = (ver.get("config") or {}).get("retrieval") or {}
+    qvar = str(rc.get("query_variable") or "question") if isinstance(rc, dict) else "question"
+    if "context" not in prompt.variables:
+        raise BadRequest("this version has no {{context}} variable for the retrieved passages: add one to its "
+                         "template (e.g. in the system message), or pick no collection")
+    question = str(variables.get(qvar) or "").strip()
+    if not question:
+        raise BadRequest(f"fill the {qvar!r} variable: it is the question searched for in {name!r}"
+                         + ("" if qvar in prompt.variables else
+                            f" (the template has no {{{{{qvar}}}}}: set config.retrieval.query_variable)"))
+    top_k = form.get("top_k", "").strip()
+    mode = form.get("mode", "").strip() or None
+    try:
+        k = int(top_k) if top_k else None
+    except ValueError:
+        raise BadRequest(f"Top k must be a whole number, got {top_k!r}") from None
+    body = AnswerIn(question=question, model=model, mode=mode, top_k=k, params=params,
+                    variables={x: y for x, y in variables.items() if x != "context"})
+    out, messages = await answer_with(request, v.api_key(), check_name(name), body, prompt)
+    return {"output": out["answer"], "message": {"role": "assistant", "content": out["answer"]},
+            "model": out["model"], "usage": out["usage"], "cost": None, "latency_ms": out["latency_ms"],
+            "cache_hit": False, "trace_id": out["trace_id"], "span_id": out["span_id"], "messages": messages,
+            "citations": out["citations"], "chunks": out["chunks"], "collection": name,
+            "retrieval": out["retrieval"]}
 
 
 def _params(form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
@@ -335,8 +381,11 @@ async def playground_run(request: Request, name: str, version: str) -> HTMLRespo
     status = 200
     if not errors:
         try:
-            body = RunIn(variables=variables, model=model, params=params, cache=form.get("cache") == "on")
-            result = await run_version(request, name, str(ver["version"]), v.api_key(), body)
+            if form.get("collection", "").strip():
+                result = await _run_with_collection(request, v, ver, form, variables, model, params)
+            else:
+                body = RunIn(variables=variables, model=model, params=params, cache=form.get("cache") == "on")
+                result = await run_version(request, name, str(ver["version"]), v.api_key(), body)
         except PodiumError as e:
             errors.append(e.message)
             status = e.status_code

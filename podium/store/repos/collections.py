@@ -10,8 +10,9 @@ The keyword index is dialect-specific and created here at run time (``IF NOT EXI
 migration only has portable tables): on SQLite an FTS5 virtual table ``rag_fts`` (rowid = the
 chunk's ``key``, a partition token column ``p`` and the text, Porter-stemmed; ranked with
 ``bm25()``), holding current chunks only; on PostgreSQL the ``fts`` column (``to_tsvector('english',
-text)``, set after insert, GIN-indexed by the migration) ranked with ``ts_rank_cd`` over an OR of
-the query's terms.
+text)``, computed in the INSERT, GIN-indexed by the migration) ranked with ``ts_rank`` over an OR
+of the query's terms; a write of :data:`ANALYZE_MIN` chunks or more runs ``ANALYZE`` so the planner
+uses the GIN index (see :meth:`CollectionRepo._analyze`).
 Vectors are stored with each chunk (float32 bytes); podium/rag/index.py searches them.
 Every query is scoped by project.
 """
@@ -27,16 +28,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Text, and_, bindparam, delete, func, insert, select, text, update
 
 from podium.errors import Conflict, NotFound
 from podium.store import tables as t
 from podium.store.repos._tx import locked_write
 
-__all__ = ["STOPWORDS", "ChunkRow", "CollectionRepo", "DocumentIn", "chunk_key"]
+__all__ = ["ANALYZE_MIN", "STOPWORDS", "ChunkRow", "CollectionRepo", "DocumentIn", "chunk_key"]
 
 R = TypeVar("R")
 _CHUNK = 500
+#: PostgreSQL: a write inserting at least this many chunks refreshes the tables' statistics (ANALYZE).
+ANALYZE_MIN = 1000
 _WORDS = re.compile(r"\w+", re.UNICODE)
 #: English function words dropped from keyword queries (unless the query is nothing else): they match
 #: most chunks, add almost nothing to BM25 (idf near 0) and make the full-text index rank every chunk.
@@ -252,6 +255,8 @@ class CollectionRepo:
               created_by: str | None = None) -> dict[str, Any]:
         """Write ``upsert`` (new or changed documents with their chunks) and remove ``delete_ids``
         (with ``replace``: every current document not in ``upsert``) as one new version."""
+        inserted = [0]  # chunk rows written (set by `work`)
+
         def work(conn: Connection) -> dict[str, Any]:
             col = self._row(conn, project_id, name)
             if dimensions is not None and col.dimensions not in (None, dimensions):
@@ -303,14 +308,20 @@ class CollectionRepo:
                     fts.append((key, part_token, c.text))
             for i in range(0, len(docs), _CHUNK):
                 conn.execute(insert(t.collection_document), docs[i:i + _CHUNK])
+            if self.dialect == "postgresql":
+                # the stored tsvector (GIN-indexed) is computed in the INSERT itself: an UPDATE after it
+                # left a dead copy of every row (twice the heap for the keyword search to read)
+                stmt = insert(t.collection_chunk).values(fts=func.to_tsvector(text("'english'"),
+                                                                              bindparam("fts_src", type_=Text)))
+                for row in chunks:
+                    row["fts_src"] = row["text"]
+            else:
+                stmt = insert(t.collection_chunk)
             for i in range(0, len(chunks), _CHUNK):
-                conn.execute(insert(t.collection_chunk), chunks[i:i + _CHUNK])
+                conn.execute(stmt, chunks[i:i + _CHUNK])
             if self.dialect == "sqlite" and fts:
                 conn.exec_driver_sql("INSERT INTO rag_fts(rowid, p, text) VALUES (?, ?, ?)", fts)
-            elif fts:  # PostgreSQL: the stored tsvector, GIN-indexed
-                conn.execute(update(t.collection_chunk).where(ch.project_id == project_id, ch.collection == name,
-                                                              ch.valid_from == version)
-                             .values(fts=func.to_tsvector(text("'english'"), ch.text)))
+            inserted[0] = len(chunks)
             n_docs = conn.execute(select(func.count()).select_from(t.collection_document).where(
                 d.project_id == project_id, d.collection == name, d.valid_to.is_(None))).scalar_one()
             n_chunks = conn.execute(select(func.count()).select_from(t.collection_chunk).where(
@@ -326,7 +337,21 @@ class CollectionRepo:
                                                     t.collection.c.name == name).values(**values))
             return {"name": name, "version": version, "changed": True, "added": len(added), "updated": len(updated),
                     "removed": len(removed), "document_count": n_docs, "chunk_count": n_chunks}
-        return self._write(work, f"collection {name!r}")
+        out = self._write(work, f"collection {name!r}")
+        if self.dialect == "postgresql" and inserted[0] >= ANALYZE_MIN:
+            self._analyze()
+        return out
+
+    def _analyze(self) -> None:
+        """Refresh PostgreSQL's statistics of the chunk and document tables after a large write.
+        Without them (a new or fast-grown table, before autovacuum's next pass) the planner takes
+        ``project_id = ? AND collection = ? AND valid_to IS NULL`` for a handful of rows and reads
+        the whole collection through that index, testing ``fts @@ query`` on every row, instead of
+        the GIN index: 10-20x slower keyword search at 10^5 chunks (docs/benchmarks.md)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("ANALYZE collection_chunk"))
+            conn.execute(text("ANALYZE collection_document"))
+            conn.commit()
 
     # --- search support ---------------------------------------------------------------------------
 
@@ -339,8 +364,8 @@ class CollectionRepo:
         return [r.key for r in rows], [r.document_id for r in rows], [bytes(r.embedding) for r in rows]
 
     def keyword(self, project_id: str, name: str, query: str, limit: int) -> list[tuple[int, float]]:
-        """``[(chunk key, score)]``, best first: BM25 (SQLite FTS5) or ts_rank_cd (PostgreSQL), over
-        an OR of the query's words. Higher is better."""
+        """``[(chunk key, score)]``, best first: BM25 (SQLite FTS5) or ``ts_rank`` (PostgreSQL, over the
+        GIN-indexed ``fts``), over an OR of the query's words. Higher is better."""
         self.ensure_indexes()
         words = list(dict.fromkeys(w.lower() for w in _WORDS.findall(query)))[:64]
         words = [w for w in words if w not in STOPWORDS] or words
@@ -353,10 +378,12 @@ class CollectionRepo:
                     "SELECT rowid, bm25(rag_fts, 0.0, 1.0) AS s FROM rag_fts WHERE rag_fts MATCH ? ORDER BY s LIMIT ?",
                     (match, limit)).all()
                 return [(int(r[0]), -float(r[1])) for r in rows]
+            # ts_rank (term frequency), not ts_rank_cd: cover density over an OR of words walks every
+            # position of every matching chunk, 5-7x the server time at 10^5 chunks (docs/benchmarks.md)
             rows = conn.execute(text(
-                "SELECT key, ts_rank_cd(fts, q) AS s FROM collection_chunk, to_tsquery('english', :q) q "
+                "SELECT key, ts_rank(fts, q) AS s FROM collection_chunk, to_tsquery('english', :q) q "
                 "WHERE fts @@ q AND project_id = :p AND collection = :c AND valid_to IS NULL "
-                "ORDER BY s DESC LIMIT :n"),
+                "ORDER BY s DESC, key LIMIT :n"),
                 {"q": " | ".join(words), "p": project_id, "c": name, "n": limit}).all()
             return [(int(r[0]), float(r[1])) for r in rows]
 
