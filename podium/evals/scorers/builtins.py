@@ -19,3 +19,6 @@ def register_scorers(register: Callable[..., Any]) -> None:
     from podium.evals.scorers.retrieval import register_retrieval
 
     register_retrieval(register)  # hit-rate, mrr, ndcg, context-precision, context-recall (labelled relevance)
+    from podium.evals.scorers.faithfulness import Faithfulness
+
+    register(Faithfulness.type, Faithfulness, category="model")  # claim support without a judge
