@@ -59,6 +59,7 @@ from podium.errors import ConfigurationError, PodiumError
 from podium.evals import analysis
 from podium.evals.limiter import AimdLimiter
 from podium.evals.scorers import FunctionScorer, Score, Scorer, as_scorer
+from podium.experiments.executor import resolve_executor, run_on_executor
 from podium.experiments.judges import use_registry_prompts
 from podium.experiments.results import ItemResult, ScoreEntry
 from podium.experiments.tasks import TaskContext, TaskOutput, as_task, classify_error
@@ -416,8 +417,11 @@ class Runner:
         tracer: Any = None,
         progress: bool | None = None,
         name: str | None = None,
+        executor: Any = None,
     ) -> None:
         self.task = as_task(task)
+        # None: PODIUM_EXECUTOR; "local"/"ray" or an Executor (podium.executor). Resolved per run.
+        self.executor = executor
         self.client = client
         bind = getattr(self.task, "bind", None)
         if client is not None and callable(bind):
@@ -519,6 +523,7 @@ class Runner:
                         s.name = f"{base}#{n}"
                     taken.add(s.name)
                 extra[it.id] = own
+        ex = resolve_executor(self.executor)  # before the record exists: a bad name or no Ray fails cleanly
         self.experiment, done = self.recorder.start(full)
         units: deque[_Unit] = deque()
         for pos, it in enumerate(items):
@@ -533,7 +538,10 @@ class Runner:
         status = "completed"
         try:
             with prog:
-                self._loop(units, prog)
+                if ex is None:
+                    self._loop(units, prog)
+                else:  # units as batches of tasks elsewhere (Ray); recorded here (podium/experiments/executor.py)
+                    run_on_executor(self, ex, list(units), prog, outcome=_Outcome, batches=_batches, entry=_entry)
         except KeyboardInterrupt:
             if self._batch:
                 pending, self._batch = self._batch, []
@@ -547,6 +555,9 @@ class Runner:
             except Exception:
                 logger.warning("could not mark the experiment failed", exc_info=True)
             raise
+        finally:
+            if ex is not None and not hasattr(self.executor, "map"):  # made from a name here: ours to close
+                ex.close()
         exp = self.recorder.finish(status)
         self.results.sort(key=lambda r: (r["position"], r["repetition"]))
         return ExperimentResult(exp, self.results)
@@ -807,6 +818,7 @@ def evaluate(
     client: Any = None,
     judge_prompts: bool = True,
     progress: bool | None = None,
+    executor: Any = None,
 ) -> ExperimentResult:
     """Run ``task`` over ``dataset``, score every output with ``scorers``, record it all.
 
@@ -829,6 +841,8 @@ def evaluate(
       ``podium.evaluate`` passes the default client (``podium.get_client()``).
     * ``judge_prompts``: judge scorers use the prompt registry's ``podium/judge/...`` prompts when
       they exist (recording runs only), else their built-in templates.
+    * ``executor``: ``"local"`` (threads here), ``"ray"`` (Ray tasks; ``PODIUM_RAY_ADDRESS``) or a
+      :class:`podium.executor.Executor`; default ``PODIUM_EXECUTOR`` (docs/ray.md).
 
     Returns an :class:`ExperimentResult` (``print(result)`` shows the summary). Raises
     :class:`Interrupted` on Ctrl-C after recording what finished.
@@ -849,7 +863,7 @@ def evaluate(
     cfg = RunConfig(repetitions=repetitions, max_concurrency=max_concurrency, rpm=rpm, max_retries=max_retries,
                     timeout=timeout)
     runner = Runner(task, scorers, config=cfg, recorder=HttpRecorder(rest) if record else MemoryRecorder(),
-                    client=sdk, progress=progress, name=name)
+                    client=sdk, progress=progress, name=name, executor=executor)
     if judge_prompts and rest is not None:
         use_registry_prompts(runner.scorers, sdk.prompts)
     spec = {"id": experiment_id, "dataset_name": ds.name, "dataset_version": ds.version, "run_group": run_group,

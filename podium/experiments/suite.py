@@ -1130,6 +1130,7 @@ def run_suite(
     resume: str | None = None,
     repeat: int | None = None,
     progress: bool | None = None,
+    executor: Any = None,
 ) -> SuiteResult:
     """Run every variant of ``suite`` against a server (through ``sdk``, a configured
     :class:`podium.Podium`), evaluate the gates, and label the experiments with ``labels``
@@ -1137,10 +1138,17 @@ def run_suite(
 
     Raises :class:`SuiteError` before the first call when a provider names a model the
     gateway does not serve. The suite's ``env`` is set while it runs."""
+    from podium.experiments.executor import resolve_executor
+
     with _environment(suite.env):
         check_models(suite, base_url=base_url, api_key=api_key)
-        return _run_suite(suite, sdk, base_url=base_url, api_key=api_key, labels=labels, resume=resume,
-                          repeat=repeat, progress=progress)
+        ex = resolve_executor(executor)  # one for every variant (None: the runner's own threads)
+        try:
+            return _run_suite(suite, sdk, base_url=base_url, api_key=api_key, labels=labels, resume=resume,
+                              repeat=repeat, progress=progress, executor=ex or "local")
+        finally:
+            if ex is not None and not hasattr(executor, "map"):  # made from a name here: ours to close
+                ex.close()
 
 
 @contextlib.contextmanager
@@ -1190,6 +1198,7 @@ def _run_suite(
     resume: str | None,
     repeat: int | None,
     progress: bool | None,
+    executor: Any = None,
 ) -> SuiteResult:
     ec = sdk.evals
     started = datetime.now(UTC)
@@ -1220,7 +1229,7 @@ def _run_suite(
             rows = ec.list_experiments(run_group=group, name=v.name, limit=1, summary="false")
             existing = rows[0]["id"] if rows else None
         runner = Runner(task, [], config=RunConfig(**cfg), recorder=HttpRecorder(ec), client=sdk, progress=progress,
-                        name=v.name)
+                        name=v.name, executor=executor)  # executor: None is PODIUM_EXECUTOR (docs/ray.md)
         spec = {"id": existing, "dataset_name": ds_name, "dataset_version": ds_version, "run_group": group,
                 "metadata": {"suite": suite.name, "suite_file": suite.path, "prompt": v.prompt.label,
                              "provider": v.provider.id, "gates": [g.title for g in suite.gates]}}

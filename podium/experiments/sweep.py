@@ -52,6 +52,7 @@ from podium.core.tokens import first_tokens
 from podium.errors import ConfigurationError, PodiumError
 from podium.evals import stats
 from podium.evals.pareto import SWEEP_OBJECTIVES, SWEEP_SENSES, dominates, pareto_front
+from podium.experiments.executor import resolve_executor
 from podium.experiments.judges import use_registry_prompts
 from podium.experiments.results import ItemResult
 from podium.experiments.runner import HttpRecorder, MemoryRecorder, RunConfig, Runner
@@ -424,6 +425,7 @@ class _Context:
         self.run_group = run_group
         self.base_variant = suite.variants[0]
         self.shots: dict[TrialConfig, list[dict[str, Any]]] = {}  # the few-shot turns each trial sent
+        self.executor: Any = None  # where the trials' items run (None: this process's threads)
 
     def variant(self, cfg: TrialConfig) -> Variant:
         v = self.base_variant
@@ -462,7 +464,7 @@ class _Context:
         v = self.variant(cfg)
         run_cfg = RunConfig(**self.suite.run_config())
         runner = Runner(self.task(cfg), [], config=run_cfg, recorder=recorder, client=self.sdk, progress=False,
-                        name=v.name)
+                        name=v.name, executor=self.executor or "local")
         spec = {"id": experiment_id, "dataset_name": self.ds_name, "dataset_version": self.ds_version,
                 "run_group": self.run_group,
                 "metadata": {"suite": self.suite.name, "suite_file": self.suite.path, "prompt": v.prompt.label,
@@ -622,6 +624,7 @@ def run_sweep(
     name: str | None = None,
     sweep_id: str | None = None,
     on_problem: Callable[[str], None] | None = None,
+    executor: Any = None,
 ) -> SweepResult:
     """Sweep ``suite`` (a :class:`Suite` or its YAML path) over ``space`` (a :class:`SweepSpace`,
     its mapping or its YAML path); ``method``, ``trials``, ``budget_usd`` and ``seed`` override the
@@ -667,6 +670,8 @@ def run_sweep(
         raise ConfigurationError(f"few_shot {shots} needs more than {shots} items; the suite has {len(items)}")
     examples, items = items[:shots], items[shots:]
     ctx = _Context(st, sp, sdk, base_url, api_key, items, examples, ds_name, ds_version, new_run_group())
+    # Every trial's items run on one executor (None: PODIUM_EXECUTOR), made once for the sweep (docs/ray.md).
+    ctx.executor = resolve_executor(executor)
     recorder = SweepRecorder(sdk, on_problem=on_problem) if record and sdk is not None else None
     if recorder is not None:
         recorder.create(name or st.name, {"name": st.name, "description": st.description, "path": st.path},
@@ -716,6 +721,9 @@ def run_sweep(
             _optuna(sp, run_one)
     except _Budget:
         pass
+    finally:
+        if ctx.executor is not None and not hasattr(executor, "map"):  # made from a name here: ours to close
+            ctx.executor.close()
     reason = stopped[0] if stopped else ""
     if reason:
         status = "stopped"

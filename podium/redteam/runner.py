@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from podium.executor import get_executor
 from podium.redteam.config import RedteamConfig
 from podium.redteam.grading import Grader
 from podium.redteam.probes import Probe, load_probe_sets, select
@@ -171,9 +173,45 @@ def _gates(cfg: RedteamConfig, families: Mapping[str, Mapping[str, Any]], overal
     return gates
 
 
+@dataclass
+class _RemoteUnits:
+    """The Ray task body of a red-team run (``executor="ray"``): the target, grader and guard are
+    built in the worker (a passed ``target``/``guard`` object is pickled there instead) and the
+    batch's probes run ``cfg.concurrency`` at a time; the results come back to the driver."""
+
+    cfg: RedteamConfig
+    target: Target | None
+    guard: Any
+    base_url: str | None
+    api_key: str | None
+    public_key: str | None
+
+    def __call__(self, units: list[tuple[Probe, int]]) -> list[dict[str, Any]]:
+        return asyncio.run(self._run(units))
+
+    async def _run(self, units: list[tuple[Probe, int]]) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        grader = Grader(cfg.grader, canary=cfg.canary or "", pii=cfg.pii, base_url=self.base_url, api_key=self.api_key)
+        guard = self.guard if self.guard is not None else (
+            load_guard(cfg.guard, base_dir=cfg.base_dir) if cfg.guard is not None else None)
+        target = self.target or make_target(cfg, base_url=self.base_url, api_key=self.api_key,
+                                            public_key=self.public_key)
+        sem = asyncio.Semaphore(cfg.concurrency)
+
+        async def one(p: Probe, r: int) -> dict[str, Any]:
+            async with sem:
+                return await _unit(target, grader, guard, p, r)
+
+        try:
+            await target.prepare()
+            return list(await asyncio.gather(*(one(p, r) for p, r in units)))
+        finally:
+            await target.aclose()
+
+
 async def arun(cfg: RedteamConfig, *, target: Target | None = None, guard: Any = None, base_url: str | None = None,
                api_key: str | None = None, public_key: str | None = None,
-               progress: Progress | None = None) -> dict[str, Any]:
+               progress: Progress | None = None, executor: Any = None) -> dict[str, Any]:
     """:func:`run_redteam` on the running event loop."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -181,6 +219,7 @@ async def arun(cfg: RedteamConfig, *, target: Target | None = None, guard: Any =
     probes = select(sets, families=cfg.family_list, num_probes=cfg.num_probes, strategies=cfg.strategies,
                     seed=cfg.seed)
     grader = Grader(cfg.grader, canary=cfg.canary or "", pii=cfg.pii, base_url=base_url, api_key=api_key)
+    given_guard = guard  # what a Ray task gets (it loads cfg.guard itself when None)
     if guard is None and cfg.guard is not None:
         guard = load_guard(cfg.guard, base_dir=cfg.base_dir)
     own_target = target is None
@@ -198,12 +237,27 @@ async def arun(cfg: RedteamConfig, *, target: Target | None = None, guard: Any =
             progress(done, len(units))
         return out
 
+    ex = None if executor is None or executor == "local" else (
+        get_executor(executor) if isinstance(executor, str) else executor)
     try:
-        await target.prepare()
-        results = list(await asyncio.gather(*(one(p, r) for p, r in units)))
+        if ex is None:
+            await target.prepare()
+            results = list(await asyncio.gather(*(one(p, r) for p, r in units)))
+        else:  # probes as Ray tasks (docs/ray.md); results in probe order, counted here once
+            work = _RemoteUnits(cfg, None if own_target else target, given_guard, base_url, api_key, public_key)
+
+            def tick(start: int, batch: list[dict[str, Any]]) -> None:
+                nonlocal done
+                done += len(batch)
+                if progress is not None:
+                    progress(done, len(units))
+
+            results = await asyncio.to_thread(ex.map, work, units, on_batch=tick)
     finally:
         if own_target:
             await target.aclose()
+        if ex is not None and isinstance(executor, str):  # made from a name here: ours to close
+            ex.close()
     guarded = guard is not None
     fams: dict[str, list[dict[str, Any]]] = {}
     for r in results:
@@ -229,8 +283,10 @@ async def arun(cfg: RedteamConfig, *, target: Target | None = None, guard: Any =
 
 def run_redteam(cfg: RedteamConfig, *, target: Target | None = None, guard: Any = None, base_url: str | None = None,
                 api_key: str | None = None, public_key: str | None = None,
-                progress: Progress | None = None) -> dict[str, Any]:
+                progress: Progress | None = None, executor: Any = None) -> dict[str, Any]:
     """Run ``cfg`` (blocking); see the module docstring for the result. ``guard`` (a
-    :class:`podium.guardrails.Guard`) overrides the config's ``guard:``."""
+    :class:`podium.guardrails.Guard`) overrides the config's ``guard:``. ``executor``: None or
+    ``"local"`` runs the probes on this event loop; ``"ray"`` (or an :class:`podium.executor.Executor`)
+    runs them in batches as Ray tasks, each building its own target and grader (docs/ray.md)."""
     return asyncio.run(arun(cfg, target=target, guard=guard, base_url=base_url, api_key=api_key,
-                            public_key=public_key, progress=progress))
+                            public_key=public_key, progress=progress, executor=executor))

@@ -16,7 +16,7 @@
     seed: 0
     objective: {metric: eval_loss, direction: minimize}           # the validation loss (default)
     # objective: {suite: evals/qa.yaml, metric: pass_rate, direction: maximize}
-    executor: local                     # ray: issue 18
+    executor: local                     # local (threads here) | ray (trials as Ray tasks; docs/ray.md)
 
 The engine (:func:`run_sweep`) owns the Optuna study: one SQLite file per sweep under
 ``$PODIUM_HOME/sweeps/<sweep-id>.db`` (so ``--resume`` continues it), the sampler and pruner,
@@ -439,6 +439,71 @@ def _row(t: optuna.trial.FrozenTrial) -> TrialRow:
                     last_step=max(steps) if steps else None)
 
 
+class _RemoteTrial:
+    """Stands in for the Optuna trial inside a Ray task: keeps the reports and attributes for
+    :func:`_replay` on the driver; never prunes (the study is not there to ask)."""
+
+    def __init__(self) -> None:
+        self.reports: list[tuple[float, int]] = []
+        self.attrs: dict[str, Any] = {}
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((float(value), int(step)))
+
+    def should_prune(self) -> bool:
+        return False
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.attrs[key] = value
+
+
+@dataclass
+class _RemoteTrials:
+    """The Ray task body: run the objective for each ``(number, params)``; return what happened
+    as plain data (value or error, reports, attributes)."""
+
+    objective: Any
+    sweep_id: str
+    threads: int
+
+    def __call__(self, batch: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        out = []
+        for number, params in batch:
+            t = _RemoteTrial()
+            ctx = TrialContext(number=number, params=params, sweep_id=self.sweep_id, threads=self.threads,
+                               trial=t)  # type: ignore[arg-type]  # the stand-in has the calls TrialContext makes
+            res: dict[str, Any] = {"value": None, "pruned": False, "error": None}
+            try:
+                res["value"] = float(self.objective(ctx))
+            except TrialPruned:
+                res["pruned"] = True
+            except Exception as e:
+                res["error"] = e.message if isinstance(e, PodiumError) else f"{type(e).__name__}: {e}"
+            res.update(reports=t.reports, attrs=t.attrs)
+            out.append(res)
+        return out
+
+
+class _RemoteFailure(Exception):
+    """A trial's objective failed on a Ray worker; the text is the worker's ``Type: message``."""
+
+
+def _replay(trial: optuna.Trial, res: dict[str, Any]) -> float:
+    """A trial that ran on Ray, into the study: its attributes and reports, then its outcome."""
+    for k, v in res["attrs"].items():
+        trial.set_user_attr(k, v)
+    seen: set[int] = set()
+    for value, step in res["reports"]:
+        if math.isfinite(value) and step not in seen:
+            seen.add(step)
+            trial.report(value, step)
+    if res["pruned"]:
+        raise TrialPruned()
+    if res["error"] is not None:
+        raise _RemoteFailure(res["error"])
+    return float(res["value"])
+
+
 def run_sweep(
     spec: SweepSpec,
     objective: ObjectiveFn,
@@ -447,9 +512,18 @@ def run_sweep(
     resume: bool = False,
     settings: Settings | None = None,
     on_trial: Callable[[TrialRow], None] | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> SweepResult:
     """Run (or, with ``resume``, continue) the sweep's study until it has ``spec.trials``
     finished trials (complete, pruned or failed), ``spec.parallel`` at once.
+
+    With ``executor="ray"`` (or ``executor: ray`` in the file) each trial is a Ray task on
+    ``ray_address`` (default ``PODIUM_RAY_ADDRESS``, else a private local Ray): the objective is
+    pickled to the worker, its ``ctx.report`` values are replayed into the study when the task
+    returns, and ``ctx.should_prune()`` is False there (a trial on Ray runs to its end; the
+    pruner still sees its curve for later trials). The study, its SQLite file and ``on_trial``
+    stay in this process.
 
     A trial raising :class:`TrialPruned` is recorded as pruned; any other exception fails
     that trial only (its message kept in the table). On resume, trials left running by an
@@ -459,11 +533,11 @@ def run_sweep(
     import optuna
     from optuna.trial import TrialState
 
-    if spec.executor == "ray":
-        raise SweepError(
-            "executor: ray is not available yet: Ray Tune as a sweep executor is issue 18 item 2 (open). "
-            "Use executor: local (parallel: N runs N trials at once); when it lands it will need "
-            "`pip install 'ray[tune]'`")
+    remote = None
+    if (executor or spec.executor) == "ray":  # trials as Ray tasks; the study stays here (docs/ray.md)
+        from podium.executor import get_executor
+
+        remote = get_executor("ray", address=ray_address)
     path = study_path(sweep_id, settings)
     if resume and not path.exists():
         raise NotFound(f"no sweep {sweep_id!r} to resume: {path} does not exist (run it without --resume)")
@@ -501,14 +575,18 @@ def run_sweep(
         params = _suggest(trial, spec)
         ctx = TrialContext(number=trial.number, params=params, sweep_id=sweep_id, threads=threads, trial=trial)
         try:
-            value = float(objective(ctx))
+            if remote is not None:
+                value = _replay(trial, remote.map(_RemoteTrials(objective, sweep_id, threads),
+                                                  [(trial.number, params)], batch_size=1)[0])
+            else:
+                value = float(objective(ctx))
         except TrialPruned:
             raise optuna.TrialPruned() from None
         except KeyboardInterrupt:
             trial.set_user_attr("error", _INTERRUPTED)
             raise
         except Exception as e:
-            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:500])
+            trial.set_user_attr("error", (str(e) if isinstance(e, _RemoteFailure) else f"{type(e).__name__}: {e}")[:500])
             raise
         if not math.isfinite(value):
             trial.set_user_attr("error", f"the objective was {value}")
@@ -522,9 +600,15 @@ def run_sweep(
 
     if remaining:
         started = time.monotonic()
-        study.optimize(run_one, n_trials=remaining, n_jobs=spec.parallel, catch=(Exception,), callbacks=[callback],
-                       gc_after_trial=False)
+        try:
+            study.optimize(run_one, n_trials=remaining, n_jobs=spec.parallel, catch=(Exception,),
+                           callbacks=[callback], gc_after_trial=False)
+        finally:
+            if remote is not None:
+                remote.close()
         study.set_user_attr("last_run_s", round(time.monotonic() - started, 3))
+    elif remote is not None:
+        remote.close()
     return result_of(study, sweep_id=sweep_id, metric=spec.objective.metric, storage_path=path)
 
 

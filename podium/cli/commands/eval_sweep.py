@@ -83,6 +83,8 @@ def sweep_cmd(
     name: str = typer.Option(None, "--name", help="The sweep's name (default: the suite's)."),
     local: bool = typer.Option(False, "--local", help="Run against an embedded server on this machine's store."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    executor: str = typer.Option(None, "--executor", help="local (threads here) or ray (every trial's items as "
+                                 "Ray tasks on PODIUM_RAY_ADDRESS; docs/ray.md). Default: PODIUM_EXECUTOR."),
     record_into: str = typer.Option(None, "--record-into", hidden=True,
                                     help="Record into this existing sweep (the server's sweeps started from the UI)."),
 ) -> None:
@@ -115,7 +117,7 @@ def sweep_cmd(
                 raise _fail(e.message)
             return run_sweep(suite, space, sdk=sdk, base_url=base_url, api_key=secret, method=search,
                              trials=trials, budget_usd=budget, seed=seed, record=True, name=name,
-                             sweep_id=record_into, on_problem=_warn_unrecorded)
+                             sweep_id=record_into, on_problem=_warn_unrecorded, executor=executor)
 
     result = on_server(settings, go, local=local, fail=_fail)
     if report is not None:

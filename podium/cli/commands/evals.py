@@ -95,6 +95,9 @@ def eval_run(
                                                       "instead of PODIUM_BASE_URL."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    executor: str = typer.Option(None, "--executor", help="local (threads here) or ray (Ray tasks on "
+                                 "PODIUM_RAY_ADDRESS, else a private local Ray; docs/ray.md). Default: "
+                                 "PODIUM_EXECUTOR."),
 ) -> None:
     """Run an evaluation suite; exit 0 when every gate passes, 1 when one fails, 2 on a configuration error."""
     try:
@@ -129,7 +132,7 @@ def eval_run(
             except PodiumError as e:
                 raise _fail(e.message)
             return run_suite(suite, sdk, base_url=base_url, api_key=secret, labels=label, resume=resume,
-                             repeat=repeat, progress=progress and not as_json)
+                             repeat=repeat, progress=progress and not as_json, executor=executor)
 
     try:
         result = on_server(settings, go, local=local, fail=_fail)

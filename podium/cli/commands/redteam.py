@@ -97,6 +97,9 @@ def redteam_run(
     base_url: str = typer.Option(None, help="The Podium server / gateway (default PODIUM_BASE_URL)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    executor: str = typer.Option(None, "--executor", help="local (this process) or ray (probes as Ray tasks on "
+                                 "PODIUM_RAY_ADDRESS, else a private local Ray; docs/ray.md). Default: "
+                                 "PODIUM_EXECUTOR."),
 ) -> None:
     """Run the probes against the target; exit 0 when every gate passes, 1 when one fails, 2 on errors."""
     from podium.redteam.config import load_config
@@ -126,7 +129,8 @@ def redteam_run(
                 err_console.print(f"[dim]{done}/{total} attempts[/]")
 
         result = run_redteam(cfg, guard=guard_obj, base_url=(base_url or settings.base_url).rstrip("/"),
-                             api_key=secret, public_key=public, progress=tick)
+                             api_key=secret, public_key=public, progress=tick,
+                             executor=executor or settings.executor)
     except PodiumError as e:
         raise _fail(e.message)
     for out in output:

@@ -199,6 +199,13 @@ class _Objective:
         # each trial holds this lock from its start until its first training step; the steps overlap.
         self.setup = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:  # executor: ray pickles the objective to its workers
+        return {k: v for k, v in self.__dict__.items() if k != "setup"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.setup = threading.Lock()
+
     def __call__(self, ctx: TrialContext) -> float:
         from podium.cli.run_tracker import RunTracker
         from podium.tune.base_model import ensure_base_model
@@ -335,14 +342,24 @@ def sweep_cmd(
                                       "docs/sweeps.md)."),
     resume: str = typer.Option(None, "--resume", metavar="SWEEP_ID", help="Continue this sweep's study."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    executor: str = typer.Option(None, "--executor",
+                                 help="local (trials on threads here) or ray (each trial a Ray task on "
+                                 "PODIUM_RAY_ADDRESS; docs/ray.md). Default: the file's executor."),
 ) -> None:
     """Search a recipe's hyperparameters with Optuna; every trial is a tracked training run."""
     from podium.tune.extra import require_tune_extra
     from podium.tune.sweep import SweepError, load_sweep, run_sweep
     try:
         spec = load_sweep(sweep_file)
-        if spec.executor == "ray":
-            run_sweep(spec, lambda ctx: 0.0, sweep_id="-")  # raises the executor's message
+        if executor is not None:
+            if executor not in ("local", "ray"):
+                raise SweepError(f"--executor {executor}: use local or ray")
+            spec = spec.model_copy(update={"executor": executor})
+        if spec.executor == "ray":  # trials as Ray tasks (docs/ray.md): check Ray is there before anything runs
+            from podium.executor import ray_missing
+
+            if problem := ray_missing():
+                raise SweepError(problem)
         recipe = spec.load_recipe()
         suite_path = spec.suite_path()
         if suite_path is not None:

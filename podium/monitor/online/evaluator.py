@@ -72,8 +72,10 @@ class OnlineEvaluator:
     """The handler of ``online_eval`` jobs (see the module docstring)."""
 
     def __init__(self, store: Store, judges: GatewayJudges | None = None, *, default_model: str = "local",
-                 judge_threads: int = 8, queue: Any = None, lease_s: float = 300.0) -> None:
+                 judge_threads: int = 8, queue: Any = None, lease_s: float = 300.0, executor: Any = None) -> None:
         self.store = store
+        # PODIUM_EXECUTOR=ray: a backfill batch's deterministic scorers run as Ray tasks (docs/ray.md)
+        self.executor = executor
         self.judges = judges
         # judges may outlast a lease: the batch's leases are extended while they run (queue.extend)
         self.queue = queue
@@ -209,7 +211,7 @@ class OnlineEvaluator:
                 results = self._judge_all(b, fields)
             else:
                 try:
-                    results = list(b.scorer.score_batch(fields))
+                    results = self._deterministic(b, fields, group)
                 except Exception as e:  # a configuration error: every item alike
                     results = [e] * len(fields)
             lat.append((b.kind, time.perf_counter() - t0))
@@ -221,6 +223,18 @@ class OnlineEvaluator:
                     continue
                 rows.append(self._row(rule, tid, sid, res, now))
         return n_traces, fails, lat
+
+    def _deterministic(self, b: Built, fields: list[dict[str, Any]], group: Sequence[QueuedJob]) -> list[Any]:
+        """A deterministic scorer over the items: on the executor when the batch holds backfill
+        jobs and one is set (live traffic stays here, for its latency); scores come back here and
+        are written by this process. A scorer Ray cannot ship (pickle) is run here instead."""
+        if self.executor is not None and any(j.payload.get("backfill") for j in group):
+            try:
+                return self.executor.map(_ScoreBatch(b.scorer), fields)
+            except Exception as e:
+                logger.warning("online scorer %s could not run on the %s executor (%s); scoring here",
+                               b.scorer.name, getattr(self.executor, "name", "?"), e)
+        return list(b.scorer.score_batch(fields))
 
     def _judge_all(self, b: Built, fields: list[dict[str, Any]]) -> list[Any]:
         if self._pool is None:
@@ -298,6 +312,16 @@ class OnlineEvaluator:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+@dataclass
+class _ScoreBatch:
+    """The task body of a backfill batch on an executor: one scorer over a batch of fields."""
+
+    scorer: Any
+
+    def __call__(self, rows: list[dict[str, Any]]) -> list[Any]:
+        return list(self.scorer.score_batch(rows))
 
 
 def _no_gateway(messages: Any, **kw: Any) -> str:

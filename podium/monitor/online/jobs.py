@@ -15,8 +15,8 @@ from podium.store import Store
 
 __all__ = ["LEASE_S", "online_jobs"]
 
-#: Seconds a claimed batch stays leased (extended while judges run); a killed worker's batch
-#: comes back after this.
+#: Seconds a claimed batch stays leased by default (extended while judges run); a killed worker's
+#: batch comes back after this. ``PODIUM_ONLINE_EVAL_LEASE_S`` sets it.
 LEASE_S = 300.0
 
 
@@ -31,10 +31,15 @@ def online_jobs(store: Store, settings: Settings, gateway: Any, *, queue: JobQue
         loop = None
     judges = (GatewayJudges(gateway, max_concurrency=settings.online_eval_judge_concurrency, loop=loop)
               if gateway is not None else None)
+    executor = None
+    if settings.executor == "ray":  # backfill batches' deterministic scorers as Ray tasks (docs/ray.md)
+        from podium.executor import get_executor
+
+        executor = get_executor("ray", address=settings.ray_address)
     evaluator = OnlineEvaluator(store, judges, judge_threads=max(8, settings.online_eval_judge_concurrency),
-                                queue=queue, lease_s=LEASE_S)
+                                queue=queue, lease_s=settings.online_eval_lease_s, executor=executor)
     return [
         OnlineEvalProducer(store, queue),
         QueueConsumer(queue, KIND, evaluator.handle, name="online-eval", batch=settings.online_eval_batch,
-                      lease_s=LEASE_S, worker_id=worker_id),
+                      lease_s=settings.online_eval_lease_s, worker_id=worker_id),
     ]
