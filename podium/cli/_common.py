@@ -44,7 +44,7 @@ def open_store(settings: Settings) -> Store:
         from podium.store import Store
     except ImportError as e:
         raise server_extra_missing(e)
-    return Store.from_url(settings.resolved_database_url)
+    return Store.from_url(settings.resolved_database_url, columnar_url=settings.resolved_clickhouse_url)
 
 
 def print_json(data: Any) -> None:
@@ -99,7 +99,7 @@ def embedded_server(settings: Settings) -> Iterator[tuple[str, str | None, str]]
         from podium.store import Store
     except ImportError as e:
         raise server_extra_missing(e)
-    store = Store.from_url(settings.resolved_database_url)
+    store = Store.from_url(settings.resolved_database_url, columnar_url=settings.resolved_clickhouse_url)
     default = ensure_default_project(store, settings)
     public, secret = default.public_key, default.secret_key
     if not secret:
