@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from podium.config import Settings, read_keys_file
+from podium.errors import Conflict
 from podium.store import Store
 
 __all__ = ["DefaultProject", "ensure_default_project"]
@@ -32,7 +33,10 @@ def ensure_default_project(store: Store, settings: Settings) -> DefaultProject:
             created=False,
             keys_file=path,
         )
-    project = store.projects.create_project("default")
+    try:
+        project = store.projects.create_project("default")
+    except Conflict:  # another process starting on the same database created it first
+        return DefaultProject("default", None, None, False, path)
     new = store.projects.create_key(project.id, role="admin", note="created on first start")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

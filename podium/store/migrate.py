@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 __all__ = ["alembic_config", "current_revision", "upgrade"]
 
@@ -20,9 +20,17 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+#: PostgreSQL advisory lock key held while migrating ("podium" in ASCII): processes that start at
+#: the same time on one database (several `podium up`, gateways, workers) migrate one after another.
+_MIGRATE_LOCK = 0x706F6469756D
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (idempotent)."""
+    """Bring the schema to ``revision`` (idempotent). On PostgreSQL the whole upgrade holds a
+    transaction-level advisory lock, so concurrent callers wait and then find the schema current."""
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
