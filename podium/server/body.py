@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import parse_qsl
 
+import msgspec
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -35,6 +36,7 @@ __all__ = [
     "RefuseNulMiddleware",
     "StrictJSONRoute",
     "inflate",
+    "loads",
     "parse_json",
     "read_body",
     "read_json",
@@ -122,7 +124,7 @@ def parse_json(body: bytes, *, max_depth: int = MAX_JSON_DEPTH, what: str = "bod
         # PostgreSQL cannot store NUL in text or JSON; SQLite would store it. Same data on both.
         body = _NUL_ESCAPE.sub(rb"\1\\ufffd", body)
     try:
-        doc = json.loads(body)  # NaN, Infinity and 1e999 become floats that json_problem names below
+        doc = loads(body)  # NaN, Infinity and 1e999 become floats that json_problem names below
     except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, or an integer over 4300 digits
         raise BadRequest(
             f"{what} is not valid JSON: {e}",
@@ -141,6 +143,21 @@ def parse_json(body: bytes, *, max_depth: int = MAX_JSON_DEPTH, what: str = "bod
             details=[{"field": field, "message": problem[1]}],
         )
     return doc
+
+
+def loads(body: bytes | str) -> Any:
+    """``json.loads`` with msgspec's parser (C, ~2x faster, exact big integers) where the two agree.
+
+    msgspec refuses NaN/Infinity, 1e999, lone surrogates, non-UTF-8 encodings and very deep
+    nesting: those bodies go to ``json.loads``, so every body parses exactly as ``json.loads``
+    parses it, and errors keep its messages."""
+    try:
+        return _decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return json.loads(body)
+
+
+_decode = msgspec.json.Decoder().decode
 
 
 async def parse_json_async(body: bytes) -> Any:

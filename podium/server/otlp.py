@@ -39,8 +39,12 @@ from pydantic import ValidationError
 from podium.core.conventions import span_from_otel
 from podium.core.records import MAX_JSON_DEPTH, SpanIn, format_path
 from podium.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from podium.server.body import loads
+from podium.server.convert import BatchBuilder
 
-__all__ = ["JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "decode_traces", "encode_response", "serialize"]
+__all__ = [
+    "JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "decode_into", "decode_traces", "encode_response", "serialize",
+]
 
 PROTOBUF_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_CONTENT_TYPES = frozenset({"application/json"})
@@ -54,7 +58,7 @@ _CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
 
 # A decoded span waiting for conversion: where it was in the request, and its span_from_otel kwargs
 # (built lazily, so a malformed span fails on its own).
-_Pending = tuple[str, Callable[[], dict[str, Any]]]
+_Pending = tuple[Any, Callable[[], dict[str, Any]]]  # (str()-able place, kwargs builder)
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -73,22 +77,39 @@ def decode_traces(
     and :class:`PayloadTooLarge` for more than ``max_spans`` spans (counted before any
     conversion). CPU-bound: callers on an event loop run it in a worker thread.
     """
+    spans: list[dict[str, Any]] = []
+    errors = _convert(_pending(body, content_type, max_spans), lambda span, _rec: spans.append(span))
+    return spans, errors
+
+
+def decode_into(
+    body: bytes, content_type: str, builder: BatchBuilder, *, max_spans: int | None = None
+) -> list[str]:
+    """Decode an OTLP/HTTP (or gRPC) trace export body straight into ``builder``: each span is
+    mapped, validated once as :class:`SpanIn` and added (priced). Returns one message per span
+    that could not be converted; raises as :func:`decode_traces`. What the routes run."""
+    return _convert(_pending(body, content_type, max_spans), lambda _span, rec: builder.add_span(rec))
+
+
+def _pending(body: bytes, content_type: str, max_spans: int | None) -> list[_Pending]:
     media = content_type.split(";", 1)[0].strip().lower()
     if media in PROTOBUF_CONTENT_TYPES:
-        pending = _protobuf_spans(body, max_spans)
-    elif media in JSON_CONTENT_TYPES:
-        pending = _json_spans(body, max_spans)
-    else:
-        raise UnsupportedMediaType(
-            f"Content-Type {media or '(none)'!r} is not an OTLP trace encoding; "
-            "send application/x-protobuf or application/json"
-        )
-    spans: list[dict[str, Any]] = []
+        return _protobuf_spans(body, max_spans)
+    if media in JSON_CONTENT_TYPES:
+        return _json_spans(body, max_spans)
+    raise UnsupportedMediaType(
+        f"Content-Type {media or '(none)'!r} is not an OTLP trace encoding; "
+        "send application/x-protobuf or application/json"
+    )
+
+
+def _convert(pending: list[_Pending], accept: Callable[[dict[str, Any], SpanIn], None]) -> list[str]:
     errors: list[str] = []
+    validate = SpanIn.model_validate
     for where, build in pending:
         try:
             span = span_from_otel(**build())
-            SpanIn.model_validate(span)
+            rec = validate(span)
         except ValidationError as e:
             errors.append(f"{where}: {_describe(e)}")
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
@@ -96,8 +117,8 @@ def decode_traces(
         except RecursionError:  # an attribute holding deeply nested JSON text
             errors.append(f"{where}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it")
         else:
-            spans.append(span)
-    return spans, errors
+            accept(span, rec)
+    return errors
 
 
 def encode_response(*, rejected_spans: int = 0, error_message: str = "", json: bool = False) -> bytes:
@@ -164,9 +185,20 @@ def _protobuf_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]
             scope_name = ss.scope.name or None
             scope_version = ss.scope.version or None
             for k, span in enumerate(ss.spans):
-                where = _where(r, s, k, span.span_id.hex(), span.name)
-                pending.append((where, _pb_kwargs(span, resource, scope_name, scope_version)))
+                pending.append((_PbWhere(r, s, k, span), _pb_kwargs(span, resource, scope_name, scope_version)))
     return pending
+
+
+class _PbWhere:
+    """A protobuf span's place in the request, formatted only when an error names it."""
+
+    __slots__ = ("k", "r", "s", "span")
+
+    def __init__(self, r: int, s: int, k: int, span: Span) -> None:
+        self.r, self.s, self.k, self.span = r, s, k, span
+
+    def __str__(self) -> str:
+        return _where(self.r, self.s, self.k, self.span.span_id.hex(), self.span.name)
 
 
 def _pb_kwargs(
@@ -218,14 +250,8 @@ def _pb_attributes(kvs: Any) -> dict[str, Any]:
 
 def _pb_value(v: AnyValue) -> Any:
     which = v.WhichOneof("value")
-    if which == "string_value":
-        return v.string_value
-    if which == "bool_value":
-        return v.bool_value
-    if which == "int_value":
-        return v.int_value
-    if which == "double_value":
-        return v.double_value
+    if which in _PB_SCALARS:  # string, bool, int, double: most attributes
+        return getattr(v, which)
     if which == "array_value":
         return [_pb_value(x) for x in v.array_value.values]
     if which == "kvlist_value":
@@ -233,6 +259,9 @@ def _pb_value(v: AnyValue) -> Any:
     if which == "bytes_value":
         return base64.b64encode(v.bytes_value).decode("ascii")
     return None  # empty AnyValue (or a dictionary index, which traces do not use)
+
+
+_PB_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
 
 
 # --- OTLP/JSON ---------------------------------------------------------------------------------
@@ -266,7 +295,7 @@ def _json_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
     if body[:2] == b"\x1f\x8b":
         raise BadRequest(f"body is not valid OTLP/JSON{_sniff(body)}")
     try:
-        doc = jsonlib.loads(body)
+        doc = loads(body)  # msgspec where it agrees with json.loads (which reads OTLP's NaN/Infinity)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(
             f'body is not valid JSON ({e}); an OTLP/JSON trace export is {{"resourceSpans": [...]}}; {_HOW_TO_SEND}'

@@ -30,9 +30,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, NoReturn
 
 import grpc
-from pydantic import ValidationError
 
-from podium.core.records import SpanIn
 from podium.core.roles import Action, key_roles_for
 from podium.errors import (
     BadRequest,
@@ -158,15 +156,8 @@ class OtlpGrpcServer:
 
     def _export_traces(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         def ingest(project_id: str) -> bytes:
-            spans, problems = otlp.decode_traces(
-                request, content_type=_PROTOBUF, max_spans=self._st.settings.max_batch_items
-            )
             builder = BatchBuilder(project_id, lambda: self._st.prices_for(project_id))
-            for d in spans:
-                try:
-                    builder.add_span(SpanIn.model_validate(d))
-                except ValidationError as e:
-                    problems.append(f"span {d.get('id')}: {str(e).splitlines()[0][:300]}")
+            problems = otlp.decode_into(request, _PROTOBUF, builder, max_spans=self._st.settings.max_batch_items)
             refused = self._on_loop(self._st.ingester.submit(builder.batch), context)
             problems.extend(f"span {k[-1]}: {msg}" for k, msg in refused)
             self._st.count_ingest(len(builder.batch.spans) - len(refused), len(problems))

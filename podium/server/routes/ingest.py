@@ -86,26 +86,48 @@ async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSO
     """
     st: AppState = request.app.state.podium
     payload = await read_json(request, st.settings.max_request_bytes)
+    items = check_native(payload, st.settings.max_batch_items)
+    has_scores = any(isinstance(it, dict) and it.get("type") == "score" for it in items)
+    configs = await score_configs_for(request, key.project_id) if has_scores else None
+    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id), configs)
+    successes, errors, keys = build_native(items, builder)
+    refused = await st.ingester.submit(builder.batch)
+    if refused:
+        bad = {keys[k]: msg for k, msg in refused if k in keys}
+        successes = [s for s in successes if s["index"] not in bad]
+        errors.extend({"index": i, "id": items[i]["body"].get("id"), "status": 400, "message": m} for i, m in bad.items())
+        errors.sort(key=lambda e: e["index"])
+    st.count_ingest(len(successes), len(errors))
+    return JSONResponse({"successes": successes, "errors": errors}, status_code=207 if errors else 200)
+
+
+def check_native(payload: Any, max_items: int) -> list[Any]:
+    """The ``batch`` list of a native ingest body; 400s for a body of the wrong shape."""
     if not isinstance(payload, dict) or not isinstance(payload.get("batch"), list):
         raise ValidationFailed(
             'body must be an object with a "batch" list: {"batch": [{"type": "span", "body": {...}}]}',
             details=[{"field": "batch", "message": "required list"}],
         )
-    items = payload["batch"]
+    items: list[Any] = payload["batch"]
     extra = set(payload) - {"batch", "metadata"}
     if extra:
         raise ValidationFailed(
             f"unknown top-level field(s) {sorted(extra)}; the body has only 'batch' (and optional 'metadata')",
             details=[{"field": f, "message": "unknown field"} for f in sorted(extra)],
         )
-    if len(items) > st.settings.max_batch_items:
+    if len(items) > max_items:
         raise ValidationFailed(
-            f"batch of {len(items)} items is over the limit of {st.settings.max_batch_items} "
+            f"batch of {len(items)} items is over the limit of {max_items} "
             "(PODIUM_MAX_BATCH_ITEMS); split it",
         )
-    has_scores = any(isinstance(it, dict) and it.get("type") == "score" for it in items)
-    configs = await score_configs_for(request, key.project_id) if has_scores else None
-    builder = BatchBuilder(key.project_id, lambda: st.prices_for(key.project_id), configs)
+    return items
+
+
+def build_native(
+    items: list[Any], builder: BatchBuilder
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[tuple[str, ...], int]]:
+    """Validate each item on its own and add the valid ones to ``builder``: (successes,
+    errors, {row key: item index})."""
     successes: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     keys: dict[tuple[str, ...], int] = {}
@@ -145,24 +167,12 @@ async def ingest(request: Request, key: require_write, _room: IngestRoom) -> JSO
                 continue
             keys[("score", item_id)] = i
         successes.append({"index": i, "id": item_id})
-    refused = await st.ingester.submit(builder.batch)
-    if refused:
-        bad = {keys[k]: msg for k, msg in refused if k in keys}
-        successes = [s for s in successes if s["index"] not in bad]
-        errors.extend({"index": i, "id": items[i]["body"].get("id"), "status": 400, "message": m} for i, m in bad.items())
-        errors.sort(key=lambda e: e["index"])
-    st.count_ingest(len(successes), len(errors))
-    return JSONResponse({"successes": successes, "errors": errors}, status_code=207 if errors else 200)
+    return successes, errors, keys
 
 
 def _otlp_batch(st: AppState, project_id: str, body: bytes, ctype: str) -> tuple[BatchBuilder, list[str]]:
-    spans, problems = otlp.decode_traces(body, content_type=ctype, max_spans=st.settings.max_batch_items)
     builder = BatchBuilder(project_id, lambda: st.prices_for(project_id))
-    for d in spans:
-        try:
-            builder.add_span(SpanIn.model_validate(d))
-        except ValidationError as e:
-            problems.append(f"span {d.get('id')}: {_describe(e)}")
+    problems = otlp.decode_into(body, ctype, builder, max_spans=st.settings.max_batch_items)
     return builder, problems
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NotRequired, TypedDict, cast
 
+import msgspec
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -191,8 +192,7 @@ class IngestRepo:
             r["updated_at"] = now
             # The span's own verdict; _mark_usage corrects it against the rest of its trace.
             r["usage_counted"] = _counts_alone(r)
-        cells = cast(list[dict[str, Any]], rows)  # read by column name below
-        sql.run(conn, [tuple(f(r[c]) for c, f in convert) for r in cells])
+        sql.run(conn, list(map(convert, cast(list[dict[str, Any]], rows))))
 
     # --- traces ------------------------------------------------------------------------------
     def _upsert_trace_hints(self, conn: Connection, batch: IngestBatch, now: datetime) -> None:
@@ -219,7 +219,7 @@ class IngestRepo:
         if not merged:
             return
         sql, convert = _trace_upsert(conn.dialect.name)
-        sql.run(conn, [tuple(f(r[c]) for c, f in convert) for r in merged.values()])
+        sql.run(conn, list(map(convert, merged.values())))
 
     def _mark_usage(self, conn: Connection, touched: set[tuple[str, str]]) -> None:
         """Recompute ``usage_counted`` for every span of the touched traces (see the module
@@ -277,11 +277,28 @@ class _Upsert:
     backlog grew without bound. One statement per chunk takes the GIL once per chunk.
     """
 
-    __slots__ = ("head", "row", "tail", "width")
+    __slots__ = ("clear_sql", "copy_sql", "head", "insert_select", "row", "stage_sql", "tail", "width")
 
-    def __init__(self, head: str, row: str, tail: str) -> None:
+    def __init__(self, head: str, row: str, tail: str, *, table: str | None = None,
+                 cols: Sequence[str] = ()) -> None:
         self.head, self.row, self.tail = head, row, tail
         self.width = row.count("?") + row.count("%s")
+        # PostgreSQL, larger batches: COPY into a per-connection temporary staging table, then one
+        # INSERT ... SELECT ... ON CONFLICT. psycopg's executemany runs Python per row (adapt,
+        # prepare, pipeline bookkeeping); COPY adapts rows in C. See docs/benchmarks.md.
+        self.stage_sql = self.copy_sql = self.insert_select = self.clear_sql = ""
+        if table is not None and "%s" in row:
+            stage = f"podium_stage_{table}"
+            names = iter(cols)
+            select = row.strip()[1:-1].replace("%s", "{}").format(*names)
+            # Only the copied columns, without constraints (the INSERT into the real table checks them).
+            self.stage_sql = (
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS "
+                f"AS SELECT {', '.join(cols)} FROM {table} WITH NO DATA"
+            )
+            self.copy_sql = f"COPY {stage} ({', '.join(cols)}) FROM STDIN"
+            self.clear_sql = f"DELETE FROM {stage}"
+            self.insert_select = head.removesuffix("VALUES ") + f"SELECT {select} FROM {stage}" + tail
 
     @functools.lru_cache(maxsize=32)  # noqa: B019 - ~10 power-of-two chunk sizes per statement
     def _many(self, n: int) -> str:
@@ -291,7 +308,10 @@ class _Upsert:
         if not params:
             return
         if conn.dialect.name != "sqlite":
-            conn.exec_driver_sql(self.head + self.row + self.tail, params)
+            if self.copy_sql and len(params) >= _COPY_MIN_ROWS:
+                self._copy(conn, params)
+            else:
+                conn.exec_driver_sql(self.head + self.row + self.tail, params)
             return
         # Chunks of power-of-two sizes: sqlite3 caches every distinct statement it prepares
         # (a 500-row VALUES program is megabytes), so only ~10 distinct sizes may exist.
@@ -304,12 +324,28 @@ class _Upsert:
             i += n
 
 
+    def _copy(self, conn: Connection, params: list[tuple[Any, ...]]) -> None:
+        raw: Any = conn.connection.dbapi_connection  # psycopg 3, inside SQLAlchemy's transaction
+        with raw.cursor() as cur:
+            # Once per connection (a no-op afterwards); ON COMMIT DELETE ROWS empties it per transaction.
+            cur.execute(self.stage_sql)
+            with cur.copy(self.copy_sql) as copy:
+                write = copy.write_row
+                for row in params:
+                    write(row)
+            cur.execute(self.insert_select)
+            cur.execute(self.clear_sql)  # empty again, for a second upsert in the same transaction
+
+
+#: Below this many rows psycopg's executemany is as cheap as COPY's extra statements.
+_COPY_MIN_ROWS = 32
+
 _SPAN_KEY = ("project_id", "trace_id", "id")
 _SPAN_ALWAYS = ("name", "start_time", "updated_at")
 
 
 @functools.cache
-def _span_upsert(dialect: str) -> tuple[_Upsert, list[tuple[str, Callable[[Any], Any]]]]:
+def _span_upsert(dialect: str) -> tuple[_Upsert, Callable[[dict[str, Any]], tuple[Any, ...]]]:
     """``INSERT ... ON CONFLICT DO UPDATE`` for spans (the same SQL on SQLite >= 3.24 and
     PostgreSQL) and per-column value converters matching what SQLAlchemy would bind."""
     ph = "?" if dialect == "sqlite" else "%s"
@@ -337,8 +373,9 @@ def _span_upsert(dialect: str) -> tuple[_Upsert, list[tuple[str, Callable[[Any],
         f"INSERT INTO span ({', '.join(cols)}) VALUES ",
         f"({', '.join([ph] * len(cols))})",
         f" ON CONFLICT (project_id, trace_id, id) DO UPDATE SET {', '.join(sets)}",
+        table="span", cols=cols,
     )
-    return sql, [(c, _converter(t.span.c[c].type, dialect)) for c in cols]
+    return sql, _row_tuple(t.span, cols, dialect)
 
 
 _TRACE_INSERT_COLUMNS = (
@@ -348,7 +385,7 @@ _TRACE_INSERT_COLUMNS = (
 
 
 @functools.cache
-def _trace_upsert(dialect: str) -> tuple[_Upsert, list[tuple[str, Callable[[Any], Any]]]]:
+def _trace_upsert(dialect: str) -> tuple[_Upsert, Callable[[dict[str, Any]], tuple[Any, ...]]]:
     """Create traces (zeroed aggregates) or merge trace-level hints into existing ones."""
     ph = "?" if dialect == "sqlite" else "%s"
     cols = list(_TRACE_INSERT_COLUMNS)
@@ -370,8 +407,9 @@ def _trace_upsert(dialect: str) -> tuple[_Upsert, list[tuple[str, Callable[[Any]
         f"INSERT INTO trace ({', '.join(cols + list(zeros))}) VALUES ",
         f"({', '.join([ph] * len(cols) + list(zeros.values()))})",
         f" ON CONFLICT (project_id, id) DO UPDATE SET {', '.join(sets)}",
+        table="trace", cols=cols,
     )
-    return sql, [(c, _converter(t.trace.c[c].type, dialect)) for c in cols]
+    return sql, _row_tuple(t.trace, cols, dialect)
 
 
 @functools.cache
@@ -578,11 +616,43 @@ def _sqlite_time(v: datetime | None) -> str | None:
         return None
     if v.tzinfo is not UTC:
         v = v.astimezone(UTC)
-    return v.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return v.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
 def _identity(v: Any) -> Any:
     return v
+
+
+def _json_text(v: Any) -> str | None:
+    """JSON column text: msgspec (C, several times faster than ``json.dumps``; compact, UTF-8),
+    falling back to ``json.dumps`` for anything msgspec refuses."""
+    if v is None:
+        return None
+    try:
+        return _encode(v).decode()
+    except (TypeError, ValueError, OverflowError):
+        return json.dumps(v)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _row_tuple(table: Any, cols: list[str], dialect: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A compiled ``row -> tuple of driver values`` for ``cols`` of ``table``: one Python
+    function with the columns unrolled (no per-column generator or identity calls; the value
+    conversion was ~45% of the SQLite writer's CPU)."""
+    env: dict[str, Any] = {}
+    parts = []
+    for i, c in enumerate(cols):
+        f = _converter(table.c[c].type, dialect)
+        if f is _identity:
+            parts.append(f"r[{c!r}]")
+        else:
+            env[f"f{i}"] = f
+            parts.append(f"f{i}(r[{c!r}])")
+    src = f"def row(r):\n    return ({', '.join(parts)},)\n"
+    exec(compile(src, f"<{table.name} row>", "exec"), env)  # built from the table's column names only
+    return cast(Callable[[dict[str, Any]], tuple[Any, ...]], env["row"])
 
 
 def _converter(type_: Any, dialect: str) -> Callable[[Any], Any]:
@@ -591,7 +661,7 @@ def _converter(type_: Any, dialect: str) -> Callable[[Any], Any]:
             return _sqlite_time
         return lambda v: None if v is None else (v if v.tzinfo else v.replace(tzinfo=UTC))
     if isinstance(type_, JSON):
-        return lambda v: None if v is None else json.dumps(v)
+        return _json_text
     if dialect == "sqlite" and isinstance(type_, Numeric):
         return lambda v: None if v is None else float(v)
     if dialect == "sqlite" and isinstance(type_, Boolean):
