@@ -885,6 +885,7 @@ class LocalChatModel:
                 scored_to = start + len(chunk) - 1
                 start += stride
             llm.reset()
+            loaded.cached = []
         finally:
             loaded.lock.release()
         scored = ids[1:]
@@ -894,6 +895,55 @@ class LocalChatModel:
     def perplexity(self, text: str, *, cancel: threading.Event | None = None) -> float:
         """exp(mean negative log-likelihood) of ``text``'s tokens; lower means more natural."""
         return self.score(text, cancel=cancel).perplexity
+
+    def response_logprobs(self, messages: Sequence[Mapping[str, Any]], response: str, *,
+                          cancel: threading.Event | None = None) -> TextScore:
+        """Log-probability of each token of a fixed assistant ``response`` given the chat ``messages``.
+
+        The messages are rendered with the chat template (with the assistant's generation prompt),
+        the response's tokens are appended and one pass on the ``logits_all`` instance scores them:
+        ``sum(result.logprobs)`` is log p(response | messages). This is what context attribution
+        (ablate a chunk, see how much less likely the same answer becomes) and likelihood-based
+        checks are built on. A prompt plus response longer than the context window is refused.
+        """
+        import numpy as np
+
+        if not isinstance(response, str) or not response:
+            raise _bad("response", "the response to score must be a non-empty string")
+        msgs, _ = check_chat_params(list(messages), {})
+        loaded = self._get_scorer()
+        llm = loaded.llm
+        prompt_ids, _ = self._chat_prompt(loaded, msgs)
+        resp_ids = llm.tokenize(response.encode("utf-8"), add_bos=False, special=False)
+        ids = prompt_ids + resp_ids
+        if len(ids) > llm.n_ctx():
+            raise _bad("messages", f"the prompt and response are {len(ids)} tokens, more than the model's context "
+                                   f"window ({llm.n_ctx()}): shorten the context or the response")
+        if not loaded.lock.acquire(cancel):
+            raise ServiceUnavailable("scoring was cancelled")
+        try:
+            # the ablations of one attribution share their system prompt: keep the common prefix's KV
+            limit = min(len(loaded.cached), len(prompt_ids) - 1, len(ids) - 2)
+            common = 0
+            while common < limit and loaded.cached[common] == ids[common]:
+                common += 1
+            if common == 0:
+                llm.reset()
+            else:
+                llm.n_tokens = common  # eval() drops the KV cache from here on
+            llm.eval(ids[common:])
+            loaded.cached = list(ids)
+            rows = np.arange(len(prompt_ids) - 1, len(ids) - 1)  # absolute positions: row i predicts ids[i + 1]
+            block = llm.scores[rows]
+            targets = np.asarray(resp_ids, dtype=np.int64)
+            m = block.max(axis=1)
+            lse = m.astype(np.float64) + np.log(np.exp(block - m[:, None]).sum(axis=1, dtype=np.float64))
+            picked = block[np.arange(len(rows)), targets]
+            logprobs = (picked - lse).tolist()
+        finally:
+            loaded.lock.release()
+        pieces = [llm.detokenize([t]).decode("utf-8", "replace") for t in resp_ids]
+        return TextScore(tokens=pieces, logprobs=logprobs)
 
 
 # --- helpers ---------------------------------------------------------------------------------

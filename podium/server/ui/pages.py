@@ -381,9 +381,11 @@ def trace_page(request: Request, trace_id: str) -> HTMLResponse:
         path = tuple(repo.span_path(v.project_id, trace_id, selected)[:-1]) if selected else ()
         items = _tree_items(request, v, trace, parent_id=None, level=1, cursor=None, total=roots_total,
                             open_path=path)
+    from podium.server.ui.attributions import panel_context  # that module builds on this one
+
     return page(request, "trace.html", nav="traces", trace=trace, items=items, roots_total=roots_total,
                 scores=_scores(request, v, trace_id), detail=bool(detail), selected=selected,
-                missing_span=missing, **detail)
+                missing_span=missing, **detail, **panel_context(request, v, trace_id))
 
 
 @router.get("/traces/{trace_id}/children", response_class=HTMLResponse)
