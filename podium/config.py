@@ -30,6 +30,18 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the store. Default: sqlite:///$PODIUM_HOME/podium.db. "
         "PostgreSQL: postgresql+psycopg://user@host:5432/db.",
     )
+    span_store: Literal["sql", "clickhouse"] = Field(
+        default="sql",
+        description="Where spans, traces, their tags and scores live: sql (the store above) or clickhouse (the "
+        "columnar span store at PODIUM_CLICKHOUSE_URL; everything else stays in SQL; `pip install "
+        "'podium[columnar]'`, docs/columnar.md).",
+    )
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="The columnar span store when PODIUM_SPAN_STORE=clickhouse: clickhouse://user:password@host:8123/"
+        "database (a ClickHouse server, over HTTP) or chdb:///path (the same engine in-process; one path per "
+        "process). Default: chdb:///$PODIUM_HOME/chdb.",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Redis URL (redis://127.0.0.1:6379/0). When set, gateway rate limits, budgets and the "
@@ -278,10 +290,37 @@ class Settings(BaseSettings):
         default=200, ge=1, le=10_000,
         description="Traces an online evaluation worker claims and scores per round (docs/online-evaluation.md).",
     )
+    online_eval_lease_s: float = Field(
+        default=300.0, ge=5, le=86_400,
+        description="Seconds a batch claimed by an online evaluation worker stays leased (extended every third "
+        "of it while its judges run): a killed worker's batch goes to another worker after this.",
+    )
     online_eval_judge_concurrency: int = Field(
         default=8, ge=1, le=256,
         description="Most LLM judge calls in flight per judge model and worker process; an AIMD limiter "
         "halves it on 429 and grows it back by one per window of successes.",
+    )
+
+    # --- executor for the heavy client-side work (docs/ray.md) ---------------------------
+    executor: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where experiments, suites, sweeps, red-team runs and backfill evaluations run their per-item "
+        "work: local (threads in this process) or ray (Ray tasks on a cluster; `pip install 'podium[ray]'`). "
+        "`--executor` overrides it.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster to connect to with the ray executor (the head's 127.0.0.1:6379 style GCS address, "
+        "or auto). Default: start a private local Ray instance bound to 127.0.0.1 for the run.",
+    )
+    ray_max_retries: int = Field(
+        default=3, ge=0, le=100,
+        description="Times Ray re-runs a task whose worker or node died (results are keyed by item, so a retried "
+        "task is never counted twice).",
+    )
+    ray_batch_size: int = Field(
+        default=0, ge=0, le=100_000,
+        description="Items per Ray task; 0 picks about four tasks per cluster CPU (at least 16 items each).",
     )
 
     # --- SDK ------------------------------------------------------------------------------
@@ -344,6 +383,13 @@ class Settings(BaseSettings):
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser()
+
+    @property
+    def resolved_clickhouse_url(self) -> str | None:
+        """The columnar span store's URL, or None when spans live in SQL (PODIUM_SPAN_STORE=sql)."""
+        if self.span_store != "clickhouse":
+            return None
+        return self.clickhouse_url or f"chdb://{self.home_dir / 'chdb'}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -11,6 +11,7 @@ from podium.cli.commands.data import legal_hold_app, retention_app, subjects_app
 from podium.cli.commands.deploy import deploy_app
 from podium.cli.commands.evals import datasets_app, eval_app
 from podium.cli.commands.evaluators import evaluators_app
+from podium.cli.commands.explain import explain_app
 from podium.cli.commands.gateway import chat, gateway, limits_app, models_app
 from podium.cli.commands.guard import guard_app
 from podium.cli.commands.plugins import plugins_app
@@ -49,6 +50,7 @@ app.command("chat")(chat)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(redteam_app, name="redteam")
 app.add_typer(guard_app, name="guard")
+app.add_typer(explain_app, name="explain")  # SHAP, LIME, occlusion, integrated gradients (docs/explain.md)
 app.add_typer(evaluators_app, name="evaluators")  # online evaluation rules (docs/online-evaluation.md)
 app.command("worker")(worker)  # background jobs outside the server (docs/worker.md)
 app.add_typer(alerts_app, name="alerts")

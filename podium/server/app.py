@@ -45,11 +45,13 @@ from podium.server.routes import (
     traces,
 )
 from podium.server.routes import annotations as annotation_routes
+from podium.server.routes import attributions as attribution_routes
 from podium.server.routes import audit as audit_routes
 from podium.server.routes import collections as collection_routes
 from podium.server.routes import data_lifecycle as data_lifecycle_routes
 from podium.server.routes import deployments as deployment_routes
 from podium.server.routes import eval_sweeps as eval_sweep_routes
+from podium.server.routes import explanations as explanation_routes
 from podium.server.routes import gateway as openai_routes
 from podium.server.routes import langfuse as langfuse_api
 from podium.server.routes import models as registry_routes
@@ -60,7 +62,9 @@ from podium.server.routes import training_runs as training_runs_routes
 from podium.server.routes import users as user_routes
 from podium.server.security_headers import SecurityHeadersMiddleware
 from podium.server.state import AppState
+from podium.server.ui import attributions as attributions_ui
 from podium.server.ui import collections as collections_ui
+from podium.server.ui import explain as explain_ui
 from podium.server.ui import install_ui
 from podium.server.ui.audit import router as audit_ui_router
 from podium.server.ui.data_lifecycle import router as data_lifecycle_ui_router
@@ -101,7 +105,7 @@ def create_app(
     the app runs (``podium up``); ``app.state.otlp_grpc`` is the receiver (its ``port``)."""
     settings = settings or Settings()
     own_store = store is None
-    store = store or Store.from_url(settings.resolved_database_url)
+    store = store or Store.from_url(settings.resolved_database_url, columnar_url=settings.resolved_clickhouse_url)
     ingester = ingester or Ingester.from_settings(store.ingest, settings)
     if ingester.redactor is None:  # redaction before storage, on every ingest path (docs/governance.md)
         ingester.redactor = Redactor(store.redaction)
@@ -194,7 +198,11 @@ def create_app(
     app.include_router(training_runs_routes.router)  # /api/v1/training-runs, /api/v1/training-sweeps
     app.include_router(eval_sweep_routes.router)  # /api/v1/eval-sweeps: fronts, decide, forecast
     app.include_router(collection_routes.router)  # /api/v1/collections: knowledge collections, search, RAG answers
+    app.include_router(attribution_routes.router)  # /api/v1/traces/{id}/attributions: which chunk drove it
     app.include_router(collections_ui.router)  # /collections: UI pages (before install_ui's error handlers)
+    app.include_router(attributions_ui.router)  # the trace page's Attribution form (POST /traces/{id}/attributions)
+    app.include_router(explanation_routes.router)  # POST /api/v1/explanations: SHAP/LIME/occlusion/IG (docs/explain.md)
+    app.include_router(explain_ui.router)  # /explain: the explanations page
     app.include_router(redaction_routes.router)  # /api/v1/redaction-rules (docs/governance.md#redaction)
     app.include_router(audit_routes.router)  # /api/v1/audit-events: the audit log (docs/governance.md)
     app.include_router(user_routes.router)  # /api/v1/members, /api/v1/invitations, /api/v1/users (docs/governance.md)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine
 
 from podium.store.engine import make_engine
 from podium.store.migrate import upgrade
 from podium.store.repos.alerts import AlertRepo
 from podium.store.repos.annotations import AnnotationRepo
+from podium.store.repos.attributions import AttributionRepo
 from podium.store.repos.audit import AuditRepo
 from podium.store.repos.canaries import CanaryRepo
 from podium.store.repos.dashboards import DashboardsRepo
@@ -30,16 +33,26 @@ from podium.store.repos.traces import TraceRepo
 from podium.store.repos.training import TrainingRepo
 from podium.store.repos.users import UserRepo
 
+if TYPE_CHECKING:
+    from podium.store.columnar.client import ColumnarClient
+
 __all__ = ["Store"]
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, columnar: ColumnarClient | None = None) -> None:
         self.engine = engine
+        self.columnar = columnar  # spans, traces and scores on ClickHouse when set (docs/columnar.md)
         self.projects = ProjectRepo(engine)
         self.ingest = IngestRepo(engine)
         self.traces = TraceRepo(engine)
         self.scores = ScoreRepo(engine)
+        if columnar is not None:
+            from podium.store.columnar import ColumnarIngestRepo, ColumnarScoreRepo, ColumnarTraceRepo
+
+            self.ingest = ColumnarIngestRepo(columnar)
+            self.traces = ColumnarTraceRepo(engine, columnar)
+            self.scores = ColumnarScoreRepo(engine, columnar)
         self.prices = PriceRepo(engine)
         self.gateway = GatewayRepo(engine)
         self.prompts = PromptRepo(engine)
@@ -59,13 +72,20 @@ class Store:
         self.users = UserRepo(engine)  # people: users, memberships, sessions, invitations (podium.governance)
         self.redaction = RedactionRepo(engine)  # redaction rules applied before storage (podium.governance.redaction)
         self.audit = AuditRepo(engine)  # the audit log, one hash chain (podium.governance.audit)
+        self.attributions = AttributionRepo(engine)  # which chunks drove an answer (podium.rag.attribution)
 
     @classmethod
-    def from_url(cls, url: str, *, migrate: bool = True) -> Store:
+    def from_url(cls, url: str, *, migrate: bool = True, columnar_url: str | None = None) -> Store:
+        """``columnar_url`` (``clickhouse://...`` or ``chdb://...``): spans, traces and scores there."""
         engine = make_engine(url)
         if migrate:
             upgrade(engine)
-        return cls(engine)
+        columnar = None
+        if columnar_url:
+            from podium.store.columnar import open_columnar
+
+            columnar = open_columnar(columnar_url, migrate=migrate)
+        return cls(engine, columnar)
 
     @property
     def dialect(self) -> str:
@@ -73,3 +93,5 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.columnar is not None:
+            self.columnar.close()

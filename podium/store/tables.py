@@ -1358,3 +1358,27 @@ collection_chunk = Table(
     Index(None, "project_id", "collection", "valid_to"),
     Index(None, "fts", postgresql_using="gin"),
 )
+
+# === attributions (0023_attributions) ===
+# Context attributions of a trace's answer (podium.rag.attribution, docs/rag.md): which retrieved chunks
+# drove the generation span's response. Deleted with their trace (retention, data-subject requests).
+attribution = Table(
+    "attribution",
+    metadata,
+    Column("project_id", String(36), primary_key=True),
+    Column("id", String(36), primary_key=True),
+    Column("trace_id", String(128), nullable=False),
+    Column("span_id", String(128), nullable=False),  # the generation span whose response is attributed
+    Column("retrieval_span_id", String(128), nullable=False),
+    Column("method", String(32), nullable=False),  # leave-one-out | context-cite
+    Column("level", String(16), nullable=False),  # chunk | sentence
+    Column("model", String(200)),
+    Column("top_chunk", String(500)),
+    Column("passes", Integer, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("result", JSONType, nullable=False),  # Attribution.to_dict(): chunks ranked, sentences, fit, params
+    Column("created_by", String(64)),
+    Column("created_at", UtcDateTime, nullable=False),
+    ForeignKeyConstraint(["project_id", "trace_id"], ["trace.project_id", "trace.id"], ondelete="CASCADE"),
+    Index(None, "project_id", "trace_id", "created_at"),
+)
