@@ -104,6 +104,28 @@ validation ~19% (of which `_check_json_values` / `json_problem` 12.5%); `BatchBu
 (`compute_cost` 4.5%); protobuf message -> kwargs 6.5% (`_pb_attributes` 4%); `ParseFromString`
 (upb) < 1%. Decoding protobuf is not the cost; mapping the conventions is.
 
+**Issue 18 item 4, second pass: the OTLP mapping** (in-process, single run: `--stages`' decode stage,
+thread CPU µs per span, batches of 1,000 spans, min over 10 batches, two rounds `round 1 / round 2`;
+the previous code, then each change added in turn, each in its own process, alternately; the machine
+was otherwise idle, load average < 1; the stored rows of the before and after code were compared on
+2 x 1,000 spans and are identical, as `tests/server/test_otlp_parity.py` checks):
+
+| change | stage | before µs/span | after µs/span |
+|---|---|---|---|
+| `conventions`: JSON attribute strings parsed by msgspec (`json.loads` where they differ), JSON-safe copies without a call per scalar (`_bounded`), constant tables hoisted, ISO times from a naive epoch | OTLP protobuf decode + map + validate + price | 98.0 / 98.2 | 90.3 / 87.2 |
+| the same | OTLP/JSON decode + map + validate + price | 127.9 / 120.5 | 110.2 / 107.1 |
+| `span_from_otel(json_checked=)` checks depth while making values JSON-safe, so `decode_into` validates with `JSON_CHECKED_CONTEXT` and `SpanIn` skips its second JSON walk | OTLP protobuf | 90.3 / 87.2 | 75.9 / 73.3 |
+| the same | OTLP/JSON | 110.2 / 107.1 | 96.2 / 92.0 |
+| `BatchBuilder.add_span`: usage/cost copied field by field, not through `model_dump(exclude_none=True)` | native / OTLP protobuf | 39.2 / 37.1 · 75.9 / 73.3 | 38.6 / 38.3 · 75.5 / 71.5 (within noise) |
+
+Together: OTLP protobuf **98 -> 72-76 µs/span** (-25%), OTLP/JSON **121-128 -> 92-100** (-22%),
+native ~38-40 (unchanged). cProfile after (protobuf, 4 x 1,000 spans, cumulative share):
+`span_from_otel` 65% (`_input_output` 12.5%, `_bounded` 11%, `_pick` 5%, `_usage` 4%, `nanos_to_iso`
+3.5%), `BatchBuilder.add_span` 12% (`compute_cost` 5%), protobuf -> kwargs 10%, `SpanIn` validation
+8.5%. OTLP at the native cost: **still not met** (~1.9x native in-process, was ~2.4x). Left: the
+attribute-prefix index (`_take_indexed` / `_prefixed` / `_usage` scans, ~3% by cProfile, not worth a
+per-span index in Python), and `_pick`'s repeated key lookups.
+
 **Targets.** OTLP at the native cost: **not met** (OTLP ~140-170 µs/span in-process vs native
 ~45-55; in the server ~270-390 vs ~120-190). Ingestion >= 20,000 spans/s per backend on this
 2-core machine: **not met, and not measurable in this run** (the server got 0.13-0.36 cores of
@@ -115,12 +137,15 @@ validation ~19% (of which `_check_json_values` / `json_problem` 12.5%); `BatchBu
 1. `podium/core/conventions.py`: bucket attribute keys by prefix once per span instead of ~8
    `startswith` scans (`_take_indexed`, `_prefixed`); return JSON-native scalars from `_json_safe`
    without recursion (most attributes); parse JSON attribute strings with msgspec. Expected: the
-   mapping halved, OTLP ~100 µs/span in-process.
+   mapping halved, OTLP ~100 µs/span in-process. *Done, but the prefix index (see the second pass
+   above): OTLP protobuf 98 -> 72-76 µs/span in-process.*
 2. `podium/core/records.py`: `_check_json_values` re-walks every JSON field that `parse_json`
    already checked for the whole native body (~8-12% of decode); skip it through a validation
-   context flag set by the routes.
+   context flag set by the routes. *Done for OTLP (`records.JSON_CHECKED_CONTEXT`); the native route
+   (`podium/server/routes/ingest.py`) does not pass it yet.*
 3. `podium/server/convert.py`: cache `compute_cost` per (model, provider, usage keys) within a batch
-   and build the three `Decimal`s without `str(round())`.
+   and build the three `Decimal`s without `str(round())`. *Not done: token counts differ per span,
+   so such a cache seldom hits (`PriceTable.lookup` is cached already); `model_dump` was replaced.*
 4. The second core: several server processes on PostgreSQL (issue 18 item 1); the writer now spends
    ~30 µs of Python per span. Re-measure PostgreSQL's own CPU per span on an idle machine.
 """

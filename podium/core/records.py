@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 __all__ = [
     "ID_PATTERN",
+    "JSON_CHECKED_CONTEXT",
     "MAX_JSON_DEPTH",
     "CostIn",
     "IngestItem",
@@ -81,6 +82,13 @@ def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> tuple[list[str 
             if keys:
                 keys.pop()
     return None
+
+
+_JSON_CHECKED = "podium.json_checked"
+#: ``Model.model_validate(data, context=JSON_CHECKED_CONTEXT)`` skips the per-field JSON walk
+#: (non-finite numbers, nesting depth): only for data whose every JSON value the caller has
+#: already checked, e.g. ``conventions.span_from_otel(..., json_checked=...)`` output.
+JSON_CHECKED_CONTEXT: dict[str, Any] = {_JSON_CHECKED: True}
 
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
@@ -157,9 +165,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
 
     @model_validator(mode="after")
-    def _check_json_values(self) -> Any:
+    def _check_json_values(self, info: ValidationInfo) -> Any:
         # JSON-valued fields (input, output, metadata, attributes, ...) must be servable:
-        # finite numbers only, at most MAX_JSON_DEPTH levels (see json_problem).
+        # finite numbers only, at most MAX_JSON_DEPTH levels (see json_problem). Skipped when
+        # the caller has checked them already (JSON_CHECKED_CONTEXT).
+        if info.context is not None and info.context.get(_JSON_CHECKED):
+            return self
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, dict | list):

@@ -31,7 +31,7 @@ class BatchBuilder:
         self._score_configs = score_configs  # when given, add_score validates against them
 
     def add_span(self, s: SpanIn) -> None:
-        usage = s.usage.model_dump(exclude_none=True) if s.usage else None
+        usage = _fields(s.usage, _USAGE_FIELDS) if s.usage else None
         estimated = False if usage else None
         if (
             not usage
@@ -46,7 +46,7 @@ class BatchBuilder:
             estimated = True
         if usage and usage.get("total_tokens") is None:
             usage["total_tokens"] = (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
-        cost = s.cost.model_dump(exclude_none=True) if s.cost else None
+        cost = _fields(s.cost, _COST_FIELDS) if s.cost else None
         if not cost and s.model and usage:
             cost = compute_cost(s.model, usage, provider=s.provider, table=self._prices())
         if cost and cost.get("total") is None:
@@ -157,6 +157,21 @@ class BatchBuilder:
         }
         self.batch.scores.append(row)
         return sid
+
+
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "details")
+_COST_FIELDS = ("input", "output", "total")
+
+
+def _fields(model: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """``model.model_dump(exclude_none=True)`` for UsageIn / CostIn (flat fields; ``details`` is a
+    dict of ints, copied), without pydantic's serializer: it ran once per span."""
+    out: dict[str, Any] = {}
+    for name in names:
+        v = getattr(model, name)
+        if v is not None:
+            out[name] = dict(v) if isinstance(v, dict) else v
+    return out
 
 
 def _money(v: Any) -> Decimal | None:

@@ -37,7 +37,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from pydantic import ValidationError
 
 from podium.core.conventions import span_from_otel
-from podium.core.records import MAX_JSON_DEPTH, SpanIn, format_path
+from podium.core.records import JSON_CHECKED_CONTEXT, MAX_JSON_DEPTH, SpanIn, format_path
 from podium.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from podium.server.body import loads
 from podium.server.convert import BatchBuilder
@@ -108,8 +108,10 @@ def _convert(pending: list[_Pending], accept: Callable[[dict[str, Any], SpanIn],
     validate = SpanIn.model_validate
     for where, build in pending:
         try:
-            span = span_from_otel(**build())
-            rec = validate(span)
+            checked: list[bool] = []
+            span = span_from_otel(**build(), json_checked=checked)
+            # span_from_otel made every JSON value finite and checked its depth: no second walk
+            rec = validate(span, context=JSON_CHECKED_CONTEXT if checked else None)
         except ValidationError as e:
             errors.append(f"{where}: {_describe(e)}")
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:

@@ -1,0 +1,123 @@
+"""The cheap paths of the OTel mapping give exactly what the general ones give (issue 18 item 4):
+msgspec-parsed JSON strings, JSON-safe conversion with its depth bound, the skipped SpanIn JSON
+walk, and BatchBuilder's usage/cost copies."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from podium.core import conventions as conv
+from podium.core.records import JSON_CHECKED_CONTEXT, MAX_JSON_DEPTH, CostIn, SpanIn, UsageIn
+from podium.server.convert import _COST_FIELDS, _USAGE_FIELDS, _fields
+
+BASE: dict[str, Any] = {
+    "trace_id": "0af7651916cd43dd8448eb211c80319c",
+    "span_id": "b7ad6b7169203331",
+    "parent_span_id": None,
+    "name": "n",
+    "kind": 1,
+    "start_time_unix_nano": 1_700_000_000_123_456_789,
+    "end_time_unix_nano": 1_700_000_001_000_000_000,
+    "status_code": 0,
+    "status_message": None,
+}
+
+
+def _nested(depth: int) -> Any:
+    v: Any = 1
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": [1, 2.5, "x"], "b": null}',
+        '{"a": NaN, "b": Infinity}',  # msgspec refuses these: json.loads reads them
+        "[1e999]",
+        '"\\ud800"',  # a lone surrogate
+        '{"a": 1, "a": 2}',  # duplicate keys: the last wins in both
+        "123456789012345678901234567890",
+        " [true, false] ",
+        "\ufeff[1]",
+        "not json",
+        "[1,]",
+        "[" * 3000 + "]" * 3000,
+    ],
+)
+def test_loads_parses_as_json_loads(text: str) -> None:
+    try:
+        expected: Any = json.loads(text)
+    except RecursionError:
+        with pytest.raises(RecursionError):
+            conv._loads(text)
+        return
+    except ValueError:
+        assert conv._structured(text) == text  # left as text, as before
+        return
+    got = conv._loads(text)
+    assert json.dumps(got) == json.dumps(expected)  # NaN-safe comparison, types included
+    assert type(got) is type(expected)
+
+
+def test_bounded_equals_json_safe() -> None:
+    class Key(str):
+        pass
+
+    value = {
+        "s": "x",
+        1: [1.5, float("nan"), float("inf"), -float("inf"), b"\x00\xff", (1, 2), {3}, None, True],
+        Key("k"): {"d": datetime(2026, 1, 1, tzinfo=UTC), "deep": _nested(20)},
+        "o": ValueError("not JSON"),
+    }
+    assert conv._bounded(value, 1) == conv._json_safe(value)
+    assert conv._bounded(_nested(MAX_JSON_DEPTH), 1) == _nested(MAX_JSON_DEPTH)  # json_problem's bound
+    with pytest.raises(conv._TooDeep):
+        conv._bounded(_nested(MAX_JSON_DEPTH + 1), 1)
+
+
+def test_json_checked_only_when_the_spanin_walk_would_pass() -> None:
+    attrs = {"a": json.dumps({"x": [1.0, 2]}), "b": float("nan"), "c": [1, 2]}
+    checked: list[bool] = []
+    span = conv.span_from_otel(**BASE, attributes=attrs, json_checked=checked)
+    assert checked == [True]
+    assert SpanIn.model_validate(span, context=JSON_CHECKED_CONTEXT) == SpanIn.model_validate(span)
+
+    # attributes is level 1, so _nested(d) reaches level d + 1: MAX_JSON_DEPTH - 1 fits, one more
+    # does not; then the span is not marked and SpanIn's own walk reports it, as before.
+    checked = []
+    span = conv.span_from_otel(**BASE, attributes={"deep": _nested(MAX_JSON_DEPTH - 1)}, json_checked=checked)
+    assert checked == [True]
+    SpanIn.model_validate(span)
+    checked = []
+    span = conv.span_from_otel(**BASE, attributes={"deep": _nested(MAX_JSON_DEPTH)}, json_checked=checked)
+    assert checked == [] and span["attributes"] == {"deep": _nested(MAX_JSON_DEPTH)}
+    with pytest.raises(ValidationError, match="nests deeper than"):
+        SpanIn.model_validate(span)
+
+
+def test_nanos_to_iso_unchanged() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for n in (1, 999, 1_700_000_000_123_456_789, 253_402_300_799_999_999_999, 86_400 * 10**9):
+        secs, rem = divmod(n, 1_000_000_000)
+        old = (epoch + timedelta(seconds=secs, microseconds=rem // 1000)).isoformat(timespec="microseconds")
+        assert conv.nanos_to_iso(n) == old.replace("+00:00", "Z")
+    with pytest.raises(OverflowError):
+        conv.nanos_to_iso(10**30)
+
+
+def test_usage_and_cost_copies_match_model_dump() -> None:
+    for usage in (
+        UsageIn(),
+        UsageIn(input_tokens=3),
+        UsageIn(input_tokens=3, output_tokens=0, total_tokens=3, details={"cached_tokens": 1}),
+    ):
+        assert _fields(usage, _USAGE_FIELDS) == usage.model_dump(exclude_none=True)
+    for cost in (CostIn(), CostIn(total=0.5), CostIn(input=0.1, output=0.2, total=0.3)):
+        assert _fields(cost, _COST_FIELDS) == cost.model_dump(exclude_none=True)
