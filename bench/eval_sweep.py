@@ -170,9 +170,14 @@ def part2(up: Any, items: int, trials: int, small: bool) -> dict[str, Any]:
         pts = [t.objectives for t in ts if t.status == "complete"]
         return hypervolume([pts[i] for i in pareto_front(pts, SWEEP_SENSES)], SWEEP_SENSES, ref)
 
+    # The fair comparison: the configurations Optuna put on its front, each measured by the grid's own run
+    # of that configuration (latency is measured wall time and an early-stopped trial saw a subset of the
+    # items, so Optuna's own figures are not on the same footing as the grid's).
+    by_label = {t.config.label(): t for t in done}
+    chosen = [by_label[t.config.label()] for t in opt.front if t.config.label() in by_label]
     return {"grid": len(full.trials), "grid_s": t_grid, "opt": len(opt.trials), "opt_s": t_opt,
             "stopped": opt.summary["stopped"], "hv_grid": hv(full.trials), "hv_opt": hv(opt.trials),
-            "front_grid": len(full.front), "front_opt": len(opt.front)}
+            "hv_opt_grid": hv(chosen), "front_grid": len(full.front), "front_opt": len(opt.front)}
 
 
 def main() -> int:
@@ -192,7 +197,8 @@ def main() -> int:
         p2 = part2(up, 20, 80 if args.quick else 200, args.quick)
     finally:
         up.stop()
-    ratio = p2["hv_opt"] / p2["hv_grid"] if p2["hv_grid"] else float("nan")
+    ratio = p2["hv_opt_grid"] / p2["hv_grid"] if p2["hv_grid"] else float("nan")
+    own_ratio = p2["hv_opt"] / p2["hv_grid"] if p2["hv_grid"] else float("nan")
     parts = [header_block(facts, command_line())]
     if p1 is not None:
         n_items = 30 if args.quick else 100
@@ -226,12 +232,18 @@ def main() -> int:
         f"**Optuna vs the exhaustive grid** ({p2['grid']} configurations, 20 items each, fake upstream with "
         "deterministic per-configuration quality, cost and latency; in memory): hypervolume of the front "
         "(score up, cost per 1k down, p95 down).",
-        md_table(["search", "trials run", "share of the grid", "stopped early", "front size", "hypervolume",
-                  "ratio to the grid", "seconds"],
+        md_table(["search", "trials run", "share of the grid", "stopped early", "front size",
+                  "hypervolume (grid's measurements)", "ratio to the grid", "hypervolume (own measurements)",
+                  "seconds"],
                  [["grid (exhaustive)", p2["grid"], "100%", 0, p2["front_grid"], f"{p2['hv_grid']:.4g}", "1.000",
-                   f"{p2['grid_s']:.1f}"],
+                   f"{p2['hv_grid']:.4g}", f"{p2['grid_s']:.1f}"],
                   ["optuna (TPE, early stopping)", p2["opt"], f"{p2['opt'] / p2['grid']:.0%}", p2["stopped"],
-                   p2["front_opt"], f"{p2['hv_opt']:.4g}", f"{ratio:.3f}", f"{p2['opt_s']:.1f}"]]),
+                   p2["front_opt"], f"{p2['hv_opt_grid']:.4g}", f"**{ratio:.3f}**", f"{p2['hv_opt']:.4g}",
+                   f"{p2['opt_s']:.1f}"]]),
+        ("The ratio takes the configurations on Optuna's front and scores each with the grid's own run of "
+         "that configuration, so both fronts stand on the same measurements (it cannot exceed 1). Optuna's "
+         f"own figures give {own_ratio:.3f}: p95 latency is measured wall time, which moves between two runs "
+         "of the same configuration, and a trial stopped early was measured on a fifth of the items."),
         ("Target (within 5% with under a third of the trials): "
          + ("**met**" if ratio >= 0.95 and p2["opt"] < p2["grid"] / 3 else "missed") + "."),
     ]

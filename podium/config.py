@@ -120,6 +120,11 @@ class Settings(BaseSettings):
         "threads on a busy core slow llama.cpp down tenfold."
     )
     local_context: int = Field(default=2048, description="Context window (tokens) of the local model.")
+    local_prompt_cache_mb: float = Field(
+        default=128, ge=0, description="Memory (MB) for saved KV states of whole prompts of the local chat model: "
+        "a prompt seen before (an eval suite's item in the next sweep trial) skips its evaluation; answers do "
+        "not change. ~1 MB per 50-token prompt for SmolLM2-135M; 0 turns it off.",
+    )
     local_embed_model_path: Path | None = Field(
         default=None,
         description="Directory with model.onnx (+ tokenizer.json) served as `local-embed`. "

@@ -23,6 +23,11 @@ Invariants and pitfalls:
   reused from the KV cache (see :meth:`LocalChatModel._prefill`), so greedy output does not
   depend on what ran before, while a repeated or extended prompt (the next chat turn)
   evaluates only its new tokens.
+* A prompt seen before restores its KV cache from the **prompt cache** (:class:`PromptCache`,
+  ``prompt_cache_mb``, LRU by bytes): the llama.cpp state of the whole prompt, saved once its
+  batched evaluation is done, so an evaluation suite re-run with other parameters (a sweep's
+  trials) evaluates only the last two prompt tokens again (never one alone: the rule above). A
+  restored state is a copy of the evaluated one, so answers do not change.
 * ``n_threads`` must not exceed the cores that are really free: ggml's threads spin at
   barriers, and with one of two cores busy elsewhere, 2 threads decode at ~4 tok/s where 1
   thread gives ~47 (measured on the 2-core dev machine).
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import ctypes
 import importlib.util
 import logging
 import math
@@ -49,7 +55,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,6 +383,50 @@ class _TokenLogprob:
     top: list[tuple[str, bytes, float]]
 
 
+class PromptCache:
+    """Saved llama.cpp KV states of whole prompts (sequence 0), least recently used out first.
+
+    ~23 KB per token for SmolLM2-135M (f16 KV, 30 layers): a 50-token prompt is ~1.1 MB, so the
+    default 128 MB keeps the prompts of an evaluation suite of ~100 items. Not thread-safe on its
+    own: the model's lock covers every use.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, int(max_bytes))
+        self._states: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._states
+
+    def get(self, key: tuple[int, ...]) -> bytes | None:
+        state = self._states.get(key)
+        if state is None:
+            self.misses += 1
+            return None
+        self._states.move_to_end(key)
+        self.hits += 1
+        return state
+
+    def put(self, key: tuple[int, ...], state: bytes) -> None:
+        if len(state) > self.max_bytes or key in self._states:
+            return
+        self._states[key] = state
+        self.bytes += len(state)
+        while self.bytes > self.max_bytes:
+            _, old = self._states.popitem(last=False)
+            self.bytes -= len(old)
+
+    def clear(self) -> None:
+        self._states.clear()
+        self.bytes = 0
+
+
 @dataclass
 class _Run:
     """What one generation did; read after iterating it."""
@@ -395,6 +445,7 @@ class _Loaded:
     formatter: Any
     lock: FairLock = field(default_factory=FairLock)
     cached: list[int] = field(default_factory=list)  # prompt prefix whose KV came from batched evaluation
+    prompts: PromptCache | None = None  # whole prompts' saved states (generation model only)
 
 
 @dataclass(frozen=True)
@@ -436,6 +487,7 @@ class LocalChatModel:
         n_threads: int | None = None,
         n_ctx: int = 2048,
         name: str = CHAT_MODEL_NAME,
+        prompt_cache_mb: float = 128,
     ) -> None:
         self._model_path = Path(model_path).expanduser() if model_path is not None else None
         self.n_threads = n_threads or default_threads()
@@ -443,6 +495,7 @@ class LocalChatModel:
         # token buffer with the unrounded value (writes past it fail): ask for the rounded size.
         self.n_ctx = max(256, -(-n_ctx // 256) * 256)
         self.name = name
+        self.prompt_cache_mb = prompt_cache_mb
         self._load_lock = threading.Lock()
         self._main: _Loaded | None = None
         self._scorer: _Loaded | None = None
@@ -542,7 +595,9 @@ class LocalChatModel:
             path.name, time.perf_counter() - t0, self.n_threads, self.n_ctx, ", logits_all" if logits_all else "",
         )
         _close_at_exit(llm)
-        return _Loaded(llm=llm, vocab=vocab, n_vocab=llm.n_vocab(), eog=frozenset(eog), formatter=formatter)
+        prompts = PromptCache(int(self.prompt_cache_mb * 2**20)) if self.prompt_cache_mb > 0 and not logits_all else None
+        return _Loaded(llm=llm, vocab=vocab, n_vocab=llm.n_vocab(), eog=frozenset(eog), formatter=formatter,
+                       prompts=prompts)
 
     # --- tokens ------------------------------------------------------------------------------
 
@@ -772,6 +827,8 @@ class LocalChatModel:
             for token in gen:
                 if len(final) > 1 and len(loaded.cached) < len(prompt_ids):
                     loaded.cached = prompt_ids  # generate() has evaluated the final batch
+                    if loaded.prompts is not None:
+                        _save_prompt(loaded, prompt_ids)
                 if cancel is not None and cancel.is_set():
                     run.finish_reason = "cancelled"
                     return
@@ -826,6 +883,10 @@ class LocalChatModel:
         same = 0
         while same < limit and cached[same] == prompt_ids[same]:
             same += 1
+        if same < len(prompt_ids) - 2 and loaded.prompts is not None:
+            state = loaded.prompts.get(tuple(prompt_ids))
+            if state is not None and _restore_prompt(loaded, state, prompt_ids):
+                same = len(prompt_ids) - 2  # the whole prompt's KV is back; its last two tokens run again
         loaded.cached = prompt_ids[:same]
         if same == 0:
             llm.reset()
@@ -947,6 +1008,39 @@ class LocalChatModel:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _save_prompt(loaded: _Loaded, prompt_ids: list[int]) -> None:
+    """Keep the KV state of a prompt just evaluated (sequence 0 holds exactly its tokens now)."""
+    import llama_cpp
+
+    key = tuple(prompt_ids)
+    cache = loaded.prompts
+    if cache is None or key in cache:
+        return
+    ctx = loaded.llm._ctx.ctx
+    size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+    if not size or size > cache.max_bytes:
+        return
+    buf = (ctypes.c_uint8 * size)()
+    n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
+    if n:
+        cache.put(key, ctypes.string_at(buf, n))
+
+
+def _restore_prompt(loaded: _Loaded, state: bytes, prompt_ids: list[int]) -> bool:
+    """Put a saved prompt's KV state back into sequence 0; False (and an empty cache) if llama.cpp refuses."""
+    import llama_cpp
+
+    llm = loaded.llm
+    buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+    if not llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buf, len(state), 0):
+        llm.reset()
+        loaded.cached = []
+        return False
+    llm.input_ids[: len(prompt_ids)] = prompt_ids
+    llm.n_tokens = len(prompt_ids)
+    return True
 
 
 def _grammar(rf: Mapping[str, Any] | None) -> Any:

@@ -446,3 +446,41 @@ def test_count_tokens(model: LocalChatModel) -> None:
     assert model.count_tokens("") == 0
     assert model.count_tokens("Hello world") == 2
     assert model.count_chat_tokens(Q) > model.count_tokens(Q[0]["content"])
+
+
+@pytest.mark.slow
+def test_a_prompt_seen_before_restores_its_state_and_answers_the_same() -> None:
+    # A sweep re-runs an eval suite's items with other parameters: each prompt's KV state is
+    # saved once evaluated and restored later (only its last two tokens run again), with the
+    # same answers and log-probabilities as a model without the cache.
+    questions = [[{"role": "user", "content": f"Question {i}: what is the capital of France?"}] for i in range(3)]
+    cached, plain = LocalChatModel(n_threads=1), LocalChatModel(n_threads=1, prompt_cache_mb=0)
+    try:
+        runs: dict[str, list[Any]] = {"cached": [], "plain": []}
+        for name, m in (("cached", cached), ("plain", plain)):
+            for params in ({"max_tokens": 6, **GREEDY}, {"max_tokens": 3, "temperature": 0.8, "seed": 7}):
+                for q in questions:  # the other questions run in between: the live KV holds another prompt
+                    r = m.chat(q, logprobs=True, top_logprobs=2, **params)
+                    runs[name].append((content(r), r["choices"][0]["logprobs"], r["usage"]))
+        assert runs["cached"] == runs["plain"]
+        cache = cached._get_main().prompts
+        assert cache is not None and len(cache) == 3 and cache.hits == 3
+        assert 0 < cache.bytes < 3 * 2**20
+        assert plain._get_main().prompts is None
+    finally:
+        cached.close()
+        plain.close()
+
+
+def test_the_prompt_cache_keeps_the_most_recent_states_within_its_bytes() -> None:
+    from podium.inference.llama import PromptCache
+
+    cache = PromptCache(10)
+    cache.put((1,), b"aaaa")
+    cache.put((2,), b"bbbb")
+    assert cache.get((1,)) == b"aaaa"  # (1,) is now the most recent
+    cache.put((3,), b"cccc")  # 12 bytes > 10: the least recently used, (2,), goes
+    assert (2,) not in cache and (1,) in cache and (3,) in cache and cache.bytes == 8
+    cache.put((4,), b"x" * 11)  # larger than the whole cache: not kept
+    assert (4,) not in cache and cache.get((4,)) is None
+    assert (cache.hits, cache.misses) == (1, 1)

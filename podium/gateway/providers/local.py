@@ -113,9 +113,11 @@ class LocalProvider:
         self._models: OrderedDict[str, LocalChatModel] = OrderedDict()  # GGUF path -> model, LRU order
         self._max_models = max(1, s.local_max_models)
         self._threads, self._n_ctx = s.local_threads, s.local_context
+        self._prompt_cache_mb = s.local_prompt_cache_mb
         if chat_model is None or embedder is None:
             chat_model = chat_model or LocalChatModel(
-                s.local_model_path, n_threads=s.local_threads, n_ctx=s.local_context
+                s.local_model_path, n_threads=s.local_threads, n_ctx=s.local_context,
+                prompt_cache_mb=s.local_prompt_cache_mb,
             )
             embedder = embedder or LocalEmbedder(s.local_embed_model_path, n_threads=s.local_threads)
         self.chat_model = chat_model
@@ -188,7 +190,8 @@ class LocalProvider:
             return self.chat_model
         m = self._models.pop(dep.gguf, None)
         if m is None:
-            m = LocalChatModel(Path(dep.gguf), n_threads=self._threads, n_ctx=self._n_ctx, name=dep.model)
+            m = LocalChatModel(Path(dep.gguf), n_threads=self._threads, n_ctx=self._n_ctx, name=dep.model,
+                               prompt_cache_mb=self._prompt_cache_mb)
         self._models[dep.gguf] = m
         while len(self._models) > self._max_models:
             _path, old = self._models.popitem(last=False)
