@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from podium.core.ttlcache import TTLCache
 from podium.governance.redaction_rules import (
@@ -46,7 +46,7 @@ from podium.governance.redaction_rules import (
     TextRule,
     compile_rules,
 )
-from podium.store.repos.ingest import IngestBatch
+from podium.store.repos.ingest import IngestBatch, ScoreRow, SpanRow, TraceRow
 from podium.store.repos.redaction import RedactionRepo
 
 __all__ = ["CACHE_TTL", "Redactor", "Rejected", "Unredactable", "preview"]
@@ -213,6 +213,9 @@ def _redact_value(rs: RuleSet, fld: str, value: Any, report: _Report) -> Any:
     return new
 
 
+_Row = TypeVar("_Row", TraceRow, SpanRow, ScoreRow)
+
+
 def redact_fields(rs: RuleSet, row: Any, fields: tuple[str, ...], report: _Report) -> None:
     """Rewrite ``row``'s ``fields`` in place (raises Unredactable under fail-closed)."""
     for f in fields:
@@ -296,18 +299,22 @@ class Redactor:
                 rp = reports[pid] = _Report(rs.fail_closed)
             return rp
 
+        def redact_rows(rows: list[_Row], fields: tuple[str, ...], on_error: Callable[[_Row, str], None]) -> list[_Row]:
+            kept: list[_Row] = []
+            for row in rows:
+                rs = rules(row["project_id"])
+                if not rs.empty:
+                    try:
+                        redact_fields(rs, row, fields, report(row["project_id"], rs))
+                    except Unredactable as e:
+                        on_error(row, str(e))
+                        continue
+                kept.append(row)
+            return kept
+
         bad_traces: dict[tuple[str, str], str] = {}
-        traces = []
-        for tr in batch.traces:
-            rs = rules(tr["project_id"])
-            if rs.empty:
-                traces.append(tr)
-                continue
-            try:
-                redact_fields(rs, tr, TRACE_FIELDS, report(tr["project_id"], rs))
-                traces.append(tr)
-            except Unredactable as e:
-                bad_traces[(tr["project_id"], tr["id"])] = str(e)
+        traces = redact_rows(batch.traces, TRACE_FIELDS,
+                             lambda tr, msg: bad_traces.__setitem__((tr["project_id"], tr["id"]), msg))
         tags = []
         for tg in batch.tags:
             rs = rules(tg[0])
@@ -319,36 +326,21 @@ class Redactor:
                 tags.append((tg[0], tg[1], new) if new != tg[2] else tg)
             except Unredactable as e:
                 bad_traces.setdefault((tg[0], tg[1]), str(e))
+        live = batch.spans
         if bad_traces:
             traces = [t for t in traces if (t["project_id"], t["id"]) not in bad_traces]
             tags = [t for t in tags if (t[0], t[1]) not in bad_traces]
             rejected.extend((("trace", tid), msg) for (_, tid), msg in bad_traces.items())
-        spans = []
-        for sp in batch.spans:
-            tk = (sp["project_id"], sp["trace_id"])
-            if tk in bad_traces:
-                rejected.append((("span", sp["trace_id"], sp["id"]), "not stored: " + bad_traces[tk]))
-                continue
-            rs = rules(sp["project_id"])
-            if rs.empty:
-                spans.append(sp)
-                continue
-            try:
-                redact_fields(rs, sp, SPAN_FIELDS, report(sp["project_id"], rs))
-                spans.append(sp)
-            except Unredactable as e:
-                rejected.append((("span", sp["trace_id"], sp["id"]), str(e)))
-        scores = []
-        for sc in batch.scores:
-            rs = rules(sc["project_id"])
-            if rs.empty:
-                scores.append(sc)
-                continue
-            try:
-                redact_fields(rs, sc, SCORE_FIELDS, report(sc["project_id"], rs))
-                scores.append(sc)
-            except Unredactable as e:
-                rejected.append((("score", sc["id"]), str(e)))
+            live = []
+            for sp in batch.spans:
+                bad = bad_traces.get((sp["project_id"], sp["trace_id"]))
+                if bad is None:
+                    live.append(sp)
+                else:
+                    rejected.append((("span", sp["trace_id"], sp["id"]), "not stored: " + bad))
+        spans = redact_rows(live, SPAN_FIELDS,
+                            lambda sp, msg: rejected.append((("span", sp["trace_id"], sp["id"]), msg)))
+        scores = redact_rows(batch.scores, SCORE_FIELDS, lambda sc, msg: rejected.append((("score", sc["id"]), msg)))
         self._account(reports, rulesets, len(rejected))
         if not rejected:
             batch.tags = tags  # tags are tuples: rewritten ones are new

@@ -10,6 +10,7 @@ an HTTP-only, SameSite=Lax cookie (Secure over https); forms posted with it carr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -228,48 +229,51 @@ async def invite(request: Request) -> HTMLResponse:
                 **_members_ctx(request, v))
 
 
+def _member_change(request: Request, what: str, change: Callable[[Viewer], tuple[str, dict[str, Any]]]) -> Response:
+    """An admin's change on the members page: ``change`` does it and returns the audit event and its
+    fields; a refusal re-renders the page with the error, success goes back to the list."""
+    check_origin(request)
+    v = _viewer(request, Action.ADMIN, what)
+    try:
+        event, fields = change(v)
+    except PodiumError as e:
+        return page(request, "members.html", status=e.status_code, error=e.message, **_members_ctx(request, v))
+    note(request.state, event, project_id=v.project_id, **fields)
+    return RedirectResponse("/settings/members", status_code=303)
+
+
 @router.post("/settings/members/{user_id}/role", response_class=HTMLResponse)
 @ui_action(Action.ADMIN)
 async def change_role(request: Request, user_id: str) -> Response:
-    check_origin(request)
-    v = _viewer(request, Action.ADMIN, "change roles")
-    form = await _form(request)
-    role = form.get("role", "")
-    try:
+    role = (await _form(request)).get("role", "")
+
+    def change(v: Viewer) -> tuple[str, dict[str, Any]]:
         old = users.set_role(_st(request).store, v.project_id, user_id, role, actor_role=v.role)
-    except PodiumError as e:
-        return page(request, "members.html", status=e.status_code, error=e.message, **_members_ctx(request, v))
-    note(request.state, "member.role.change", target_type="user", target_id=user_id, before={"role": old},
-         after={"role": role}, project_id=v.project_id)
-    return RedirectResponse("/settings/members", status_code=303)
+        return "member.role.change", {"target_type": "user", "target_id": user_id, "before": {"role": old},
+                                      "after": {"role": role}}
+
+    return _member_change(request, "change roles", change)
 
 
 @router.post("/settings/members/{user_id}/remove", response_class=HTMLResponse)
 @ui_action(Action.ADMIN)
 async def remove(request: Request, user_id: str) -> Response:
-    check_origin(request)
-    v = _viewer(request, Action.ADMIN, "remove members")
-    try:
+    def change(v: Viewer) -> tuple[str, dict[str, Any]]:
         old = users.remove_member(_st(request).store, v.project_id, user_id, actor_role=v.role)
-    except PodiumError as e:
-        return page(request, "members.html", status=e.status_code, error=e.message, **_members_ctx(request, v))
-    note(request.state, "member.remove", target_type="user", target_id=user_id, before={"role": old},
-         project_id=v.project_id)
-    return RedirectResponse("/settings/members", status_code=303)
+        return "member.remove", {"target_type": "user", "target_id": user_id, "before": {"role": old}}
+
+    return _member_change(request, "remove members", change)
 
 
 @router.post("/settings/invitations/{invitation_id}/revoke", response_class=HTMLResponse)
 @ui_action(Action.ADMIN)
 async def revoke_invitation(request: Request, invitation_id: str) -> Response:
-    check_origin(request)
-    v = _viewer(request, Action.ADMIN, "revoke invitations")
-    try:
+    def change(v: Viewer) -> tuple[str, dict[str, Any]]:
         inv = _st(request).store.users.revoke_invitation(v.project_id, invitation_id)
-    except PodiumError as e:
-        return page(request, "members.html", status=e.status_code, error=e.message, **_members_ctx(request, v))
-    note(request.state, "invitation.revoke", target_type="invitation", target_id=inv.id,
-         before={"email": inv.email, "role": inv.role}, project_id=v.project_id)
-    return RedirectResponse("/settings/members", status_code=303)
+        return "invitation.revoke", {"target_type": "invitation", "target_id": inv.id,
+                                     "before": {"email": inv.email, "role": inv.role}}
+
+    return _member_change(request, "revoke invitations", change)
 
 
 # --- accepting an invitation ---------------------------------------------------------------
