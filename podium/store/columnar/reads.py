@@ -4,6 +4,8 @@ ClickHouse SQL over the ``FINAL`` (latest) version of each row."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -82,10 +84,16 @@ def _keyset(c: _Cond, table: Any, col: str, cursor: str | None, desc: bool) -> N
     c.add(f"(`{col}` {op} {{kv:{typ}}} OR (`{col}` = {{kv:{typ}}} AND id {op} {{kid:String}}))", kv=v, kid=last_id)
 
 
-def trace_conditions(project_id: str, f: TraceFilter) -> _Cond:
-    """The trace filter (``podium.store.repos.traces.trace_conditions``) in ClickHouse SQL."""
+def trace_conditions(project_id: str, f: TraceFilter, *, since: datetime | None = None,
+                     until: datetime | None = None) -> _Cond:
+    """The trace filter (``podium.store.repos.traces.trace_conditions``) in ClickHouse SQL; ``since`` /
+    ``until`` bound ``start_time`` further (the trace list's time windows)."""
     c = _Cond()
     c.add("project_id = {p:String}", p=project_id)
+    if since is not None:
+        c.add("start_time >= {win_lo:DateTime64(6, 'UTC')}", win_lo=since)
+    if until is not None:
+        c.add("start_time <= {win_hi:DateTime64(6, 'UTC')}", win_hi=until)
     if f.start_after:
         c.add("start_time >= {sa:DateTime64(6, 'UTC')}", sa=f.start_after)
     if f.start_before:
@@ -109,11 +117,6 @@ def trace_conditions(project_id: str, f: TraceFilter) -> _Cond:
     for i, tag in enumerate(f.tags):
         c.add(f"id IN (SELECT trace_id FROM $db.trace_tag WHERE project_id = {{p:String}} AND tag = {{tag{i}:String}})",
               **{f"tag{i}": tag})
-    if f.model:
-        # Without FINAL: a span whose model a later re-send changed matches its old model until
-        # ClickHouse merges the parts (docs/columnar.md, limits).
-        c.add("id IN (SELECT trace_id FROM $db.span WHERE project_id = {p:String} AND model = {model:String})",
-              model=f.model)
     if f.score_name:
         sc = "project_id = {p:String} AND name = {sname:String} AND trace_id IS NOT NULL"
         params: dict[str, Any] = {"sname": f.score_name}
@@ -124,6 +127,13 @@ def trace_conditions(project_id: str, f: TraceFilter) -> _Cond:
             sc += " AND value <= {maxs:Float64}"
             params["maxs"] = f.max_score
         c.add(f"id IN (SELECT trace_id FROM $db.score FINAL WHERE {sc})", **params)
+    if f.model:
+        # Spans are sorted by (project, trace): the spans of the traces the other conditions leave (a time
+        # window's few hundred) are primary-key ranges, where "every span of that model" read the model
+        # column of the whole project. Without FINAL: a span whose model a later re-send changed matches
+        # its old model until ClickHouse merges the parts (docs/columnar.md, limits).
+        c.add("id IN (SELECT trace_id FROM $db.span WHERE project_id = {p:String} AND model = {model:String} "
+              f"AND trace_id IN (SELECT id FROM $db.trace WHERE {c.sql()}))", model=f.model)
     return c
 
 
@@ -147,15 +157,20 @@ class ColumnarTraceRepo(TraceRepo):
         if sort not in _CH_TYPE or sort == "timestamp":
             raise _bad_cursor()
         cols = [c for c in TRACE_COLUMNS if include_io or c in _TRACE_LIST]
-        cond = trace_conditions(project_id, f)
         desc = order == "desc"
-        _keyset(cond, t.trace, sort, cursor, desc)
         direction = "DESC" if desc else "ASC"
         sql = (f"SELECT {select_list(cols)} FROM $db.trace FINAL WHERE {{where}} "
                f"ORDER BY `{sort}` {direction}, id {direction} LIMIT {int(limit) + 1}")
+
+        def conditions(f: TraceFilter, since: datetime | None = None, until: datetime | None = None) -> _Cond:
+            cond = trace_conditions(project_id, f, since=since, until=until)
+            _keyset(cond, t.trace, sort, cursor, desc)
+            return cond
+
         if sort == "start_time":
-            raw = self._time_windows(sql, cond, f, desc, limit)
+            raw = self._time_windows(sql, conditions, f, desc, limit)
         else:
+            cond = conditions(f)
             raw = self._c.query_dicts(sql.replace("{where}", cond.sql()), cond.params)
         rows = [from_db("trace", r) for r in raw]
         more = len(rows) > limit
@@ -164,20 +179,29 @@ class ColumnarTraceRepo(TraceRepo):
         nxt = encode_cursor([rows[-1][sort], rows[-1]["id"]]) if more and rows else None
         return Page(items=rows, next_cursor=nxt)
 
-    def _time_windows(self, sql: str, cond: _Cond, f: TraceFilter, desc: bool, limit: int) -> list[dict[str, Any]]:
+    def _time_windows(self, sql: str, conditions: Callable[..., _Cond], f: TraceFilter, desc: bool,
+                      limit: int) -> list[dict[str, Any]]:
         """The newest (oldest) page by start time without a FINAL pass over every trace of the project:
         read a window next to the project's newest (oldest) trace, then 32x wider ones, until
         the page is full or the window covers everything. Rows outside a window sort after every row in
         it, so a full page from a window is the page. (``start_time`` leads ``trace``'s sorting key after
         the project, so a window reads only its own granules.)"""
-        edge = self._c.query(f"SELECT min(start_time), max(start_time), count() FROM $db.trace WHERE {cond.sql()}",
-                             cond.params)
+        cond = conditions(f)
+
+        def everything() -> list[dict[str, Any]]:
+            return self._c.query_dicts(sql.replace("{where}", cond.sql()), cond.params)
+
+        # The edges without the model filter (the cheap conditions on trace rows): the windows only
+        # start narrower than they need to.
+        edge_cond = conditions(replace(f, model=None))
+        edge = self._c.query(f"SELECT min(start_time), max(start_time), count() FROM $db.trace WHERE "
+                             f"{edge_cond.sql()}", edge_cond.params)
         if not edge or not edge[0][2]:
             return []
         lo, hi, versions = utc(edge[0][0]), utc(edge[0][1]), int(edge[0][2])
         assert lo is not None and hi is not None
         if versions <= 4 * limit:  # a small result: one pass
-            return self._c.query_dicts(sql.replace("{where}", cond.sql()), cond.params)
+            return everything()
         anchor = hi if desc else lo
         # Twice the width that would hold a page if the traces were spread evenly (at least a second).
         span_s = max(1.0, (hi - lo).total_seconds() * 2 * (limit + 1) / versions)
@@ -186,12 +210,9 @@ class ColumnarTraceRepo(TraceRepo):
             outside = (f.start_after is not None and desc and bound <= f.start_after) or (
                 f.start_before is not None and not desc and bound >= f.start_before)
             if outside or span_s > 86_400 * 366 * 50:
-                return self._c.query_dicts(sql.replace("{where}", cond.sql()), cond.params)
-            op = ">=" if desc else "<="
-            rows = self._c.query_dicts(
-                sql.replace("{where}", f"{cond.sql()} AND start_time {op} {{win:DateTime64(6, 'UTC')}}"),
-                {**cond.params, "win": bound},
-            )
+                return everything()
+            win = conditions(f, since=bound) if desc else conditions(f, until=bound)
+            rows = self._c.query_dicts(sql.replace("{where}", win.sql()), win.params)
             if len(rows) > limit:
                 return rows
             span_s *= 32
