@@ -179,6 +179,74 @@ def test_cursor_from_another_sort_is_refused(store: Store) -> None:
         store.traces.get_span(pid, "t0", "missing")
 
 
+# --- the column-oriented write path -------------------------------------------------------------------
+
+
+def test_a_trace_written_by_another_writer_is_read_before_merging(store: Store, columnar: ColumnarClient) -> None:
+    """A second writer instance (a restarted server: nothing of the first in its memory) finds the
+    spans and the trace row the first wrote (the existence probe, then the full read) and merges:
+    the partial update keeps the name, flags and aggregates cover both writes."""
+    from podium.store.columnar import ColumnarIngestRepo
+
+    pid = store.projects.create_project("p").id
+    first, second = ColumnarIngestRepo(columnar), ColumnarIngestRepo(columnar)
+    first.write(IngestBatch(
+        spans=[span(pid, "t", "root", name="agent", input={"q": "hi"}),
+               span(pid, "t", "llm", parent_id="root", kind="generation", start_time=T0 + timedelta(seconds=1),
+                    input_tokens=10, output_tokens=5, total_tokens=15, cost_total=Decimal("0.001"))],
+        traces=[{"project_id": pid, "id": "t", "name": None, "user_id": "u1", "session_id": None, "release": None,
+                 "environment": None, "metadata": None, "input": None, "output": None}]))
+    second.write(IngestBatch(spans=[
+        span(pid, "t", "root", name="", status="ok", output="done", end_time=T0 + timedelta(seconds=3)),
+        # a child that carries usage: the stored llm span now counts once, under its own usage
+        span(pid, "t", "inner", parent_id="llm", kind="generation", start_time=T0 + timedelta(seconds=2),
+             input_tokens=7, output_tokens=3, total_tokens=10, cost_total=Decimal("0.002"))]))
+    tr = store.traces.get_trace(pid, "t")
+    assert tr is not None
+    assert (tr["name"], tr["user_id"], tr["input"], tr["output"]) == ("agent", "u1", {"q": "hi"}, "done")
+    assert (tr["span_count"], tr["total_tokens"], tr["total_cost"], tr["latency_ms"]) == (3, 10, Decimal("0.002"), 3000.0)
+    spans = {s["id"]: s for s in store.traces.list_spans(pid, "t").items}
+    assert spans["root"]["name"] == "agent" and spans["root"]["start_time"] == T0
+    assert (spans["llm"]["usage_counted"], spans["inner"]["usage_counted"]) == (False, True)
+
+
+def test_a_trace_item_alone_then_its_spans(store: Store, columnar: ColumnarClient) -> None:
+    """A trace row without spans (a trace item) is found by the probe too: its explicit name wins over
+    the root span's name written later by another writer instance."""
+    from podium.store.columnar import ColumnarIngestRepo
+
+    pid = store.projects.create_project("p").id
+    ColumnarIngestRepo(columnar).write(IngestBatch(traces=[
+        {"project_id": pid, "id": "t", "name": "checkout", "user_id": None, "session_id": "s1", "release": None,
+         "environment": None, "metadata": {"k": 1}, "input": None, "output": None, "start_time": T0}]))
+    ColumnarIngestRepo(columnar).write(IngestBatch(spans=[span(pid, "t", "root", name="handler")]))
+    tr = store.traces.get_trace(pid, "t")
+    assert tr is not None and (tr["name"], tr["session_id"], tr["metadata"], tr["span_count"]) == (
+        "checkout", "s1", {"k": 1}, 1)
+
+
+def test_one_batch_of_several_projects_and_json_values(store: Store) -> None:
+    """One write, two projects, new and merged spans side by side; JSON values of every kind read back
+    as written (msgspec's compact text; a lone surrogate falls back to ``json.dumps``)."""
+    a, b = store.projects.create_project("a").id, store.projects.create_project("b").id
+    store.ingest.write(IngestBatch(spans=[span(b, "t", "old", input={"x": 1})]))
+    odd = "\ud800 lone surrogate"
+    values: list[Any] = [{"é": ["ü", 1.5, None, True, 2**70]}, "plain \"quoted\" text", 42, [], odd]
+    batch = [span(a, "t", f"s{i}", start_time=T0 + timedelta(seconds=i), input=v, output={"i": i})
+             for i, v in enumerate(values)]
+    row = span(b, "t", "new", start_time=T0 + timedelta(seconds=1), metadata={"gateway": None})
+    del row["usage_details"]  # a row without some column: NULL, as before
+    batch += [row, span(b, "t", "old", name="", output=[1, 2])]
+    store.ingest.write(IngestBatch(spans=batch))
+    got = {s["id"]: s for s in store.traces.list_spans(a, "t").items}
+    assert [got[f"s{i}"]["input"] for i in range(len(values))] == values
+    got_b = {s["id"]: s for s in store.traces.list_spans(b, "t").items}
+    assert got_b["old"]["input"] == {"x": 1} and got_b["old"]["output"] == [1, 2]
+    assert got_b["new"]["usage_details"] is None and got_b["new"]["metadata"] == {"gateway": None}
+    ta, tb = store.traces.get_trace(a, "t"), store.traces.get_trace(b, "t")
+    assert ta is not None and tb is not None and (ta["span_count"], tb["span_count"]) == (5, 2)
+
+
 # --- the differential test: the same writes on SQL and on ClickHouse read back the same -------------
 
 

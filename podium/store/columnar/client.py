@@ -19,11 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import msgspec
+
 from podium.errors import ConfigurationError
 
 __all__ = ["ColumnarClient", "parse_url"]
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_encode_block = msgspec.json.Encoder().encode
+# msgspec writes datetimes as RFC 3339 ("2026-10-01T00:00:00.080000Z"): a server's default ("basic")
+# reads only "YYYY-MM-DD hh:mm:ss" (chDB's default is best_effort already).
+_INSERT_SETTINGS = {"date_time_input_format": "best_effort"}
 
 
 @dataclass(frozen=True)
@@ -154,11 +160,18 @@ class ColumnarClient:
         return self._run(self._raw.command, self._sql(sql), parameters=params or None)
 
     def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
-        """Insert one block from column-oriented ``data`` (one sequence per column)."""
+        """Insert one block from column-oriented ``data`` (one sequence per column).
+
+        The block travels as one ``JSONColumns`` document (``{"column": [values], ...}``) encoded by
+        msgspec in one C call, and ClickHouse parses it: about a fifth of the CPU clickhouse-connect's
+        Native encoding took in Python (per-value datetime, decimal and string conversion), on chDB and
+        on a server alike (docs/columnar.md). Values: str, int, float, bool, None, ``Decimal`` (sent as
+        its text), ``datetime`` (RFC 3339; naive means UTC), hence ``date_time_input_format``."""
         if not data or not len(data[0]):
             return
-        self._run(self._raw.insert, table, data, column_names=list(columns), column_oriented=True,
-                  database=self.database)
+        body = _encode_block(dict(zip(columns, data, strict=True)))
+        self._run(self._raw.raw_insert, f"{self.database}.{table}", list(columns), body, settings=_INSERT_SETTINGS,
+                  fmt="JSONColumns")
 
     def drop_database(self) -> None:
         """Drop this client's database (tests, benchmarks)."""

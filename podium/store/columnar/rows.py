@@ -11,13 +11,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import JSON
 
 from podium.store import tables as t
 from podium.store.types import UtcDateTime
 
 __all__ = [
-    "SCORE_COLUMNS", "SPAN_COLUMNS", "TRACE_COLUMNS", "from_db", "json_text", "select_list",
+    "SCORE_COLUMNS", "SPAN_COLUMNS", "TRACE_COLUMNS", "from_db", "json_bytes", "json_text", "select_list",
 ]
 
 SPAN_COLUMNS = [c.name for c in t.span.columns]
@@ -38,9 +39,20 @@ SCORE_JSON, SCORE_TIMES = _kinds(t.score)
 KINDS = {"span": (SPAN_JSON, SPAN_TIMES), "trace": (TRACE_JSON, TRACE_TIMES), "score": (SCORE_JSON, SCORE_TIMES)}
 
 
+json_bytes = msgspec.json.Encoder().encode  # one C call: a value -> compact JSON bytes
+
+
 def json_text(v: Any) -> str | None:
-    """What the SQL store binds for a JSON column (``json.dumps``; None is NULL)."""
-    return None if v is None else json.dumps(v)
+    """A JSON column's text (None is NULL): msgspec's compact JSON (``{"a":1}``), which decodes to the
+    same value as the SQL store's ``json.dumps`` text (``{"a": 1}``); reads parse it either way. Non-ASCII
+    stays UTF-8 (``json.dumps`` escapes it); a float NaN or infinity becomes ``null``. What msgspec
+    cannot encode (a lone surrogate) falls back to ``json.dumps``."""
+    if v is None:
+        return None
+    try:
+        return json_bytes(v).decode()
+    except (TypeError, ValueError, OverflowError, UnicodeError):
+        return json.dumps(v)
 
 
 def utc(v: datetime | None) -> datetime | None:
