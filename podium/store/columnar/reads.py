@@ -215,7 +215,9 @@ class ColumnarTraceRepo(TraceRepo):
             rows = self._c.query_dicts(sql.replace("{where}", win.sql()), win.params)
             if len(rows) > limit:
                 return rows
-            span_s *= 32
+            # Widen by what the window's yield says a full page needs (twice over), at most 32x: a model
+            # filter keeps a fifth of the traces, and each trace in the window costs a read of its spans.
+            span_s *= 32 if not rows else min(32.0, max(2.0, 2 * (limit + 1) / len(rows)))
 
     def _attach_tags(self, conn: Any, project_id: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
