@@ -23,6 +23,11 @@ graceful stop).
     .venv/bin/python bench/ingest_protocols.py --stages
     .venv/bin/python bench/ingest_protocols.py --quick            # 10 s per row, prints only
     .venv/bin/python bench/ingest_protocols.py --write-docs       # writes "Ingestion by protocol"
+    .venv/bin/python bench/ingest_protocols.py --phoenix --write-docs   # + Arize Phoenix (pip-installed
+                                                                         # into bench/out/ on first use)
+    .venv/bin/python bench/ingest_protocols.py --db sqlite --protocols otlp-protobuf --pyspy   # where it goes
+
+Server rows also split the server's CPU per span by thread (event loop, decode workers, ingest writer).
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +67,9 @@ from _common import (
     md_table,
     named_processes_cpu,
     proc_cpu_seconds,
+    pyspy_path,
+    start_pyspy,
+    summarize_pyspy,
     system_cpu_busy,
     write_section,
 )
@@ -70,11 +80,53 @@ PROTOCOLS = ("native", "otlp-protobuf", "otlp-json", "otlp-grpc")
 #: 12 bytes at the head of every trace id in a template; replaced per request (same length).
 MARKER = bytes.fromhex("5a17c0de5a17c0de5a17c0de")
 MARKER_HEX = MARKER.hex().encode()
+#: 4 bytes at the head of every span id in a template; replaced per request too, so span ids are
+#: unique across requests (Phoenix keys spans by span id alone and drops repeats).
+SPAN_MARKER = bytes.fromhex("f15ea71d")
+SPAN_MARKER_HEX = SPAN_MARKER.hex().encode()
 NATIVE_PFX = b"QQPFXQQ"  # bench/ingest_throughput.py's placeholder (28 hex chars per request)
+OUT = Path(__file__).resolve().parent / "out"
 
 
 # Written by hand from `--stages`, the A/B runs against the previous commit and cProfile (issue 18 item 4).
 ANALYSIS = """\
+**Issue 18 item 4, third pass: where the OTLP/HTTP server CPU went, and the mapping by table.**
+Server CPU per span **by thread** (the last column above; `/proc/<pid>/task/*/stat` over the window,
+threads named with `py-spy dump`; SQLite, 12 s rows, load average ~9 on the 2 cores, before this
+change): native 78 µs = writer 42 + event loop 24 + body-parse workers 11; OTLP protobuf 123 =
+decode workers **73** + writer 45 + loop 3; OTLP/JSON 142 = workers 98 + writer 39 + loop 3; gRPC
+116 = workers 70 + writer 43. So the OTLP/HTTP route adds ~3 µs/span on the event loop (body read,
+response): the decode thread costs what the in-process stage costs (73), and the writer what it costs
+for native rows. There is no hidden HTTP cost (no second decode, no gzip, no size count before
+decoding; `py-spy record` of the server agrees: 99% of the worker thread is `decode_into`). The
+earlier 270-390 µs/span were measured with the server at 0.12-0.37 cores of a machine at load 15-19:
+CPU time per span grows with contention, and the OTLP rows drew the worst of it.
+
+What each change bought (in-process decode + map + validate + price, thread CPU µs/span, batches of
+1,000, 3 interleaved rounds x 8 batches in one process, min (median); load average ~10; the stored rows
+of before and after compared on recorded test calls, the bench workload and 20,000 random spans /
+192 request bodies: identical, as `tests/server/test_otlp_parity.py` checks):
+
+| change | OTLP protobuf | OTLP/JSON |
+|---|---|---|
+| before (HEAD) | 60.0 (71.7) | 83.4 (100.3) |
+| `conventions.span_from_otel`: one pass classifies the attribute keys (a table of exact keys and prefixes -> section bits); a section runs only when the span has one of its keys; input/output sources as one `if` chain (no lambdas); ISO times from a per-minute prefix cache; lowercase-hex ids kept as they are; finite floats kept without a call | 47.8 (55.1) | 66.5 (81.1) |
+| `otlp`: protobuf spans read straight from the message into `span_from_otel` (no pending list, no closure or place object per span), scalar AnyValues inline; OTLP/JSON: one-field AnyValues by one table lookup, camelCase -> snake_case names cached, the depth check without a path per container, span places formatted only on error | **45.1 (51.2)** | **58.9 (73.1)** |
+| native, for comparison | 24.4 (29.1) | |
+
+The mapping alone (`span_from_otel`, 4,000 spans of this workload): 31-33 -> 17-20 µs/span. OTLP at
+the native cost: **not met**: OTLP protobuf ~45 µs/span in-process against native ~24 (1.9x, was 2.5x),
+OTLP/JSON ~59. What is left of an OTLP span, in-process: protobuf field access + attributes ~7,
+`span_from_otel` ~17, `SpanIn` validation ~10, `BatchBuilder.add_span` ~8 (the last two are what a
+native span costs too). Reaching native needs the mapper to build the validated record itself (no
+`SpanIn.model_validate` of its own output: `podium/core/records.py`), or the mapping in a compiled
+extension; both are outside this change.
+
+"""
+
+PREVIOUS = """\
+*Earlier passes, kept for the record (their figures are of the code before the third pass):*
+
 **What each change bought** (server-side CPU per span, thread CPU time, batches of 1,000 spans, the
 previous commit's code and this one run alternately in one process; min over 16 batches, median in
 brackets; the machine was shared with other test runs at load average 15-19 on 2 cores, so medians
@@ -159,7 +211,20 @@ SETUP = (
     "request. **server CPU µs/span** = the server process's CPU time over the window / spans acknowledged "
     "in it: the figure to compare. **spans/s were taken on a loaded machine** (other test runs on the "
     "same 2 cores) and are not throughput figures. COUNT CHECK: spans acknowledged = span rows after a "
-    "graceful stop."
+    "graceful stop. **by thread**: the same CPU split between the event loop, the worker threads that "
+    "decode (AnyIO's for HTTP, gRPC's pool) and the ingest writer (`/proc/<pid>/task`, threads named by "
+    "`py-spy dump`)."
+)
+
+PHOENIX_NOTE = (
+    "**Arize Phoenix on the same load** (`--phoenix`: `phoenix serve` pip-installed from PyPI into its own "
+    "venv under bench/out/, SQLite in a temp working dir, right after the Podium rows): the same 2 client "
+    "processes send the same OTLP/HTTP protobuf batches of the same workload to its `/v1/traces`, a fixed "
+    "number of batches each (`--phoenix-batches`), because Phoenix acknowledges an export before it writes "
+    "it (a queue and a bulk inserter) and persists far slower than it acknowledges. Its throughput is "
+    "therefore spans **persisted**: rows of its `spans` table / seconds from the first request until the "
+    "last acknowledged span is a row; CPU is the Phoenix process tree's over that time. Span ids are unique "
+    "per request too (Phoenix keys spans by span id alone)."
 )
 
 
@@ -196,8 +261,13 @@ def _otel_attributes(s: SpanSpec, tr: TraceSpec, root: bool) -> dict[str, Any]:
         )
         out = s.output or {}
         a["gen_ai.output.messages"] = json.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": out.get("content", "")}],
-              "finish_reason": "stop"}]
+            [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": out.get("content", "")}],
+                    "finish_reason": "stop",
+                }
+            ]
         )
     elif s.kind == "embedding":
         a["gen_ai.operation.name"] = "embeddings"
@@ -206,8 +276,13 @@ def _otel_attributes(s: SpanSpec, tr: TraceSpec, root: bool) -> dict[str, Any]:
         a["gen_ai.usage.input_tokens"] = s.input_tokens
         a["input.value"] = s.input if isinstance(s.input, str) else json.dumps(s.input)
     else:
-        oi = {"agent": "AGENT", "chain": "CHAIN", "retrieval": "RETRIEVER", "tool": "TOOL",
-              "guardrail": "GUARDRAIL"}.get(s.kind, "CHAIN")
+        oi = {
+            "agent": "AGENT",
+            "chain": "CHAIN",
+            "retrieval": "RETRIEVER",
+            "tool": "TOOL",
+            "guardrail": "GUARDRAIL",
+        }.get(s.kind, "CHAIN")
         a["openinference.span.kind"] = oi
         if s.input is not None:
             a["input.value"] = json.dumps(s.input)
@@ -226,8 +301,8 @@ def _otel_attributes(s: SpanSpec, tr: TraceSpec, root: bool) -> dict[str, Any]:
 
 def otlp_request(batch_size: int, seed: int, base_ns: int) -> tuple[Any, int, int]:
     """An ``ExportTraceServiceRequest`` of exactly ``batch_size`` spans: (message, spans, traces).
-    Trace ids are ``MARKER + k`` (k = 4 bytes), so a sender makes them unique per request by
-    replacing MARKER in the encoded body."""
+    Trace ids are ``MARKER + k`` (k = 4 bytes) and span ids ``SPAN_MARKER + n`` (n = 4 bytes), so a
+    sender makes them unique per request by replacing the markers in the encoded body."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
     from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -247,26 +322,38 @@ def otlp_request(batch_size: int, seed: int, base_ns: int) -> tuple[Any, int, in
 
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
-    for k, v in {"service.name": "support-bot", "service.version": "v1.8.2",
-                 "deployment.environment.name": "production"}.items():
+    for k, v in {
+        "service.name": "support-bot",
+        "service.version": "v1.8.2",
+        "deployment.environment.name": "production",
+    }.items():
         rs.resource.attributes.append(KeyValue(key=k, value=value(v)))
     ss = rs.scope_spans.add()
     ss.scope.name, ss.scope.version = "bench.app", "0.1.0"
     traces = _traces(batch_size, seed)
     rng = random.Random(seed)
+    ids: dict[str, bytes] = {}
+
+    def sid(span_id: str) -> bytes:  # SPAN_MARKER + a number unique in the request
+        return ids.setdefault(span_id, SPAN_MARKER + len(ids).to_bytes(4, "big"))
+
     n = 0
     for k, tr in enumerate(traces):
         tid = MARKER + k.to_bytes(4, "big")
         t0 = base_ns + int(rng.uniform(0, 9_000) * 1e6)
         for i, s in enumerate(tr.spans):
             sp = Span(
-                trace_id=tid, span_id=bytes.fromhex(s.id), name=s.name,
-                kind=Span.SPAN_KIND_CLIENT if s.kind in ("generation", "embedding") else Span.SPAN_KIND_INTERNAL,
+                trace_id=tid,
+                span_id=sid(s.id),
+                name=s.name,
+                kind=Span.SPAN_KIND_CLIENT
+                if s.kind in ("generation", "embedding")
+                else Span.SPAN_KIND_INTERNAL,
                 start_time_unix_nano=t0 + int(s.start_ms * 1e6),
                 end_time_unix_nano=t0 + int((s.start_ms + s.dur_ms) * 1e6),
             )
             if s.parent_id:
-                sp.parent_span_id = bytes.fromhex(s.parent_id)
+                sp.parent_span_id = sid(s.parent_id)
             if s.status == "error":
                 sp.status.CopyFrom(Status(code=Status.STATUS_CODE_ERROR, message=s.status_message or ""))
             else:
@@ -322,9 +409,11 @@ def unique(protocol: str, body: bytes, tag: bytes) -> bytes:
         return body.replace(NATIVE_PFX, tag.hex()[:28].encode().ljust(28, b"0")[:28]).replace(
             TS.encode(), time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() - 3600)).encode()
         )
+    # the client index (high bit set: never an all-zero id) + the request number's low 3 bytes
+    span_tag = bytes([0x80 | (tag[5] & 0x7F)]) + tag[9:12]
     if protocol == "otlp-json":
-        return body.replace(MARKER_HEX, tag.hex().encode())
-    return body.replace(MARKER, tag)
+        return body.replace(MARKER_HEX, tag.hex().encode()).replace(SPAN_MARKER_HEX, span_tag.hex().encode())
+    return body.replace(MARKER, tag).replace(SPAN_MARKER, span_tag)
 
 
 # --- in-process stage costs --------------------------------------------------------------------
@@ -404,7 +493,15 @@ def stages(batch: int, reps: int, dbs: list[str], profile: str | None) -> list[l
 
         calls: list[Callable[[], int]] = [lambda b=b: one(b) for b in bodies]
         med, low = _profiled(profile == protocol, lambda calls=calls: _timed(calls))
-        rows.append([f"decode+validate+price: {protocol}", fmt_int(batch * reps), f"{med:.1f}", f"{low:.1f}", sum(bad)])
+        rows.append(
+            [
+                f"decode+validate+price: {protocol}",
+                fmt_int(batch * reps),
+                f"{med:.1f}",
+                f"{low:.1f}",
+                sum(bad),
+            ]
+        )
     # Store writes, one transaction per batch, from native rows (the same rows every protocol builds).
     native = _stage_decode("native")
     tpls = templates("native", batch, seed=12)
@@ -460,6 +557,54 @@ def _repo(db: str) -> tuple[Any, Callable[[], None]]:
 # --- real server -------------------------------------------------------------------------------
 
 
+def thread_names(pid: int) -> dict[str, str]:
+    """OS thread id -> Python thread name (``py-spy dump``; empty when py-spy is not installed)."""
+    exe = pyspy_path()
+    if exe is None:
+        return {}
+    try:
+        text = subprocess.run(
+            [str(exe), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {m.group(1): m.group(2) for m in re.finditer(r'^Thread (\d+) \([^)]*\): "([^"]*)"', text, re.M)}
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of a process, by OS thread id."""
+    out: dict[str, float] = {}
+    for d in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            raw = (d / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        out[d.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def by_thread_kind(
+    pid: int, before: dict[str, float], after: dict[str, float], names: dict[str, str]
+) -> dict[str, float]:
+    """CPU seconds between two :func:`thread_cpu` snapshots per kind of server thread: the event
+    loop, the workers that decode (AnyIO's threads for OTLP/HTTP, gRPC's pool), the ingest writer,
+    the rest."""
+    out: dict[str, float] = {}
+    for tid, cpu in after.items():
+        name = names.get(tid, "")
+        if tid == str(pid):
+            kind = "loop"
+        elif name.startswith(("AnyIO", "asyncio", "podium-otlp-grpc", "ThreadPoolExecutor")):
+            kind = "workers"
+        elif name == "podium-ingest-writer":
+            kind = "writer"
+        else:
+            kind = "other"
+        out[kind] = out.get(kind, 0.0) + cpu - before.get(tid, 0.0)
+    return out
+
+
 @dataclass
 class ClientArgs:
     index: int
@@ -470,6 +615,7 @@ class ClientArgs:
     batch_size: int
     nonce: bytes
     deadline_in: float
+    max_batches: int = 0  # 0: until the deadline
 
 
 def client_main(a: ClientArgs, ready: Any, go: Any, results: Any) -> None:
@@ -480,7 +626,7 @@ def client_main(a: ClientArgs, ready: Any, go: Any, results: Any) -> None:
     go.wait(60)
     deadline = time.monotonic() + a.deadline_in
     for n in range(1_000_000):
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or (a.max_batches and n >= a.max_batches):
             break
         tpl = tpls[n % len(tpls)]
         body = unique(a.protocol, tpl.body, a.nonce + a.index.to_bytes(2, "big") + n.to_bytes(6, "big"))
@@ -552,13 +698,17 @@ class Result:
     acked_spans: int
     rows_span: int
     statuses: dict[int, int] = field(default_factory=dict)
+    #: server CPU µs per acknowledged span by thread (name -> µs/span)
+    threads: dict[str, float] = field(default_factory=dict)
 
     @property
     def count_ok(self) -> bool:
         return self.acked_spans == self.rows_span
 
 
-def run_server(db: str, protocol: str, batch: int, clients: int, duration: float, warmup: float) -> Result:
+def run_server(
+    db: str, protocol: str, batch: int, clients: int, duration: float, warmup: float, pyspy: bool = False
+) -> Result:
     from ingest_throughput import _count
 
     home = Path(tempfile.mkdtemp(prefix="podium-bench-proto-"))
@@ -579,9 +729,25 @@ def run_server(db: str, protocol: str, batch: int, clients: int, duration: float
         results = ctx.Queue()
         nonce = os.urandom(4)
         procs = [
-            ctx.Process(target=client_main, daemon=True, args=(
-                ClientArgs(i, protocol, server.url, f"127.0.0.1:{grpc_port}", auth, batch, nonce,
-                           warmup + duration), ready[i], go, results))
+            ctx.Process(
+                target=client_main,
+                daemon=True,
+                args=(
+                    ClientArgs(
+                        i,
+                        protocol,
+                        server.url,
+                        f"127.0.0.1:{grpc_port}",
+                        auth,
+                        batch,
+                        nonce,
+                        warmup + duration,
+                    ),
+                    ready[i],
+                    go,
+                    results,
+                ),
+            )
             for i in range(clients)
         ]
         for p in procs:
@@ -592,19 +758,30 @@ def run_server(db: str, protocol: str, batch: int, clients: int, duration: float
         t_go = time.monotonic()
         time.sleep(warmup)
         w0 = time.monotonic()
+        names = thread_names(server.pid)
         cpu0 = proc_cpu_seconds(server.pid)
+        th0 = thread_cpu(server.pid)
         sys0 = system_cpu_busy()
         pg0 = named_processes_cpu("postgres") if db == "postgresql" else {}
+        OUT.mkdir(exist_ok=True)
+        spy_out = OUT / f"pyspy-{db}-{protocol}.txt"
+        spy = start_pyspy(server.pid, spy_out, duration - 1) if pyspy else None
         time.sleep(max(0.0, t_go + warmup + duration - time.monotonic()))
         w1 = time.monotonic()
         cpu1 = proc_cpu_seconds(server.pid)
+        th1 = thread_cpu(server.pid)
         sys1 = system_cpu_busy()
         pg1 = named_processes_cpu("postgres") if db == "postgresql" else {}
+        names |= thread_names(server.pid)  # threads started during the window
         recs: list[tuple[float, float, int, int, int]] = []
         for _ in procs:
             recs += results.get(timeout=300)[1]
         for p in procs:
             p.join(30)
+        if spy is not None:
+            spy.wait(60)
+            if spy_out.exists():
+                print(summarize_pyspy(spy_out), flush=True)
         server.stop()
         statuses: dict[int, int] = {}
         acked = 0
@@ -617,12 +794,22 @@ def run_server(db: str, protocol: str, batch: int, clients: int, duration: float
         inwin = sum(r[3] for r in recs if w0 <= r[1] <= w1 and r[2] == 200)
         rows_span, _rows_trace, _sum = _count(count_url)
         return Result(
-            db=db, protocol=protocol, batch=batch, clients=clients, window_s=window,
+            db=db,
+            protocol=protocol,
+            batch=batch,
+            clients=clients,
+            window_s=window,
             spans_per_s=inwin / window,
             server_us_per_span=(cpu1 - cpu0) / max(inwin, 1) * 1e6,
             db_us_per_span=cpu_delta(pg0, pg1) / max(inwin, 1) * 1e6 if db == "postgresql" else float("nan"),
-            server_cores=(cpu1 - cpu0) / window, machine_cores=(sys1[0] - sys0[0]) / window,
-            acked_spans=acked, rows_span=rows_span, statuses=statuses,
+            server_cores=(cpu1 - cpu0) / window,
+            machine_cores=(sys1[0] - sys0[0]) / window,
+            acked_spans=acked,
+            rows_span=rows_span,
+            statuses=statuses,
+            threads={
+                k: v / max(inwin, 1) * 1e6 for k, v in by_thread_kind(server.pid, th0, th1, names).items()
+            },
         )
     finally:
         server.stop()
@@ -635,26 +822,259 @@ def server_table(results: list[Result]) -> str:
     rows = []
     for r in results:
         other = {k: v for k, v in r.statuses.items() if k != 200}
-        rows.append([
-            r.db, r.protocol, r.batch, r.clients, f"**{fmt_int(r.spans_per_s)}**", f"**{r.server_us_per_span:.0f}**",
-            "-" if r.db_us_per_span != r.db_us_per_span else f"{r.db_us_per_span:.0f}",
-            f"{r.server_cores:.2f}", f"{r.machine_cores:.2f}",
-            f"{fmt_int(r.acked_spans)} / {fmt_int(r.rows_span)} {'✅' if r.count_ok else '❌'}",
-            ", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "none",
-        ])
+        rows.append(
+            [
+                r.db,
+                r.protocol,
+                r.batch,
+                r.clients,
+                f"**{fmt_int(r.spans_per_s)}**",
+                f"**{r.server_us_per_span:.0f}**",
+                "-" if r.db_us_per_span != r.db_us_per_span else f"{r.db_us_per_span:.0f}",
+                f"{r.server_cores:.2f}",
+                f"{r.machine_cores:.2f}",
+                f"{fmt_int(r.acked_spans)} / {fmt_int(r.rows_span)} {'✅' if r.count_ok else '❌'}",
+                ", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "none",
+                " · ".join(
+                    f"{k} {v:.0f}" for k, v in sorted(r.threads.items(), key=lambda kv: -kv[1]) if v >= 1
+                )
+                or "-",
+            ]
+        )
     return md_table(
-        ["db", "protocol", "batch", "clients", "spans/s acked (loaded machine)", "server CPU µs/span",
-         "PostgreSQL CPU µs/span", "server CPU (cores)", "machine CPU (of 2)", "COUNT CHECK acked / rows",
-         "non-200"],
+        [
+            "db",
+            "protocol",
+            "batch",
+            "clients",
+            "spans/s acked (loaded machine)",
+            "server CPU µs/span",
+            "PostgreSQL CPU µs/span",
+            "server CPU (cores)",
+            "machine CPU (of 2)",
+            "COUNT CHECK acked / rows",
+            "non-200",
+            "server CPU µs/span by thread",
+        ],
         rows,
+    )
+
+
+# --- Arize Phoenix on the same OTLP load ----------------------------------------------------------
+
+#: Phoenix is installed at bench time into its own venv (a comparison tool, never a Podium dependency).
+PHOENIX_VENV = OUT / "phoenix-venv"
+PHOENIX_REQ = "arize-phoenix>=12,<30"
+
+
+def phoenix_python() -> Path:
+    """The Phoenix venv's python, creating the venv (``pip install arize-phoenix`` from PyPI) once."""
+    py = PHOENIX_VENV / "bin" / "python"
+    if not (PHOENIX_VENV / "bin" / "phoenix").exists():
+        print(f"installing {PHOENIX_REQ} into {PHOENIX_VENV} (once; a few minutes)", flush=True)
+        OUT.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PHOENIX_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", PHOENIX_REQ], check=True)
+    return py
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its live children (Phoenix may run helper processes)."""
+    total = proc_cpu_seconds(pid)
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                raw = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid:
+                total += proc_cpu_seconds(int(d.name))
+    return total
+
+
+def _phoenix_spans(db: Path) -> int:
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return int(con.execute("SELECT count(*) FROM spans").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+@dataclass
+class PhoenixResult:
+    version: str
+    wall_s: float  # from the first request to the last span persisted
+    acked_spans: int
+    ack_s: float  # from the first request to the last acknowledgement
+    stored: int
+    stored_per_s: float
+    cpu_us_per_stored: float
+    cores: float
+    statuses: dict[int, int] = field(default_factory=dict)
+
+
+def run_phoenix(batch: int, clients: int, batches: int, timeout: float = 420.0) -> PhoenixResult:
+    """``phoenix serve`` (SQLite in a temp working dir, free ports) under the same OTLP/HTTP protobuf
+    load as the Podium rows: ``clients`` closed-loop senders of ``batches`` batches each. Phoenix
+    acknowledges an export before it writes it (a queue and a bulk inserter), so the figure is spans
+    *persisted*: rows in its ``spans`` table, from the first request until every acknowledged span
+    is a row (or the count stops moving for 30 s, or ``timeout``)."""
+    from _common import free_port
+
+    py = phoenix_python()
+    version = subprocess.run(
+        [str(py), "-c", "from importlib.metadata import version; print(version('arize-phoenix'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    work = Path(tempfile.mkdtemp(prefix="phoenix-bench-"))
+    port, grpc_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
+    env.update(
+        {
+            "PHOENIX_WORKING_DIR": str(work),
+            "PHOENIX_PORT": str(port),
+            "PHOENIX_GRPC_PORT": str(grpc_port),
+            "PHOENIX_HOST": "127.0.0.1",
+            "PHOENIX_TELEMETRY_ENABLED": "false",
+        }
+    )
+    log = (work / "phoenix.log").open("wb")
+    proc = subprocess.Popen(
+        [str(PHOENIX_VENV / "bin" / "phoenix"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    db = work / "phoenix.db"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"phoenix serve exited with {proc.returncode}; see {work / 'phoenix.log'}")
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("phoenix serve did not answer /healthz in 180 s")
+        ctx = mp.get_context("fork")
+        ready = [ctx.Event() for _ in range(clients)]
+        go = ctx.Event()
+        results = ctx.Queue()
+        nonce = os.urandom(4)
+        procs = [
+            ctx.Process(
+                target=client_main,
+                daemon=True,
+                args=(
+                    ClientArgs(
+                        i, "otlp-protobuf", url, "", ("", ""), batch, nonce, timeout, max_batches=batches
+                    ),
+                    ready[i],
+                    go,
+                    results,
+                ),
+            )
+            for i in range(clients)
+        ]
+        for p in procs:
+            p.start()
+        for e in ready:
+            e.wait(120)
+        cpu0 = _tree_cpu_seconds(proc.pid)
+        t_go = time.monotonic()
+        go.set()
+        recs: list[tuple[float, float, int, int, int]] = []
+        for _ in procs:
+            recs += results.get(timeout=timeout + 120)[1]
+        for p in procs:
+            p.join(30)
+        acked = sum(r[3] for r in recs if r[2] == 200)
+        t_acked = max((r[1] for r in recs), default=t_go)
+        statuses: dict[int, int] = {}
+        for r in recs:
+            statuses[r[2]] = statuses.get(r[2], 0) + 1
+        # Wait until every acknowledged span is a row, or the count stops moving for 30 s.
+        n, last, t_last = _phoenix_spans(db), -1, time.monotonic()
+        while n < acked and time.monotonic() - t_go < timeout:
+            if n != last:
+                last, t_last = n, time.monotonic()
+            elif time.monotonic() - t_last > 30:
+                break
+            time.sleep(0.5)
+            n = _phoenix_spans(db)
+        t_done = t_last if n < acked else time.monotonic()
+        cpu1 = _tree_cpu_seconds(proc.pid)
+        wall = t_done - t_go
+        return PhoenixResult(
+            version=version,
+            wall_s=wall,
+            acked_spans=acked,
+            ack_s=t_acked - t_go,
+            stored=n,
+            stored_per_s=n / wall,
+            cpu_us_per_stored=(cpu1 - cpu0) / max(n, 1) * 1e6,
+            cores=(cpu1 - cpu0) / wall,
+            statuses=statuses,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def phoenix_table(r: PhoenixResult, podium: list[Result]) -> str:
+    ours = [x for x in podium if x.protocol.startswith("otlp")]
+    ratio = "-"
+    if ours and r.stored_per_s > 0:
+        lo, hi = min(x.spans_per_s for x in ours), max(x.spans_per_s for x in ours)
+        ratio = f"{lo / r.stored_per_s:,.0f}x-{hi / r.stored_per_s:,.0f}x"
+    other = {k: v for k, v in r.statuses.items() if k != 200}
+    return md_table(
+        [
+            "system",
+            "spans/s persisted (loaded machine)",
+            "CPU µs per persisted span",
+            "CPU (cores)",
+            "COUNT CHECK acked / rows",
+            "s to last ack / to last row",
+            "non-200",
+            "Podium OTLP rows' spans/s ÷ Phoenix",
+        ],
+        [
+            [
+                f"Arize Phoenix {r.version} (SQLite)",
+                f"**{r.stored_per_s:,.1f}**",
+                f"**{r.cpu_us_per_stored:,.0f}**",
+                f"{r.cores:.2f}",
+                f"{r.acked_spans:,} / {r.stored:,} {'✅' if r.acked_spans == r.stored else '❌'}",
+                f"{r.ack_s:.1f} / {r.wall_s:.1f}",
+                ", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "none",
+                ratio,
+            ]
+        ],
     )
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stages", action="store_true", help="in-process CPU per span per stage (no HTTP)")
-    ap.add_argument("--profile", choices=["native", "otlp-protobuf", "otlp-json", "sqlite", "postgresql"],
-                    help="with --stages: cProfile one stage")
+    ap.add_argument(
+        "--profile",
+        choices=["native", "otlp-protobuf", "otlp-json", "sqlite", "postgresql"],
+        help="with --stages: cProfile one stage",
+    )
     ap.add_argument("--reps", type=int, default=20, help="with --stages: batches per stage")
     ap.add_argument("--quick", action="store_true", help="10 s per row; prints only")
     ap.add_argument("--duration", type=float)
@@ -664,6 +1084,24 @@ def main() -> int:
     ap.add_argument("--db", choices=["sqlite", "postgresql", "all"], default="all")
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument(
+        "--pyspy",
+        action="store_true",
+        help="attach py-spy to the server over each row's window and print where its CPU goes "
+        "(py-spy pauses the process to sample: CPU figures of such rows are not comparable)",
+    )
+    ap.add_argument(
+        "--phoenix",
+        action="store_true",
+        help=f"also run Arize Phoenix ({PHOENIX_REQ}, pip-installed into bench/out/phoenix-venv on first use) "
+        "on the same OTLP/HTTP protobuf load",
+    )
+    ap.add_argument(
+        "--phoenix-batches",
+        type=int,
+        default=3,
+        help="with --phoenix: batches per client (Phoenix persists slowly)",
+    )
     args = ap.parse_args()
     dbs = ["sqlite", "postgresql"] if args.db == "all" else [args.db]
     import_retry("podium.server.app")
@@ -676,14 +1114,32 @@ def main() -> int:
     results: list[Result] = []
     for db in dbs:
         for protocol in args.protocols.split(","):
-            print(f"\n>>> {db}, {protocol}, batch {args.batch}, {args.clients} clients, {duration:.0f} s", flush=True)
-            r = run_server(db, protocol, args.batch, args.clients, duration, args.warmup)
+            print(
+                f"\n>>> {db}, {protocol}, batch {args.batch}, {args.clients} clients, {duration:.0f} s",
+                flush=True,
+            )
+            r = run_server(db, protocol, args.batch, args.clients, duration, args.warmup, pyspy=args.pyspy)
             results.append(r)
             print(server_table([r]), flush=True)
     print("\n" + server_table(results))
     ok = all(r.count_ok for r in results)
+    phoenix = ""
+    if args.phoenix:
+        print(
+            f"\n>>> Arize Phoenix, otlp-protobuf, batch {args.batch}, {args.clients} clients, {duration:.0f} s",
+            flush=True,
+        )
+        phoenix = (
+            PHOENIX_NOTE
+            + "\n\n"
+            + phoenix_table(run_phoenix(args.batch, args.clients, args.phoenix_batches), results)
+        )
+        print(phoenix, flush=True)
     if args.write_docs:
-        body = [header_block(facts, command_line()), "", SETUP, "", server_table(results), "", ANALYSIS]
+        body = [header_block(facts, command_line()), "", SETUP, "", server_table(results), ""]
+        if phoenix:
+            body += [phoenix, ""]
+        body += [ANALYSIS, PREVIOUS]
         write_section(SECTION, "\n".join(body))
     return 0 if ok else 1
 

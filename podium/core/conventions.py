@@ -99,6 +99,10 @@ Mapping table (``a > b`` means ``a`` wins)::
                            INTERNAL/UNSPECIFIED); "otel.events" (events not turned into input/output:
                            [{name, time, attributes}]); "otel.links" ([{trace_id, span_id, attributes}])
 
+Each span's attribute keys are read once against ``_EXACT_FEATURES`` / ``_PREFIX_FEATURES`` (the
+keys and prefixes of the table above, by section); a section none of whose keys the span has is
+skipped, which gives what running it would (it would find nothing and change nothing).
+
 Flattened attributes (``prefix.N.a.b``) are rebuilt into lists of nested dicts; the
 OpenInference wrapper keys ``message``, ``tool_call``, ``message_content`` and
 ``document`` are unwrapped, so ``llm.input_messages.0.message.role`` becomes
@@ -119,7 +123,14 @@ import msgspec
 
 from podium.core.records import MAX_JSON_DEPTH
 
-__all__ = ["GENAI_DETAILS_EVENT", "GENAI_LOG_EVENTS", "OtelSpanError", "genai_log_io", "nanos_to_iso", "span_from_otel"]
+__all__ = [
+    "GENAI_DETAILS_EVENT",
+    "GENAI_LOG_EVENTS",
+    "OtelSpanError",
+    "genai_log_io",
+    "nanos_to_iso",
+    "span_from_otel",
+]
 
 
 class OtelSpanError(ValueError):
@@ -133,6 +144,7 @@ _MAX_TAG = 200
 _MAX_TAGS = 100
 
 _HEX = re.compile(r"^[0-9a-f]{1,128}$")
+_HEX_FULL = re.compile(r"[0-9a-f]{1,128}").fullmatch
 _EPOCH_NAIVE = datetime(1970, 1, 1)  # UTC; naive, so isoformat() has no offset to replace
 
 _OTEL_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
@@ -274,8 +286,18 @@ GENAI_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 def nanos_to_iso(nanos: int) -> str:
     """Unix nanoseconds -> ISO-8601 UTC string with microseconds (``...T...Z``)."""
     secs, rem = divmod(int(nanos), 1_000_000_000)
-    dt = _EPOCH_NAIVE + timedelta(seconds=secs, microseconds=rem // 1000)
-    return dt.isoformat(timespec="microseconds") + "Z"
+    minute, sec = divmod(secs, 60)
+    head = _MINUTES.get(minute)
+    if head is None:  # "YYYY-MM-DDTHH:MM:" of this minute, made once (the spans of a batch share a few)
+        if len(_MINUTES) >= 4096:
+            _MINUTES.clear()
+        head = _MINUTES[minute] = (_EPOCH_NAIVE + timedelta(minutes=minute)).isoformat(
+            timespec="minutes"
+        ) + ":"
+    return f"{head}{sec:02d}.{rem // 1000:06d}Z"
+
+
+_MINUTES: dict[int, str] = {}
 
 
 def _as_int(v: Any) -> int | None:
@@ -385,17 +407,22 @@ def _bounded(v: Any, depth: int) -> Any:
     container sits deeper than MAX_JSON_DEPTH. Its results are finite and shallow enough, so
     ``SpanIn`` need not walk them again."""
     t = type(v)
-    if t in _PLAIN:
+    if t in _PLAIN or (t is float and v - v == 0.0):  # x - x is 0.0 for every finite float, NaN otherwise
         return v
     if t is dict or t is list or isinstance(v, Mapping | list | tuple | set | frozenset):
         if depth > MAX_JSON_DEPTH:
             raise _TooDeep
         d = depth + 1
-        if isinstance(v, Mapping):
+        if t is dict or (t is not list and isinstance(v, Mapping)):
             return {
-                (k if type(k) is str else str(k)): (x if type(x) in _PLAIN else _bounded(x, d)) for k, x in v.items()
+                (k if type(k) is str else str(k)): (
+                    x if (tx := type(x)) in _PLAIN or (tx is float and x - x == 0.0) else _bounded(x, d)
+                )
+                for k, x in v.items()
             }
-        return [x if type(x) in _PLAIN else _bounded(x, d) for x in v]
+        return [
+            x if (tx := type(x)) in _PLAIN or (tx is float and x - x == 0.0) else _bounded(x, d) for x in v
+        ]
     return _json_safe(v)
 
 
@@ -521,7 +548,9 @@ def _prefixed(attrs: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def _langfuse_json_values(values: dict[str, Any], scope_name: str | None, scope_version: str | None) -> dict[str, Any]:
+def _langfuse_json_values(
+    values: dict[str, Any], scope_name: str | None, scope_version: str | None
+) -> dict[str, Any]:
     """Langfuse SDK v5+ JSON-encodes each ``*.metadata.<key>`` value, strings included
     (``"qa"`` arrives as ``"\"qa\""``, ``123`` as ``"123"``): decode those once."""
     if scope_name != "langfuse-sdk" or not scope_version:
@@ -552,6 +581,8 @@ def _take_json_object(attrs: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _hex_id(value: Any, field: str, *, required: bool) -> str | None:
+    if type(value) is str and _HEX_FULL(value) and value.strip("0"):
+        return value  # lowercase hex already: what strip().lower() and the checks below would keep
     if isinstance(value, bytes | bytearray):
         s = bytes(value).hex()
     else:
@@ -642,7 +673,9 @@ def _kind(attrs: dict[str, Any], *, looks_like_generation: bool) -> str:
     for key, table, norm, consume in _KIND_RULES:
         value = attrs.get(key)
         if isinstance(value, str) and (kind := table.get(norm(value.strip()))):
-            if consume and not (key == "openinference.span.kind" and norm(value.strip()) in _OPENINFERENCE_KEPT):
+            if consume and not (
+                key == "openinference.span.kind" and norm(value.strip()) in _OPENINFERENCE_KEPT
+            ):
                 del attrs[key]
             return kind
     return "generation" if looks_like_generation else "span"
@@ -817,54 +850,119 @@ def _event_message(name: str, ev_attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _input_output(attrs: dict[str, Any], events: list[dict[str, Any]]) -> tuple[Any, Any, set[int]]:
-    """Returns (input, output, indexes of the events consumed as messages)."""
+def _input_output(
+    attrs: dict[str, Any], events: list[dict[str, Any]], feats: int = ~0
+) -> tuple[Any, Any, set[int]]:
+    """Returns (input, output, indexes of the events consumed as messages). The sources are tried
+    in the order of the module docstring's table; ``feats`` (:func:`_features` of ``attrs``) skips
+    the flattened-list sources whose prefix no attribute has."""
     used: set[int] = set()
-
-    def message_events() -> tuple[bool, Any]:
+    found, inp = False, None
+    if "langfuse.observation.input" in attrs:
+        found, inp = True, _structured(attrs.pop("langfuse.observation.input"))
+    if not found and feats & _F_LLM_IN:
+        found, inp = _take_list(attrs, "llm.input_messages")
+    if not found and "input.value" in attrs:
+        found, inp = _mime_value(attrs, "input.value")
+    if not found:
+        found, inp = _genai_messages(attrs, "gen_ai.input.messages", "gen_ai.system_instructions")
+    if not found and "gen_ai.tool.call.arguments" in attrs:
+        found, inp = True, _structured(attrs.pop("gen_ai.tool.call.arguments"))
+    if not found and "gen_ai.prompt" in attrs:
+        found, inp = True, _container(attrs.pop("gen_ai.prompt"))
+    if not found and feats & _F_PROMPT_LIST:
+        found, inp = _take_list(attrs, "gen_ai.prompt")
+    if not found and events:
         msgs = []
         for i, ev in enumerate(events):
             name = ev.get("name")
             if name in _GENAI_MESSAGE_EVENTS:
                 msgs.append(_event_message(name, ev.get("attributes") or {}))
                 used.add(i)
-        return bool(msgs), msgs
+        found, inp = bool(msgs), msgs
 
-    def choice_events() -> tuple[bool, Any]:
+    found_out, outp = False, None
+    if "langfuse.observation.output" in attrs:
+        found_out, outp = True, _structured(attrs.pop("langfuse.observation.output"))
+    if not found_out and feats & _F_LLM_OUT:
+        found_out, outp = _take_list(attrs, "llm.output_messages")
+    # before output.value: LlamaIndex's retrievers send both, output.value as a list of reprs
+    if not found_out and feats & _F_DOCUMENTS:
+        found_out, outp = _take_list(attrs, "retrieval.documents")
+    if not found_out and "output.value" in attrs:
+        found_out, outp = _mime_value(attrs, "output.value")
+    if not found_out and "gen_ai.output.messages" in attrs:
+        found_out, outp = _genai_messages(attrs, "gen_ai.output.messages")
+    if not found_out and "gen_ai.tool.call.result" in attrs:
+        found_out, outp = True, _structured(attrs.pop("gen_ai.tool.call.result"))
+    if not found_out and "gen_ai.completion" in attrs:
+        found_out, outp = True, _container(attrs.pop("gen_ai.completion"))
+    if not found_out and feats & _F_COMPLETION_LIST:
+        found_out, outp = _take_list(attrs, "gen_ai.completion")
+    if not found_out and events:
         choices = []
         for i, ev in enumerate(events):
             if ev.get("name") == "gen_ai.choice":
                 choices.append(_event_message("gen_ai.choice", ev.get("attributes") or {}))
                 used.add(i)
-        return bool(choices), choices
+        found_out, outp = bool(choices), choices
+    return (inp if found else None), (outp if found_out else None), used
 
-    found_in, inp = _first(
-        [
-            lambda: _take(attrs, "langfuse.observation.input", _structured),
-            lambda: _take_list(attrs, "llm.input_messages"),
-            lambda: _mime_value(attrs, "input.value"),
-            lambda: _genai_messages(attrs, "gen_ai.input.messages", "gen_ai.system_instructions"),
-            lambda: _take(attrs, "gen_ai.tool.call.arguments", _structured),
-            lambda: _take(attrs, "gen_ai.prompt", _container),
-            lambda: _take_list(attrs, "gen_ai.prompt"),
-            message_events,
-        ]
-    )
-    found_out, outp = _first(
-        [
-            lambda: _take(attrs, "langfuse.observation.output", _structured),
-            lambda: _take_list(attrs, "llm.output_messages"),
-            # before output.value: LlamaIndex's retrievers send both, output.value as a list of reprs
-            lambda: _take_list(attrs, "retrieval.documents"),
-            lambda: _mime_value(attrs, "output.value"),
-            lambda: _genai_messages(attrs, "gen_ai.output.messages"),
-            lambda: _take(attrs, "gen_ai.tool.call.result", _structured),
-            lambda: _take(attrs, "gen_ai.completion", _container),
-            lambda: _take_list(attrs, "gen_ai.completion"),
-            choice_events,
-        ]
-    )
-    return (inp if found_in else None), (outp if found_out else None), used
+
+# --- one pass over the attribute keys: which mapping sections can apply ------------------------
+# Each section of span_from_otel looks for its keys (exact, or by prefix); a span that has none
+# of a section's keys skips it (the section would find nothing and change nothing).
+
+_F_MODEL = 1 << 0
+_F_PROVIDER = 1 << 1
+_F_USAGE = 1 << 2
+_F_PARAMS = 1 << 3
+_F_COST = 1 << 4
+_F_LANGFUSE = 1 << 5  # langfuse.*: trace name/io/metadata, prompt, level, completion start, ...
+_F_LLM_IN = 1 << 6
+_F_LLM_OUT = 1 << 7
+_F_DOCUMENTS = 1 << 8
+_F_PROMPT_LIST = 1 << 9
+_F_COMPLETION_LIST = 1 << 10
+_F_EMBEDDINGS = 1 << 11
+
+_EXACT_FEATURES: dict[str, int] = {
+    **dict.fromkeys(_MODEL_KEYS, _F_MODEL),
+    **dict.fromkeys(_PROVIDER_KEYS, _F_PROVIDER),
+    _LF_USAGE: _F_USAGE,
+    "llm.invocation_parameters": _F_PARAMS,
+    "langfuse.observation.model.parameters": _F_PARAMS,
+    _LF_COST: _F_COST,
+    **{key: _F_COST for _field, key in _OI_COST},
+}
+_PREFIX_FEATURES: tuple[tuple[str, int], ...] = (
+    ("gen_ai.usage.", _F_USAGE),
+    ("llm.token_count.", _F_USAGE),
+    ("gen_ai.request.", _F_PARAMS),
+    ("langfuse.", _F_LANGFUSE),
+    ("llm.input_messages.", _F_LLM_IN),
+    ("llm.output_messages.", _F_LLM_OUT),
+    ("retrieval.documents.", _F_DOCUMENTS),
+    ("gen_ai.prompt.", _F_PROMPT_LIST),
+    ("gen_ai.completion.", _F_COMPLETION_LIST),
+    (_EMBEDDINGS + ".", _F_EMBEDDINGS),
+)
+_PREFIXES = tuple(p for p, _bit in _PREFIX_FEATURES)
+
+
+def _features(attrs: Mapping[str, Any]) -> int:
+    """The ``_F_*`` bits of the sections whose keys ``attrs`` holds (one dict lookup per key, a
+    prefix test only for the keys that have one of the prefixes)."""
+    feats = 0
+    exact = _EXACT_FEATURES.get
+    for k in attrs:
+        feats |= exact(k, 0)
+        if k.startswith(_PREFIXES):
+            for prefix, bit in _PREFIX_FEATURES:
+                if k.startswith(prefix):  # the prefixes do not overlap: one matches
+                    feats |= bit
+                    break
+    return feats
 
 
 def _exception_message(events: list[dict[str, Any]]) -> str | None:
@@ -1005,6 +1103,36 @@ def genai_log_io(records: Sequence[Mapping[str, Any]]) -> tuple[Any, Any]:
 # --- entry point -------------------------------------------------------------------------------
 
 
+def _langfuse_fields(attrs: dict[str, Any], out: dict[str, Any], safe: Callable[[Any], Any]) -> None:
+    """The Langfuse span attributes that set fields of their own (trace name and input/output,
+    prompt name/version, completion start time): consumed from ``attrs`` into ``out``."""
+    trace_name = _name_text(attrs.get("langfuse.trace.name"))
+    if trace_name is not None:
+        del attrs["langfuse.trace.name"]
+        out["trace_name"] = trace_name
+    for key, trace_field in (
+        ("langfuse.trace.input", "trace_input"),
+        ("langfuse.trace.output", "trace_output"),
+    ):
+        found, value = _take(attrs, key, _structured)
+        if found and value is not None:
+            out[trace_field] = safe(value)
+
+    prompt_name = _short(attrs.get("langfuse.observation.prompt.name"))
+    if prompt_name is not None:
+        del attrs["langfuse.observation.prompt.name"]
+        out["prompt_name"] = prompt_name
+    version = _as_int(attrs.get("langfuse.observation.prompt.version"))
+    if version is not None and version >= 1:
+        del attrs["langfuse.observation.prompt.version"]
+        out["prompt_version"] = version
+    if "langfuse.observation.completion_start_time" in attrs:
+        cst = _flexible_time(attrs["langfuse.observation.completion_start_time"])
+        if cst is not None:
+            del attrs["langfuse.observation.completion_start_time"]
+            out["completion_start_time"] = cst
+
+
 def span_from_otel(
     *,
     trace_id: str | bytes,
@@ -1053,8 +1181,9 @@ def span_from_otel(
     end = _time(end_time_unix_nano, "end_time_unix_nano", required=False)
 
     attrs: dict[str, Any] = dict(attributes)
-    resource: dict[str, Any] = dict(resource_attributes or {})
-    evs: list[dict[str, Any]] = [e for e in (events or []) if isinstance(e, Mapping)]
+    resource: dict[str, Any] = dict(resource_attributes) if resource_attributes else {}
+    evs: list[dict[str, Any]] = [e for e in events if isinstance(e, Mapping)] if events else []
+    feats = _features(attrs)
 
     out: dict[str, Any] = {
         "id": sid,
@@ -1066,23 +1195,26 @@ def span_from_otel(
     if end is not None:
         out["end_time"] = end
 
-    model = _pick(attrs, _MODEL_KEYS, _short)
-    provider = _pick(attrs, _PROVIDER_KEYS, _short)
-    usage = _usage(attrs)
+    # Each section runs only when the span has one of its keys (``feats``); without them it would
+    # find nothing and change nothing.
+    model = _pick(attrs, _MODEL_KEYS, _short) if feats & _F_MODEL else None
+    provider = _pick(attrs, _PROVIDER_KEYS, _short) if feats & _F_PROVIDER else None
+    usage = _usage(attrs) if feats & _F_USAGE else None
     out["kind"] = _kind(attrs, looks_like_generation=bool(model and usage))
     if model:
         out["model"] = model
     if provider:
         out["provider"] = provider
-    if params := _model_parameters(attrs):
+    if feats & (_F_PARAMS | _F_LANGFUSE) and (params := _model_parameters(attrs)):
         out["model_parameters"] = safe(params)
     if usage:
         out["usage"] = usage
-    if cost := _cost(attrs):
+    if feats & _F_COST and (cost := _cost(attrs)):
         out["cost"] = cost
 
-    inp, outp, used_events = _input_output(attrs, evs)
-    inp = _embeddings(attrs, inp)
+    inp, outp, used_events = _input_output(attrs, evs, feats)
+    if feats & _F_EMBEDDINGS:
+        inp = _embeddings(attrs, inp)
     if out["kind"] == "embedding" and outp is not None:
         outp = _shrink_vectors(outp)
     if inp is not None:
@@ -1092,15 +1224,17 @@ def span_from_otel(
 
     # Status: OTel status, raised to error by a Langfuse ERROR level.
     status = _status(status_code)
-    level = attrs.get("langfuse.observation.level")
-    if isinstance(level, str) and level.strip().upper() == "ERROR":
-        status = "error"
+    lf_message = None
+    if feats & _F_LANGFUSE:
+        level = attrs.get("langfuse.observation.level")
+        if isinstance(level, str) and level.strip().upper() == "ERROR":
+            status = "error"
+        lf_message = _status_text(attrs.get("langfuse.observation.status_message"))
+        if lf_message is not None:
+            del attrs["langfuse.observation.status_message"]
     out["status"] = status
     message = status_message if isinstance(status_message, str) and status_message.strip() else None
-    lf_message = _status_text(attrs.get("langfuse.observation.status_message"))
-    if lf_message is not None:
-        del attrs["langfuse.observation.status_message"]
-    message = message or lf_message or _exception_message(evs)
+    message = message or lf_message or (_exception_message(evs) if evs else None)
     if message:
         out["status_message"] = message[:_MAX_STATUS]
 
@@ -1114,40 +1248,27 @@ def span_from_otel(
     for field, keys in hints:
         if (value := _pick(attrs, keys, _short, resource=resource)) is not None:
             out[field] = value
-    if tags := _tags(attrs):
+    if (_TAG_KEYS[0] in attrs or _TAG_KEYS[1] in attrs) and (tags := _tags(attrs)):
         out["tags"] = tags
-    trace_name = _name_text(attrs.get("langfuse.trace.name"))
-    if trace_name is not None:
-        del attrs["langfuse.trace.name"]
-        out["trace_name"] = trace_name
-    for key, trace_field in (("langfuse.trace.input", "trace_input"), ("langfuse.trace.output", "trace_output")):
-        found, value = _take(attrs, key, _structured)
-        if found and value is not None:
-            out[trace_field] = safe(value)
-
-    prompt_name = _short(attrs.get("langfuse.observation.prompt.name"))
-    if prompt_name is not None:
-        del attrs["langfuse.observation.prompt.name"]
-        out["prompt_name"] = prompt_name
-    version = _as_int(attrs.get("langfuse.observation.prompt.version"))
-    if version is not None and version >= 1:
-        del attrs["langfuse.observation.prompt.version"]
-        out["prompt_version"] = version
-    if "langfuse.observation.completion_start_time" in attrs:
-        cst = _flexible_time(attrs["langfuse.observation.completion_start_time"])
-        if cst is not None:
-            del attrs["langfuse.observation.completion_start_time"]
-            out["completion_start_time"] = cst
-    first_token, token_events = _first_token(evs, attrs, start_time_unix_nano)
-    used_events |= token_events
-    if first_token is not None and "completion_start_time" not in out:
-        out["completion_start_time"] = first_token
+    if feats & _F_LANGFUSE:
+        _langfuse_fields(attrs, out, safe)
+    if evs or _MS_TO_FIRST_CHUNK in attrs:
+        first_token, token_events = _first_token(evs, attrs, start_time_unix_nano)
+        used_events |= token_events
+        if first_token is not None and "completion_start_time" not in out:
+            out["completion_start_time"] = first_token
 
     # Metadata.
     metadata: dict[str, Any] = {}
-    metadata.update(_take_json_object(attrs, "metadata"))
-    metadata.update(_take_json_object(attrs, "langfuse.observation.metadata"))
-    metadata.update(_langfuse_json_values(_prefixed(attrs, "langfuse.observation.metadata"), scope_name, scope_version))
+    if "metadata" in attrs:
+        metadata.update(_take_json_object(attrs, "metadata"))
+    if feats & _F_LANGFUSE:
+        metadata.update(_take_json_object(attrs, "langfuse.observation.metadata"))
+        metadata.update(
+            _langfuse_json_values(
+                _prefixed(attrs, "langfuse.observation.metadata"), scope_name, scope_version
+            )
+        )
     if resource:
         metadata["resource"] = resource
     if scope_name:
@@ -1156,29 +1277,33 @@ def span_from_otel(
         metadata["scope_version"] = scope_version
     if metadata:
         out["metadata"] = safe(metadata)
-    trace_metadata: dict[str, Any] = {}
-    trace_metadata.update(_take_json_object(attrs, "langfuse.trace.metadata"))
-    trace_metadata.update(_langfuse_json_values(_prefixed(attrs, "langfuse.trace.metadata"), scope_name, scope_version))
-    if trace_metadata:
-        out["trace_metadata"] = safe(trace_metadata)
+    if feats & _F_LANGFUSE:
+        trace_metadata: dict[str, Any] = {}
+        trace_metadata.update(_take_json_object(attrs, "langfuse.trace.metadata"))
+        trace_metadata.update(
+            _langfuse_json_values(_prefixed(attrs, "langfuse.trace.metadata"), scope_name, scope_version)
+        )
+        if trace_metadata:
+            out["trace_metadata"] = safe(trace_metadata)
 
     # Whatever is left, plus the OTel-only structure.
     otel_kind = _otel_kind(kind)
     if otel_kind not in ("INTERNAL", "UNSPECIFIED"):
         attrs["otel.span_kind"] = otel_kind
-    rest_events = [
-        {
-            "name": ev.get("name") or "",
-            "time": _event_time(ev.get("time_unix_nano")),
-            **({"attributes": ev["attributes"]} if ev.get("attributes") else {}),
-        }
-        for i, ev in enumerate(evs)
-        if i not in used_events
-    ]
-    if rest_events:
-        attrs["otel.events"] = rest_events
+    if evs:
+        rest_events = [
+            {
+                "name": ev.get("name") or "",
+                "time": _event_time(ev.get("time_unix_nano")),
+                **({"attributes": ev["attributes"]} if ev.get("attributes") else {}),
+            }
+            for i, ev in enumerate(evs)
+            if i not in used_events
+        ]
+        if rest_events:
+            attrs["otel.events"] = rest_events
     rest_links = []
-    for link in links or []:
+    for link in links or ():
         if not isinstance(link, Mapping):
             continue
         item: dict[str, Any] = {

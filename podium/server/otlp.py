@@ -43,7 +43,12 @@ from podium.server.body import loads
 from podium.server.convert import BatchBuilder
 
 __all__ = [
-    "JSON_CONTENT_TYPES", "PROTOBUF_CONTENT_TYPES", "decode_into", "decode_traces", "encode_response", "serialize",
+    "JSON_CONTENT_TYPES",
+    "PROTOBUF_CONTENT_TYPES",
+    "decode_into",
+    "decode_traces",
+    "encode_response",
+    "serialize",
 ]
 
 PROTOBUF_CONTENT_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
@@ -88,7 +93,10 @@ def decode_into(
     """Decode an OTLP/HTTP (or gRPC) trace export body straight into ``builder``: each span is
     mapped, validated once as :class:`SpanIn` and added (priced). Returns one message per span
     that could not be converted; raises as :func:`decode_traces`. What the routes run."""
-    return _convert(_pending(body, content_type, max_spans), lambda _span, rec: builder.add_span(rec))
+    add = builder.add_span
+    if content_type.split(";", 1)[0].strip().lower() in PROTOBUF_CONTENT_TYPES:
+        return _convert_protobuf(_parse_protobuf(body, max_spans), lambda _span, rec: add(rec))
+    return _convert(_pending(body, content_type, max_spans), lambda _span, rec: add(rec))
 
 
 def _pending(body: bytes, content_type: str, max_spans: int | None) -> list[_Pending]:
@@ -170,7 +178,7 @@ def _check_count(count: int, max_spans: int | None) -> None:
         )
 
 
-def _protobuf_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
+def _parse_protobuf(body: bytes, max_spans: int | None) -> ExportTraceServiceRequest:
     hint = _sniff(body)
     if hint:  # JSON can parse as (unknown) protobuf groups; refuse it up front
         raise BadRequest(f"body is not a valid OTLP ExportTraceServiceRequest protobuf{hint}")
@@ -180,6 +188,78 @@ def _protobuf_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]
     except (DecodeError, ValueError, RuntimeError) as e:
         raise BadRequest(f"body is not a valid OTLP ExportTraceServiceRequest protobuf: {e}; {_HOW_TO_SEND}")
     _check_count(sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans), max_spans)
+    return request
+
+
+def _convert_protobuf(
+    request: ExportTraceServiceRequest, accept: Callable[[dict[str, Any], SpanIn], None]
+) -> list[str]:
+    """:func:`_convert` of :func:`_protobuf_spans`, without building the pending list: each span's
+    ``span_from_otel`` arguments are read from the message inside the span's own ``try``."""
+    errors: list[str] = []
+    validate = SpanIn.model_validate
+    for r, rs in enumerate(request.resource_spans):
+        resource = _pb_attributes(rs.resource.attributes)
+        for s, ss in enumerate(rs.scope_spans):
+            scope_name = ss.scope.name or None
+            scope_version = ss.scope.version or None
+            for k, span in enumerate(ss.spans):
+                try:
+                    checked: list[bool] = []
+                    status = span.status
+                    out = span_from_otel(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex() or None,
+                        name=span.name,
+                        kind=int(span.kind),
+                        start_time_unix_nano=span.start_time_unix_nano,
+                        end_time_unix_nano=span.end_time_unix_nano or None,
+                        status_code=int(status.code),
+                        status_message=status.message or None,
+                        attributes=_pb_attributes(span.attributes),
+                        events=_pb_events(span.events) if span.events else [],
+                        links=_pb_links(span.links) if span.links else [],
+                        resource_attributes=resource,
+                        scope_name=scope_name,
+                        scope_version=scope_version,
+                        json_checked=checked,
+                    )
+                    # span_from_otel made every JSON value finite and checked its depth: no second walk
+                    rec = validate(out, context=JSON_CHECKED_CONTEXT if checked else None)
+                except ValidationError as e:
+                    errors.append(f"{_PbWhere(r, s, k, span)}: {_describe(e)}")
+                except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+                    errors.append(f"{_PbWhere(r, s, k, span)}: {e}")
+                except RecursionError:  # an attribute holding deeply nested JSON text
+                    errors.append(
+                        f"{_PbWhere(r, s, k, span)}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
+                    )
+                else:
+                    accept(out, rec)
+    return errors
+
+
+def _pb_events(events: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": ev.name, "time_unix_nano": ev.time_unix_nano, "attributes": _pb_attributes(ev.attributes)}
+        for ev in events
+    ]
+
+
+def _pb_links(links: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "trace_id": link.trace_id.hex(),
+            "span_id": link.span_id.hex(),
+            "attributes": _pb_attributes(link.attributes),
+        }
+        for link in links
+    ]
+
+
+def _protobuf_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
+    request = _parse_protobuf(body, max_spans)
     pending: list[_Pending] = []
     for r, rs in enumerate(request.resource_spans):
         resource = _pb_attributes(rs.resource.attributes)
@@ -187,7 +267,9 @@ def _protobuf_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]
             scope_name = ss.scope.name or None
             scope_version = ss.scope.version or None
             for k, span in enumerate(ss.spans):
-                pending.append((_PbWhere(r, s, k, span), _pb_kwargs(span, resource, scope_name, scope_version)))
+                pending.append(
+                    (_PbWhere(r, s, k, span), _pb_kwargs(span, resource, scope_name, scope_version))
+                )
     return pending
 
 
@@ -246,7 +328,10 @@ def _pb_attributes(kvs: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     kv: KeyValue
     for kv in kvs:
-        out[kv.key] = _pb_value(kv.value)
+        v = kv.value
+        which = v.WhichOneof("value")
+        # string, bool, int, double (most attributes) inline; _pb_value for the rest
+        out[kv.key] = getattr(v, which) if which in _PB_SCALARS else _pb_value(v)
     return out
 
 
@@ -273,7 +358,13 @@ def _get(obj: dict[str, Any], camel: str) -> Any:
     """A field by its lowerCamelCase JSON name, or its snake_case proto name."""
     if camel in obj:
         return obj[camel]
-    return obj.get(_CAMEL_RE.sub("_", camel).lower())
+    snake = _SNAKE.get(camel)
+    if snake is None:
+        snake = _SNAKE[camel] = _CAMEL_RE.sub("_", camel).lower()
+    return obj.get(snake)
+
+
+_SNAKE: dict[str, str] = {}  # lowerCamelCase field name -> snake_case (the few OTLP field names)
 
 
 def _json_list(obj: dict[str, Any], camel: str, where: str) -> list[Any]:
@@ -303,7 +394,9 @@ def _json_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
             f'body is not valid JSON ({e}); an OTLP/JSON trace export is {{"resourceSpans": [...]}}; {_HOW_TO_SEND}'
         )
     except RecursionError:
-        raise BadRequest(f"OTLP/JSON body nests deeper than {MAX_JSON_DEPTH} levels; flatten attribute values")
+        raise BadRequest(
+            f"OTLP/JSON body nests deeper than {MAX_JSON_DEPTH} levels; flatten attribute values"
+        )
     _check_depth(doc)
     if not isinstance(doc, dict):
         raise BadRequest(
@@ -332,7 +425,7 @@ def _json_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
                     pending.append((_where(r, s, k, None, None), _fail("a span must be a JSON object")))
                     continue
                 sid, name = _get(span, "spanId"), _get(span, "name")
-                where = _where(
+                where = _JsonWhere(
                     r, s, k, sid if isinstance(sid, str) else None, name if isinstance(name, str) else None
                 )
                 pending.append(
@@ -350,6 +443,18 @@ def _json_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
     return pending
 
 
+class _JsonWhere:
+    """An OTLP/JSON span's place in the request, formatted only when an error names it."""
+
+    __slots__ = ("k", "name", "r", "s", "span_id")
+
+    def __init__(self, r: int, s: int, k: int, span_id: str | None, name: str | None) -> None:
+        self.r, self.s, self.k, self.span_id, self.name = r, s, k, span_id, name
+
+    def __str__(self) -> str:
+        return _where(self.r, self.s, self.k, self.span_id, self.name)
+
+
 def _check_depth(doc: Any) -> None:
     """Refuse OTLP/JSON nested deeper than MAX_JSON_DEPTH (NaN/Infinity stay allowed here:
     OTLP encodes them, and attribute conversion stores them as strings)."""
@@ -363,7 +468,18 @@ def _check_depth(doc: Any) -> None:
         )
 
 
+def _too_deep(v: Any, depth: int) -> bool:
+    """Whether a container sits more than MAX_JSON_DEPTH levels down (``v`` at level ``depth``)."""
+    for child in v.values() if type(v) is dict else v:
+        t = type(child)
+        if (t is dict or t is list) and (depth >= MAX_JSON_DEPTH or _too_deep(child, depth + 1)):
+            return True
+    return False
+
+
 def _too_deep_path(doc: Any) -> list[str | int] | None:
+    if not isinstance(doc, dict | list) or (type(doc) in (dict, list) and not _too_deep(doc, 1)):
+        return None  # the usual case, without building a path per container
     # json_problem also reports non-finite numbers; skip past those by checking depth only.
     stack: list[tuple[Any, int, list[str | int]]] = [(doc, 1, [])]
     while stack:
@@ -493,6 +609,10 @@ def _json_attributes(kvs: Any) -> dict[str, Any]:
 def _json_value(v: Any) -> Any:
     if not isinstance(v, dict):
         return v  # lenient: a bare JSON value
+    if len(v) == 1:  # {"stringValue": ...}: the usual AnyValue, one lookup
+        ((key, raw),) = v.items()
+        conv = _JSON_VALUE_BY_KEY.get(key)
+        return None if conv is None or raw is None else conv(raw)
     for camel, conv in _JSON_VALUE_FIELDS:
         raw = _get(v, camel)
         if raw is not None:
@@ -537,6 +657,11 @@ _JSON_VALUE_FIELDS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     ("kvlistValue", _json_kvlist),
     ("bytesValue", lambda x: x),  # already base64 in JSON
 )
+#: The converter of a one-field AnyValue, by its field name (lowerCamelCase or snake_case).
+_JSON_VALUE_BY_KEY: dict[str, Callable[[Any], Any]] = {
+    **{_CAMEL_RE.sub("_", camel).lower(): conv for camel, conv in _JSON_VALUE_FIELDS},
+    **dict(_JSON_VALUE_FIELDS),
+}
 
 
 # --- helpers -----------------------------------------------------------------------------------

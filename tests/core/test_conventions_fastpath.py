@@ -121,3 +121,97 @@ def test_usage_and_cost_copies_match_model_dump() -> None:
         assert _fields(usage, _USAGE_FIELDS) == usage.model_dump(exclude_none=True)
     for cost in (CostIn(), CostIn(total=0.5), CostIn(input=0.1, output=0.2, total=0.3)):
         assert _fields(cost, _COST_FIELDS) == cost.model_dump(exclude_none=True)
+
+
+# span_from_otel skips a mapping section when no attribute has one of its keys (one pass over the
+# keys, conventions._features): each section must still see every key it reads, alone or in company.
+@pytest.mark.parametrize(
+    ("key", "value", "field", "expected"),
+    [
+        ("embedding.model_name", "e5", "model", "e5"),
+        ("llm.system", "openai", "provider", "openai"),
+        ("llm.token_count.prompt_details.cache_read", 3, "usage", {"details": {"cached_tokens": 3}}),
+        ("gen_ai.usage.reasoning_tokens", 4, "usage", {"details": {"reasoning_tokens": 4}}),
+        (
+            "langfuse.observation.usage_details",
+            '{"input": 2}',
+            "usage",
+            {"input_tokens": 2, "total_tokens": 2},
+        ),
+        ("llm.cost.total", 0.5, "cost", {"total": 0.5}),
+        ("langfuse.observation.cost_details", '{"input": 0.25}', "cost", {"input": 0.25}),
+        ("gen_ai.request.seed", 7, "model_parameters", {"seed": 7}),
+        ("llm.invocation_parameters", '{"temperature": 0}', "model_parameters", {"temperature": 0}),
+        ("langfuse.observation.model.parameters", '{"top_p": 1}', "model_parameters", {"top_p": 1}),
+        ("llm.input_messages.0.message.content", "hi", "input", [{"content": "hi"}]),
+        ("gen_ai.prompt.0.content", "hi", "input", [{"content": "hi"}]),
+        ("embedding.embeddings.0.embedding.text", "doc", "input", ["doc"]),
+        ("llm.output_messages.0.message.content", "yo", "output", [{"content": "yo"}]),
+        ("retrieval.documents.0.document.content", "d", "output", [{"content": "d"}]),
+        ("gen_ai.completion.0.content", "yo", "output", [{"content": "yo"}]),
+        ("langfuse.trace.name", "qa", "trace_name", "qa"),
+        ("langfuse.observation.metadata.k", "v", "metadata", {"k": "v"}),
+        ("langfuse.trace.metadata.k", "v", "trace_metadata", {"k": "v"}),
+        ("langfuse.observation.prompt.version", 3, "prompt_version", 3),
+        ("ai.response.msToFirstChunk", 250, "completion_start_time", "2023-11-14T22:13:20.373456Z"),
+    ],
+)
+@pytest.mark.parametrize("company", [{}, {"other.key": 1, "gen_ai.operation.name": "chat", "llm.model": "x"}])
+def test_every_section_sees_its_keys(
+    key: str, value: Any, field: str, expected: Any, company: dict[str, Any]
+) -> None:
+    attrs = {**company, key: value}
+    out = conv.span_from_otel(**BASE, attributes=attrs)
+    got = out[field]
+    if isinstance(expected, dict) and isinstance(got, dict):
+        got = {k: got[k] for k in expected}
+    assert got == expected
+    assert key not in (out.get("attributes") or {})
+    SpanIn.model_validate(out)
+
+
+@pytest.mark.parametrize(
+    "nanos",
+    [
+        1,
+        59_999_999_999,
+        60_000_000_000,
+        1_700_000_000_123_456_789,
+        1_700_000_059_999_999_999,
+        253_402_300_799_999_999_999,
+        -1,
+        -60_000_000_001,
+    ],
+)
+def test_nanos_to_iso_matches_datetime(nanos: int) -> None:
+    """ISO times come from a per-minute prefix cache; they equal datetime's own formatting."""
+    secs, rem = divmod(nanos, 1_000_000_000)
+    dt = datetime(1970, 1, 1) + timedelta(seconds=secs, microseconds=rem // 1000)
+    for _ in range(2):  # cold, then cached
+        assert conv.nanos_to_iso(nanos) == dt.isoformat(timespec="microseconds") + "Z"
+
+
+def test_nanos_to_iso_out_of_range_still_raises() -> None:
+    with pytest.raises(OverflowError):
+        conv.nanos_to_iso(253_402_300_800 * 10**9)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("b7ad6b7169203331", "b7ad6b7169203331"),
+        ("B7AD6B7169203331", "b7ad6b7169203331"),
+        (" b7ad6b7169203331\n", "b7ad6b7169203331"),
+        ("b7ad6b7169203331\n", "b7ad6b7169203331"),
+        (bytes.fromhex("b7ad6b7169203331"), "b7ad6b7169203331"),
+    ],
+)
+def test_hex_ids_fast_and_slow_paths_agree(value: Any, expected: str) -> None:
+    assert conv.span_from_otel(**{**BASE, "span_id": value}, attributes={})["id"] == expected
+
+
+def test_non_finite_floats_in_kept_attributes_become_strings() -> None:
+    out = conv.span_from_otel(
+        **BASE, attributes={"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf"), "e": -0.0}}
+    )
+    assert out["attributes"] == {"a": "NaN", "b": [1.5, "Infinity"], "c": {"d": "-Infinity", "e": -0.0}}

@@ -23,9 +23,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, format_span_id, format_trace_id
 
+from podium.core.pricing import PriceTable
 from podium.core.records import SpanIn
 from podium.errors import BadRequest, UnsupportedMediaType
-from podium.server.otlp import decode_traces, encode_response
+from podium.server.convert import BatchBuilder
+from podium.server.otlp import decode_into, decode_traces, encode_response
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -188,6 +190,38 @@ def test_protobuf_bad_spans_are_reported_one_by_one(
     assert "trace_id is missing or all zeros" in errors[0]
     assert "span_id is missing or all zeros" in errors[1]
     assert "name='backwards'" in errors[2] and "end_time" in errors[2]
+
+    # decode_into (what the routes run) reads the message straight into the builder: the same
+    # spans kept, the same messages, in the same order
+    builder = BatchBuilder("p1", PriceTable.default)
+    assert decode_into(request.SerializeToString(), PROTOBUF, builder) == errors
+    assert [(r["trace_id"], r["id"]) for r in builder.batch.spans] == [
+        (s["trace_id"], s["id"]) for s in spans
+    ]
+
+
+def test_decode_into_matches_decode_traces(provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """The protobuf fast path (no pending list) and the OTLP/JSON path build the rows that
+    validating decode_traces' dicts builds, events and links included."""
+    request = encode_spans(make_spans(*provider))
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    event = span.events.add(name="exception", time_unix_nano=span.start_time_unix_nano + 1)
+    event.attributes.add(key="exception.type").value.string_value = "ValueError"
+    event.attributes.add(key="n").value.double_value = float("nan")
+    link = span.links.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+    link.attributes.add(key="why").value.string_value = "retry"
+    for body, ctype in (
+        (request.SerializeToString(), PROTOBUF),
+        (json.dumps(json_format.MessageToDict(request)).encode(), JSON),
+    ):
+        dicts, errors = decode_traces(body, content_type=ctype)
+        assert not errors and dicts
+        expected = BatchBuilder("p1", PriceTable.default)
+        for d in dicts:
+            expected.add_span(SpanIn.model_validate(d))
+        builder = BatchBuilder("p1", PriceTable.default)
+        assert decode_into(body, ctype, builder) == []
+        assert builder.batch.spans == expected.batch.spans
 
 
 @pytest.mark.parametrize(
