@@ -9,6 +9,8 @@ exposition would otherwise name every key, and grow with them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from podium.errors import PodiumError
@@ -71,26 +73,41 @@ class GatewayMetrics:
         )
         self.in_flight = Gauge("podium_gateway_in_flight", "Gateway requests being served", registry=r)
         self.log_dropped = Counter(
-            "podium_gateway_log_dropped", "Generation spans not logged because the ingest queue was full",
-            registry=r,
+            "podium_gateway_log_dropped", "Generation spans not logged because the gateway's log buffer or the "
+            "ingest queue was full", registry=r,
         )
+        self.log_buffered = Gauge(
+            "podium_gateway_log_buffered", "Gateway spans and scores waiting to be handed to the ingest writer "
+            "(at the last drain; bounded, the excess is counted in podium_gateway_log_dropped)", registry=r,
+        )
+        # Labelled children by (metric, label values): ``labels()`` validates and hashes its
+        # arguments on every call (~3-5 µs); the hot path asks for the same few series each time.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached (series are never removed from these metrics)."""
+        k = (id(metric), labels)
+        c = self._children.get(k)
+        if c is None:
+            c = self._children[k] = metric.labels(*labels)
+        return c
 
     # --- what the service and the endpoints call -------------------------------------------------
     def count_request(self, model: str, deployment: str, key: str, status: str) -> None:
         """One finished request; ``key`` (a public key) is used only with ``key_labels``."""
         if self.key_labels:
-            self.requests.labels(model, deployment, key, status).inc()
+            self.child(self.requests, model, deployment, key, status).inc()
         else:
-            self.requests.labels(model, deployment, status).inc()
+            self.child(self.requests, model, deployment, status).inc()
 
     def count_error(self, model: str, error: PodiumError) -> None:
         self.errors.labels(model, str(wire.http_status(error)), error.code).inc()
 
     def count_spend(self, model: str, key: str, cost: float) -> None:
         if self.key_labels:
-            self.spend.labels(model, key).inc(cost)
+            self.child(self.spend, model, key).inc(cost)
         else:
-            self.spend.labels(model).inc(cost)
+            self.child(self.spend, model).inc(cost)
 
     def count_guardrail(self, model: str, kind: str, action: str) -> None:
         self.guardrails.labels(model, kind, action).inc()

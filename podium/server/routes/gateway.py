@@ -21,8 +21,8 @@ from podium.errors import BadRequest, NotFound, PayloadTooLarge, PodiumError, To
 from podium.gateway import responses, wire
 from podium.gateway.service import GATEWAY_ACTION, Call, Gateway
 
-__all__ = ["SERVED", "ChatEndpoints", "ModelsEndpoint", "OpenAIFallback", "ResponsesEndpoint", "install",
-           "install_fallback"]
+__all__ = ["SERVED", "ChatEndpoints", "FastPath", "ModelsEndpoint", "OpenAIFallback", "ResponsesEndpoint", "install",
+           "install_fallback", "install_fast_path"]
 
 logger = logging.getLogger("podium.gateway")
 
@@ -240,27 +240,32 @@ class ChatEndpoints:
         return out
 
     async def _once(self, gw: Gateway, call: Call, receive: Any, send: Any, request: dict[str, Any]) -> None:
-        task = asyncio.ensure_future(gw.call(call))
+        # The call runs in this task; a watcher task cancels it if the client goes away first
+        # (one task and no asyncio.wait per request: ~15 µs less than a task for each side).
+        current = asyncio.current_task()
+        state = {"done": False, "gone": False}
+
+        def client_gone(w: asyncio.Future[None]) -> None:
+            if not state["done"] and not w.cancelled() and w.exception() is None and current is not None:
+                state["gone"] = True
+                current.cancel()  # stop the upstream call
+
         watcher = asyncio.ensure_future(_until_disconnect(receive))
+        watcher.add_done_callback(client_gone)
         try:
-            await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:  # the server is shutting down
-            task.cancel()
-            watcher.cancel()
-            raise
-        watcher.cancel()
-        if not task.done():  # the client went away: stop the upstream call
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
-            return
-        try:
-            out = task.result()
+            out = await gw.call(call)
+        except asyncio.CancelledError:
+            if state["gone"] and current is not None and current.uncancel() == 0:
+                return  # the client went away: nothing to answer
+            raise  # the server is shutting down
         except PodiumError as e:
+            state["done"] = True
             await _send_error(send, e)
             return
+        finally:
+            state["done"] = True
+            watcher.remove_done_callback(client_gone)
+            watcher.cancel()
         extra = _podium_headers(call)
         await _send_json(send, 200, self.answer(request, out), extra)
 
@@ -443,6 +448,56 @@ def install(app: Any) -> None:
     r.add_route("/v1/embeddings", ChatEndpoints("embeddings"), methods=["POST"], include_in_schema=False)
     r.add_route("/v1/models", ModelsEndpoint(), methods=["GET"], include_in_schema=False)
     r.add_route("/v1/models/{model:path}", ModelsEndpoint(), methods=["GET"], include_in_schema=False)
+
+
+class FastPath:
+    """The outermost ASGI layer: the gateway's hot endpoints (exact path and method) go straight
+    to their endpoint, wrapped only in :class:`SecurityHeadersMiddleware` (the same headers and
+    Host allow-list as every other answer); everything else goes to the app's middleware stack.
+
+    What the skipped layers did on these paths is done by the endpoints themselves or does not
+    apply to them: errors (the endpoints answer every exception in OpenAI's shape), the NUL check
+    (``/v1/`` keeps its own format), the audit log (skips ``/v1/``), CSRF (form posts only),
+    routing (an exact match here; other methods and ``/v1/models/{id}`` take the normal route,
+    whose 405/404 answers are unchanged). Measured: ~30-40 µs of CPU per request less than the
+    Starlette/FastAPI stack (nine middleware and routing layers, FastAPI's route telemetry)."""
+
+    __slots__ = ("app", "inner", "routes")
+
+    def __init__(self, app: Any, inner: Any, routes: dict[str, tuple[str, Any]]) -> None:
+        self.app = app
+        self.inner = inner
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            hit = self.routes.get(scope["path"])
+            if hit is not None and scope["method"] == hit[0]:
+                await hit[1](scope, receive, send)
+                return
+        await self.inner(scope, receive, send)
+
+
+def install_fast_path(app: Any, *, allowed_hosts: str = "", hsts_max_age: int = 31_536_000) -> None:
+    """Serve the endpoints :func:`install` registered through :class:`FastPath` (call it once the
+    app's middleware is added; the app's own routes stay registered and answer the same)."""
+    from podium.server.security_headers import SecurityHeadersMiddleware
+
+    routes: dict[str, tuple[str, Any]] = {}
+    for route in app.router.routes:
+        endpoint = getattr(route, "endpoint", None)
+        methods = getattr(route, "methods", None) or ()
+        path = getattr(route, "path", "")
+        if isinstance(endpoint, ChatEndpoints | ModelsEndpoint) and "{" not in path:
+            method = "POST" if "POST" in methods else "GET"
+            routes[path] = (method, SecurityHeadersMiddleware(endpoint, allowed_hosts=allowed_hosts,
+                                                              hsts_max_age=hsts_max_age))
+    build = app.build_middleware_stack
+
+    def build_with_fast_path() -> Any:
+        return FastPath(app, build(), routes)
+
+    app.build_middleware_stack = build_with_fast_path
 
 
 def install_fallback(app: Any, *, otlp: bool) -> None:
