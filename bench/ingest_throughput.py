@@ -14,13 +14,21 @@ whole-machine CPU. The clients run on the same 2 cores as the server (and Postgr
     .venv/bin/python bench/ingest_throughput.py            # 60 s per configuration, writes docs
     .venv/bin/python bench/ingest_throughput.py --quick    # 10 s per configuration, prints only
     .venv/bin/python bench/ingest_throughput.py --profile  # also: py-spy profile of the server
+    .venv/bin/python bench/ingest_throughput.py --workers 1,2   # 1 vs 2 server processes (default)
+    .venv/bin/python bench/ingest_throughput.py --stages   # CPU µs per span per stage, in process
+
+CPU per span is reported for the server (all its processes), the PostgreSQL backends serving
+it and the clients, with the CPU-bound ceiling 2 cores / total: wall spans/s only mean
+something on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
+import os
 import random
 import shutil
 import sys
@@ -62,76 +70,72 @@ from _common import (
 from _workload import RARE_TAG, TAGS, TraceSpec, make_trace
 
 SECTION = "Ingestion throughput"
-TARGETS = {"sqlite": 20_000.0, "postgresql": 10_000.0}
+TARGETS = {"sqlite": 20_000.0, "postgresql": 20_000.0}  # issue 18 item 4: both backends
 PFX = "QQPFXQQ"  # replaced per request by 28 hex chars -> unique trace ids
 TS = "QQTSQQ"  # replaced per request by "YYYY-MM-DDTHH:MM" -> times move forward
 MAX_REQUESTS_PER_CLIENT = 1_000_000  # a hard bound next to the time bound
 
 # Written by hand from the profiles below and follow-up experiments (see bench/README.md).
 ANALYSIS = """\
-Measured at commit 7fdabce; re-check after write-path changes.
+Measured on 2026-12-07 with `podium up --workers N` and the changes of that day (working tree on top of
+4c36cfc). **This machine was shared with other sessions' test suites during the run (load average 5-12
+on 2 cores; "machine CPU" ~1.9-2.0 of 2 in every row): the server got 0.44-0.72 of a core, so the
+wall-clock spans/s above measure the share it got, not Podium.** What carries over to a quiet machine
+is the CPU per span (server, the PostgreSQL backends serving the server's connections, the clients)
+and the ceiling it implies.
 
-**Why the targets are missed.**
+**Before / after (CPU µs per span, batch 1,000).** At the start of the day (load ~3.6): server 88 on
+SQLite (total 91); on PostgreSQL server 68 + PostgreSQL ~37 (all its processes counted then), total
+108. Now: server 69-70 on SQLite (total 71-73); on PostgreSQL server 46-49 + PostgreSQL 37-38, total
+86-88. In process (stage table, same bodies): validation 17.0 → 7-8.5 (native items validated once,
+with `JSON_CHECKED_CONTEXT`: `parse_json` has already checked every JSON value of the body, more
+strictly), span dedupe 2.5 → 1.0 (skipped when the keys are distinct), writer total 38.6 → 29.4
+(SQLite) and 19.8 → 15.6 (PostgreSQL). Also: the answer (1,000 successes) encoded by msgspec instead
+of `json.dumps`, the price table looked up once per request instead of once per priced span (a TTL
+cache lookup each), span items checked with C-level operations before validation, enum values by dict
+lookup, the usage-flag rows fetched with one `fetchall`.
 
-- *SQLite: one process, one GIL.* The server uses ~0.95 of a core while the machine is only ~1.0 of 2
-  cores busy (the clients use < 0.1): a whole core idles. The event loop (JSON decode, pydantic
-  validation, BatchBuilder, pricing) and the ingest writer (value conversion, `json.dumps` of JSON
-  columns, `sqlite3` executemany, commit) take turns on one GIL — about half of the busy samples each.
-  That is ~100-110 µs of server CPU per acknowledged span; 20,000 spans/s on one core needs ≤ 50 µs.
-- *Where it goes* (SQLite, batch 1000, profile below). Event loop: `json.loads` of the body 28%,
-  `model_validate` + the Python `AfterValidator`s (`utc`, `_check_id`) 22%, `BatchBuilder.add_span`
-  16-19%, pricing 8-11% (two runs). Writer: sqlite3 executemany 34% (the only part that overlaps: sqlite3 releases the
-  GIL), value conversion ~40% (`_sqlite_time` 14%, the per-column generator, `_dedupe` 9%),
-  `json.dumps` 12-14%, commit 6%.
-- *PostgreSQL: a serial pipeline, and a refresh that scans the project.* Server ~0.6 core + PostgreSQL
-  ~0.6 core, machine ~1.25 of 2: the single writer converts values, then waits for PostgreSQL (60-70% of
-  its samples are psycopg waiting), then converts again. Throughput declines during the minute
-  (batch 1000: from ~9k to ~5k spans/s per 10 s in the table) because of the bug below.
+**1 vs 2 server processes** (`--workers 2`, same machine, same minute): PostgreSQL 9,099 → 14,634
+spans/s at batch 1,000 (1.61x; 18.0k in the first 10 s), 8,650 → 9,000 at batch 500; SQLite 9,600 →
+10,200 (1.06x) at batch 1,000 and 8,150 → 8,398 at batch 500. The second process cannot get a core
+that other work holds (machine CPU 1.97-1.98 of 2 with two processes), so on this shared machine the
+SQLite gain is small; the total CPU per span is the same with one or two processes (71 vs 73 µs,
+SQLite; 88 vs 86, PostgreSQL; at batch 500 2 processes cost 4-9 µs more: each writer merges fewer
+requests per transaction). Every acknowledged span was stored once, and no request failed: no
+"database is locked" reached a client (the SQLite writers take turns through an `flock` on
+`<db>-ingest.lock`; a transaction that still finds the database locked is retried, `lock_retries` in
+/api/v1/health).
 
-**Bug (PostgreSQL): the trace-aggregate refresh reads every span of the project on each write.** The
-`UPDATE trace ... FROM (SELECT ... FROM span WHERE project_id = :p AND trace_id IN (:ids) GROUP BY
-trace_id)` of `_refresh_statement` gets `trace_id = ANY(...)` as a *filter*, not an index condition.
-EXPLAIN (ANALYZE) for a 500-trace write into a project of 300k spans (statistics not yet refreshed by
-autovacuum): `Bitmap Heap Scan on span ... Recheck Cond: (project_id = ...) Filter: (trace_id = ANY
-(...)) Rows Removed by Filter: 295341` (18k blocks read, 105 ms), then a bitmap scan of all 30,000 traces
-of the project; with fresh statistics on 100k spans it chose `Seq Scan on span` (95k rows removed). The
-refresh grew from 25 to 208 ms per 5,000-span transaction as the table grew from 5k to 380k spans, and
-the 1.1M-span bulk load of `bench/datagen.py` averaged 3,300 spans/s. **Fix:** drive the aggregate from
-the id list, `FROM unnest(CAST(:ids AS text[])) AS k(id) CROSS JOIN LATERAL (SELECT min(start_time), ...
-FROM span WHERE project_id = :p AND trace_id = k.id) AS a` and join `trace` on `(project_id, k.id)`:
-the same aggregate took 115 ms with the IN list and 7.5 ms with unnest + LATERAL (493 index scans), and
-it does not grow with the table. (SQLite plans the IN list through the index already.) An earlier
-version of this refresh (per-row `UPDATE` via executemany, before commit 074dadf) had a worse form of the
-same problem: psycopg prepares a statement after 5 runs, and PostgreSQL cached a generic plan built
-while the table was empty that used `ix_trace_project_id_user_id_start_time` with only `project_id` as
-the index condition (*Rows Removed by Filter: 4999* per updated row). Any per-row statement whose plan
-depends on table size is exposed to this; `prepare_threshold=None` in the psycopg connect args (or
-`plan_cache_mode=force_custom_plan`) removes the risk.
+**Why the targets are not shown met here.**
+
+- *One process is GIL-bound*: at ~69 µs (SQLite) or ~49 µs (PostgreSQL) of server CPU per span, one
+  process tops out near 14,500 and 20,500 spans/s even on an idle machine (sqlite3 and psycopg release
+  the GIL only inside the database calls). With 2 processes the CPU-bound ceiling is 2 cores / total
+  ≈ 28,000 spans/s (SQLite, 71 µs) and ≈ 23,000 spans/s (PostgreSQL, 86 µs): above the 20,000
+  target on paper (~40% margin on SQLite, ~15% on PostgreSQL), if both cores go to Podium and its clients. The SQLite writers' serial section (the
+  statements only: the row tuples are built before the lock) is ~22 µs per span, ~45,000 spans/s.
+- *On this machine* the other sessions held most of the CPU, so the wall figure could not show it.
+  Re-run on a quiet 2-core machine (command below) for the wall-clock verdict.
+- *Where the CPU still goes* (stage table, µs per span): validation 7-8.5 (pydantic-core plus the
+  Python `AfterValidator`s `utc` and `_check_id` of podium/core/records.py, ~6 calls per span, and the
+  `_check_json_values` model validator that only returns early), body decode 6-8 (msgspec ~1, the
+  `json_problem` walk ~3, allocation), SQLite's span statement ~11 (the database's own work: 5 indexes),
+  row conversion ~6 on SQLite (4 time columns as text at ~1 µs each, 6 JSON columns), BatchBuilder ~4-5,
+  pricing ~2, HTTP/ASGI and the event loop ~10-15 (server total less the stages).
 
 **Proposals, by expected payoff.**
 
-1. PostgreSQL refresh: unnest + LATERAL as above (removes the O(project) scan; the decline over time).
-2. Parse and validate in one pass from bytes: a `TypeAdapter` over the whole batch (a tagged union of
-   span/trace/score items) with `validate_json(body)` — pydantic-core parses JSON in Rust without
-   building Python dicts first — and fall back to today's per-item loop only when that raises, so
-   per-item 207 errors stay. Replace the Python `AfterValidator`s by native constraints
-   (`Field(pattern=...)` for ids; normalise time zones once in `BatchBuilder`). Targets ~50% of the
-   event loop's time.
-3. Writer conversion: SQLite time text straight from C (`v.astimezone(UTC).replace(tzinfo=None)
-   .isoformat(" ")`, or keep the validated ISO string), `orjson.dumps` for JSON columns (several times
-   faster than `json.dumps`), and skip `_dedupe` when a set of keys shows no duplicates. ~50% of the
-   writer's time.
-4. Use the second core. PostgreSQL: several `podium up` / uvicorn worker processes (each has its own
-   writer; docs/architecture.md already allows it, upserts are idempotent). SQLite: parse/validate in
-   worker processes and hand rows to the one writer, so request parsing stops sharing the writer's GIL.
-5. PostgreSQL settings for ingest-heavy installs: this instance runs the defaults (shared_buffers
-   128 MB, max_wal_size 1 GB, wal_compression off). Writing 60k spans into the 1.1M-span table wrote
-   32k WAL full-page images (283 MiB of WAL) and 59k buffers were written out by the backend itself.
-   Document shared_buffers ≈ 25% of RAM, `wal_compression = on`, a larger `max_wal_size`.
-
-Larger batches help on SQLite (~7k spans/s at 100 spans, ~9k at 500-1,000) at the cost of latency
-(p95 ~75 ms → ~600 ms): the writer merges concurrent requests into one transaction either way, so the
-gain is mostly less per-request overhead.
+1. Native constraints instead of Python validators in podium/core/records.py (`Field(pattern=...)`
+   for ids, time zones normalised once in BatchBuilder, the JSON check moved out of a model validator):
+   ~3 µs per span of validation.
+2. `parse_json`: a msgspec-decoded body has no NaN/Infinity (msgspec refuses them), so only the
+   depth check is needed; a containers-only walk would save ~1 µs. (A bytes-level depth check —
+   strip strings with a regex, count brackets — was tried: 3.5 µs per span, slower than the walk;
+   dropped.)
+3. SQLite time columns: keep the wire's ISO text when it is already UTC with microseconds instead of
+   formatting the parsed datetime again (~3 µs per span).
+4. Re-measure on a quiet 2-core machine: `.venv/bin/python bench/ingest_throughput.py --batch-sizes
+   500,1000 --workers 1,2` (writes this section; `--stages` prints the stage table alone).
 """
 
 
@@ -256,6 +260,7 @@ class Result:
     db: str
     batch: int
     clients: int
+    workers: int
     window_s: float
     spans_per_s: float
     req_per_s: float
@@ -276,6 +281,23 @@ class Result:
     profile: str | None = None
     slices: list[float] = field(default_factory=list)  # spans/s per 10-s slice of the window
     notes: list[str] = field(default_factory=list)
+
+    def us_per_span(self, cores: float) -> float:
+        """CPU microseconds per acknowledged span for a CPU figure in cores (nan when unknown)."""
+        if cores != cores or self.spans_per_s <= 0:
+            return float("nan")
+        return cores / self.spans_per_s * 1e6
+
+    @property
+    def total_us(self) -> float:
+        """Server + database + client CPU per span: what the 2 cores pay for each span."""
+        db = 0.0 if self.db_cpu != self.db_cpu else self.db_cpu
+        return self.us_per_span(self.server_cpu + db + self.client_cpu)
+
+    @property
+    def ceiling(self) -> float:
+        """The CPU-bound ceiling on this machine: 2 cores / total CPU per span."""
+        return 2e6 / self.total_us if self.total_us == self.total_us and self.total_us > 0 else float("nan")
 
     @property
     def count_ok(self) -> bool:
@@ -328,15 +350,61 @@ def _pg_stats(url: str) -> str:
     return "\n".join(lines)
 
 
+
+def _tree(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return [p, *p.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the server process and its children (``--workers N``)."""
+    return sum(proc_cpu_seconds(p.pid) for p in _tree(pid))
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Peak RSS (VmHWM) summed over the server process and its children, MiB."""
+    return sum(proc_rss_mib(p.pid)[1] for p in _tree(pid))
+
+
+def pg_backend_pids(server_pid: int, url: str) -> set[int]:
+    """The PostgreSQL backends serving the server's connections (matched by client port), so
+    other databases' work on a shared PostgreSQL is not counted."""
+    from sqlalchemy import text
+
+    from podium.store.engine import make_engine
+
+    ports: set[int] = set()
+    for p in _tree(server_pid):
+        try:
+            ports |= {c.laddr.port for c in p.net_connections(kind="tcp") if c.raddr and c.raddr.port == 5432}
+        except Exception:
+            continue
+    if not ports:
+        return set()
+    eng = make_engine(url)
+    try:
+        with eng.connect() as c:
+            rows = c.execute(text("SELECT pid FROM pg_stat_activity WHERE client_port = ANY(:ports)"),
+                             {"ports": sorted(ports)}).all()
+    finally:
+        eng.dispose()
+    return {int(r[0]) for r in rows}
+
+
 def run_config(db: str, batch: int, clients: int, duration: float, warmup: float,
-               profile_to: Path | None = None) -> Result:
+               profile_to: Path | None = None, workers: int = 1) -> Result:
     home = Path(tempfile.mkdtemp(prefix="podium-bench-ingest-"))
     schema = None
     url: str | None = None
     if db == "postgresql":
         schema, url = create_schema("bench_ingest")
     count_url = url or f"sqlite:///{home / 'podium.db'}"
-    server = ServerProcess(home, url)
+    server = ServerProcess(home, url, extra_env={"PODIUM_SERVER_WORKERS": str(workers)})
     commit = git_commit()
     try:
         server.start()
@@ -375,14 +443,15 @@ def run_config(db: str, batch: int, clients: int, duration: float, warmup: float
             t_go = time.monotonic()
             time.sleep(warmup)
             w0 = time.monotonic()
-            cpu_s0 = proc_cpu_seconds(server.pid)
+            cpu_s0 = tree_cpu_seconds(server.pid)
             cpu_c0 = sum(proc_cpu_seconds(p.pid or 0) for p in procs)
             sys0 = system_cpu_busy()
             pg0 = named_processes_cpu("postgres") if db == "postgresql" else {}
             spy = start_pyspy(server.pid, profile_to, duration) if profile_to else None
             time.sleep(max(0.0, t_go + warmup + duration - time.monotonic()))
             w1 = time.monotonic()
-            cpu_s1 = proc_cpu_seconds(server.pid)
+            cpu_s1 = tree_cpu_seconds(server.pid)
+            ours = pg_backend_pids(server.pid, count_url) if db == "postgresql" else set()
             cpu_c1 = sum(proc_cpu_seconds(p.pid or 0) for p in procs)
             sys1 = system_cpu_busy()
             pg1 = named_processes_cpu("postgres") if db == "postgresql" else {}
@@ -392,7 +461,7 @@ def run_config(db: str, batch: int, clients: int, duration: float, warmup: float
                 recs += rr
             for p in procs:
                 p.join(30)
-            _, hwm = proc_rss_mib(server.pid)
+            hwm = tree_rss_mib(server.pid)
             peak = max(rss.peak, hwm if hwm == hwm else 0.0)
         profile = None
         if spy is not None:
@@ -423,11 +492,12 @@ def run_config(db: str, batch: int, clients: int, duration: float, warmup: float
         rows_span, rows_trace, sum_sc = _count(count_url)
         db_stats = _pg_stats(count_url) if db == "postgresql" else ""
         res = Result(
-            db=db, batch=batch, clients=clients, window_s=window,
+            db=db, batch=batch, clients=clients, workers=workers, window_s=window,
             spans_per_s=sum(r[3] for r in inwin) / window, req_per_s=len(inwin) / window,
             p50_ms=percentile(lat, 50), p95_ms=percentile(lat, 95), statuses=statuses,
             server_cpu=(cpu_s1 - cpu_s0) / window,
-            db_cpu=cpu_delta(pg0, pg1) / window if db == "postgresql" else float("nan"),
+            db_cpu=cpu_delta(pg0, {k: v for k, v in pg1.items() if k in ours}) / window
+            if db == "postgresql" else float("nan"),
             client_cpu=(cpu_c1 - cpu_c0) / window,
             system_cpu=(sys1[0] - sys0[0]) / window, server_rss_peak=peak,
             acked_spans=acked_spans, acked_traces=acked_traces,
@@ -445,6 +515,195 @@ def run_config(db: str, batch: int, clients: int, duration: float, warmup: float
         shutil.rmtree(home, ignore_errors=True)
 
 
+# --- per-stage CPU, in process ---------------------------------------------------------------
+
+
+STAGE_NAMES = [
+    ("decode", "body decode (parse_json: msgspec + the JSON check)"),
+    ("shape", "batch shape checks (check_native, item keys)"),
+    ("validate", "validation (SpanIn.model_validate per item)"),
+    ("build", "batch building (BatchBuilder.add_span, pricing excluded)"),
+    ("pricing", "pricing (compute_cost for spans with a model and usage)"),
+    ("dedupe", "writer: dedupe of span keys"),
+    ("convert", "writer: value conversion (row tuples, JSON text, times)"),
+    ("spans_sql", "writer: span upsert statements (multi-row VALUES / COPY)"),
+    ("hints", "writer: trace rows upsert (incl. their conversion)"),
+    ("usage", "writer: usage flags (select + updates)"),
+    ("refresh", "writer: trace aggregate refresh"),
+    ("commit", "writer: tags, BEGIN/COMMIT and the rest of write()"),
+]
+
+
+def stage_profile(db: str, *, requests: int = 40, batch: int = 1000, write_batch: int = 5000) -> dict[str, Any]:
+    """CPU microseconds per span of every stage of the native path, measured in this process
+    with ``time.process_time`` (wall time too; on PostgreSQL the backend's CPU is read from
+    /proc). The same bodies as the load test; the writer gets ``write_batch`` spans per
+    transaction, as the server's writer merges concurrent requests."""
+    from podium.core.pricing import PriceTable, compute_cost
+    from podium.core.records import JSON_CHECKED_CONTEXT, SpanIn
+    from podium.server.body import parse_json
+    from podium.server.convert import _USAGE_FIELDS, BatchBuilder, _fields
+    from podium.server.routes.ingest import build_native, check_native
+    from podium.store import Store
+    from podium.store.repos import ingest as ri
+
+    home = Path(tempfile.mkdtemp(prefix="podium-bench-stages-"))
+    schema = None
+    if db == "postgresql":
+        schema, url = create_schema("bench_stages")
+    else:
+        url = f"sqlite:///{home / 'podium.db'}"
+    store = Store.from_url(url)
+    cpu: dict[str, float] = dict.fromkeys([k for k, _ in STAGE_NAMES], 0.0)
+    wall: dict[str, float] = dict.fromkeys(cpu, 0.0)
+    prices = PriceTable.default()
+    try:
+        project = store.projects.create_project("bench").id
+        templates = make_templates(batch, seed=11)
+        base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=10)
+        bodies = []
+        for n in range(requests):
+            tpl = templates[n % len(templates)]
+            minute = base + timedelta(minutes=n)
+            bodies.append(tpl.body.replace(PFX.encode(), f"{random.getrandbits(64):016x}{n:012x}".encode())
+                          .replace(TS.encode(), minute.strftime("%Y-%m-%dT%H:%M").encode()))
+
+        def timed(name: str, fn: Any, *a: Any) -> Any:
+            c0, w0 = time.process_time(), time.perf_counter()
+            out = fn(*a)
+            cpu[name] += time.process_time() - c0
+            wall[name] += time.perf_counter() - w0
+            return out
+
+        def pricing(rs: list[Any]) -> None:
+            for s in rs:
+                if s.model and s.usage and not s.cost:
+                    u = _fields(s.usage, _USAGE_FIELDS)
+                    u.setdefault("total_tokens", (u.get("input_tokens") or 0) + (u.get("output_tokens") or 0))
+                    compute_cost(s.model, u, provider=s.provider, table=prices)
+
+        def request_side(body: bytes) -> ri.IngestBatch:
+            """One request, stage by stage, as the route runs it (only its rows stay alive)."""
+            doc = timed("decode", parse_json, body)
+            items = timed("shape", lambda: [it for it in check_native(doc, 5000)
+                                            if not set(it) - {"type", "body", "id", "timestamp"}])
+            rs = timed("validate", lambda: [SpanIn.model_validate(it["body"], context=JSON_CHECKED_CONTEXT)
+                                            for it in items])
+            timed("pricing", pricing, rs)  # measured alone, then taken out of "build" (which prices too)
+            b = BatchBuilder(project, lambda: prices)
+            timed("build", lambda: [b.add_span(r) for r in rs])
+            return b.batch
+
+        # The route end to end (decode excluded) on a few bodies, to check the stage sum.
+        c0 = time.process_time()
+        for body in bodies[:4]:
+            build_native(parse_json(body)["batch"], BatchBuilder(project, lambda: prices))
+        route_us = (time.process_time() - c0) * 1e6 / (batch * 4)
+        for k in cpu:
+            cpu[k] = wall[k] = 0.0
+        gc.collect()
+        gc.freeze()  # as the server does after start-up (create_app(freeze_gc=True))
+
+        # Writer, one transaction per write_batch spans, methods timed by wrapping them.
+        repo = store.ingest
+        originals = {}
+        wrap = {"_upsert_trace_hints": "hints", "_mark_usage": "usage", "_refresh_traces": "refresh"}
+        for meth, name in wrap.items():
+            orig = getattr(ri.IngestRepo, meth)
+            originals[meth] = orig
+
+            def wrapped(self: Any, *a: Any, _o: Any = orig, _n: str = name, **k: Any) -> Any:
+                return timed(_n, _o, self, *a, **k)
+
+            setattr(ri.IngestRepo, meth, wrapped)
+        orig_dedupe, orig_run = ri._dedupe, ri._Upsert.run
+        originals["_dedupe"] = orig_dedupe
+        ri._dedupe = lambda rows, key: timed("dedupe", orig_dedupe, rows, key)  # type: ignore[assignment]
+        span_sql = ri._span_upsert(store.dialect)[0]
+
+        def timed_run(self: Any, conn: Any, params: Any) -> None:
+            if self is span_sql:
+                return timed("spans_sql", orig_run, self, conn, params)
+            return orig_run(self, conn, params)
+
+        ri._Upsert.run = timed_run  # type: ignore[method-assign]
+        orig_params = ri.IngestRepo._span_params
+
+        def span_params(self: Any, spans: Any) -> Any:
+            # conversion = building the row tuples, less the dedupe (timed inside it)
+            c_d, w_d = cpu["dedupe"], wall["dedupe"]
+            c0, w0 = time.process_time(), time.perf_counter()
+            out = orig_params(self, spans)
+            cpu["convert"] += time.process_time() - c0 - (cpu["dedupe"] - c_d)
+            wall["convert"] += time.perf_counter() - w0 - (wall["dedupe"] - w_d)
+            return out
+
+        ri.IngestRepo._span_params = span_params  # type: ignore[method-assign]
+        try:
+            per_tx = max(1, write_batch // batch)
+            pg0 = named_processes_cpu("postgres") if db == "postgresql" else {}
+            total_c = total_w = 0.0
+            for i in range(0, len(bodies), per_tx):
+                merged = ri.IngestBatch()
+                for b in [request_side(body) for body in bodies[i : i + per_tx]]:
+                    merged.spans.extend(b.spans)
+                    merged.traces.extend(b.traces)
+                    merged.tags.extend(b.tags)
+                c0, w0 = time.process_time(), time.perf_counter()
+                repo.write(merged)
+                total_c += time.process_time() - c0
+                total_w += time.perf_counter() - w0
+            pg1 = named_processes_cpu("postgres") if db == "postgresql" else {}
+            ours = pg_backend_pids(os.getpid(), url) if db == "postgresql" else set()
+            pg1 = {k: v for k, v in pg1.items() if k in ours}
+        finally:
+            for meth in wrap:
+                setattr(ri.IngestRepo, meth, originals[meth])
+            ri._dedupe = orig_dedupe  # type: ignore[assignment]
+            ri._Upsert.run = orig_run  # type: ignore[method-assign]
+            ri.IngestRepo._span_params = orig_params  # type: ignore[method-assign]
+        parts = ("dedupe", "convert", "spans_sql", "hints", "usage", "refresh")
+        cpu["build"] -= cpu["pricing"]
+        wall["build"] -= wall["pricing"]
+        cpu["commit"] = total_c - sum(cpu[p] for p in parts)
+        wall["commit"] = total_w - sum(wall[p] for p in parts)
+        spans = batch * requests
+        with store.engine.connect() as c:
+            from sqlalchemy import func, select
+
+            from podium.store import tables as t
+
+            stored = c.execute(select(func.count()).select_from(t.span)).scalar_one()
+        return {
+            "db": db, "spans": spans, "stored": int(stored), "write_batch": write_batch,
+            "cpu_us": {k: v * 1e6 / spans for k, v in cpu.items()},
+            "wall_us": {k: v * 1e6 / spans for k, v in wall.items()},
+            "route_us": route_us,
+            "db_cpu_us": cpu_delta(pg0, pg1) * 1e6 / spans if db == "postgresql" else float("nan"),
+        }
+    finally:
+        store.close()
+        if schema:
+            drop_schema(schema)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def stage_table(profiles: list[dict[str, Any]]) -> str:
+    rows = []
+    for key, label in STAGE_NAMES:
+        rows.append([label] + [f"{p['cpu_us'][key]:.1f} ({p['wall_us'][key]:.1f})" for p in profiles])
+    req = ("decode", "shape", "validate", "build", "pricing")
+    rows.append(["**request side total**"] + [f"**{sum(p['cpu_us'][k] for k in req):.1f}**" for p in profiles])
+    rows.append(["**writer total (server process)**"]
+                + [f"**{sum(v for k, v in p['cpu_us'].items() if k not in req):.1f}**" for p in profiles])
+    rows.append(["database server CPU (PostgreSQL backends)"]
+                + ["-" if p["db_cpu_us"] != p["db_cpu_us"] else f"{p['db_cpu_us']:.1f}" for p in profiles])
+    rows.append(["route end to end without decode (check)"] + [f"{p['route_us']:.1f}" for p in profiles])
+    rows.append(["spans written / rows stored"] + [f"{p['spans']:,} / {p['stored']:,}" for p in profiles])
+    return md_table(["stage (CPU µs per span, wall µs in brackets)"]
+                    + [f"{p['db']} ({p['write_batch']:,} spans per transaction)" for p in profiles], rows)
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -453,18 +712,24 @@ def table(results: list[Result]) -> str:
     for r in results:
         other = {k: v for k, v in r.statuses.items() if k != 200}
         rows.append([
-            r.db, r.batch, r.clients, f"**{fmt_int(r.spans_per_s)}**",
+            r.db, r.workers, r.batch, r.clients, f"**{fmt_int(r.spans_per_s)}**",
             " → ".join(f"{x / 1000:.1f}k" for x in r.slices) if len(r.slices) > 1 else "-",
             f"{r.req_per_s:.1f}",
             f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}", f"{r.server_cpu:.2f}",
             "-" if r.db_cpu != r.db_cpu else f"{r.db_cpu:.2f}", f"{r.client_cpu:.2f}",
-            f"{r.system_cpu:.2f}", f"{r.server_rss_peak:.0f}",
+            f"{r.system_cpu:.2f}",
+            f"{r.us_per_span(r.server_cpu):.0f}",
+            "-" if r.db_cpu != r.db_cpu else f"{r.us_per_span(r.db_cpu):.0f}",
+            f"{r.us_per_span(r.client_cpu):.0f}", f"**{r.total_us:.0f}**", fmt_int(r.ceiling),
+            f"{r.server_rss_peak:.0f}",
             f"{fmt_int(r.acked_spans)} / {fmt_int(r.rows_span)} {'✅' if r.count_ok else '❌'}",
             ", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "none",
         ])
     return md_table(
-        ["db", "batch (spans)", "clients", "spans/s acked", "spans/s per 10 s", "req/s", "p50 ms", "p95 ms",
-         "server CPU (cores)", "PostgreSQL CPU", "client CPU", "machine CPU (of 2)", "server RSS peak MiB",
+        ["db", "server processes", "batch (spans)", "clients", "spans/s acked", "spans/s per 10 s", "req/s", "p50 ms", "p95 ms",
+         "server CPU (cores)", "PostgreSQL CPU", "client CPU", "machine CPU (of 2)",
+         "server µs/span", "PostgreSQL µs/span", "client µs/span", "total CPU µs/span",
+         "CPU-bound ceiling spans/s (2 cores / total)", "server RSS peak MiB",
          "COUNT CHECK acked / rows", "non-200"],
         rows,
     )
@@ -479,9 +744,35 @@ def verdicts(results: list[Result]) -> list[str]:
         best = max(rs, key=lambda r: r.spans_per_s)
         met = "MET" if best.spans_per_s >= target else "NOT MET"
         out.append(
-            f"- {db}: target ≥ {fmt_int(target)} spans/s — **{met}** (best {fmt_int(best.spans_per_s)} spans/s "
-            f"at batch {best.batch}; {best.spans_per_s / target:.0%} of target)"
+            f"- {db}: target ≥ {fmt_int(target)} spans/s — **{met}** on the wall clock (best "
+            f"{fmt_int(best.spans_per_s)} spans/s at batch {best.batch}, {best.workers} process(es); "
+            f"{best.spans_per_s / target:.0%} of target, on a machine {best.system_cpu:.2f} of 2 cores busy)"
         )
+        cheap = min(rs, key=lambda r: r.total_us)
+        out.append(
+            f"- {db}: CPU per span, server + database + clients: best **{cheap.total_us:.0f} µs** (batch "
+            f"{cheap.batch}, {cheap.workers} process(es)) → CPU-bound ceiling **{fmt_int(cheap.ceiling)} spans/s** "
+            f"on 2 cores ({'at or above' if cheap.ceiling >= target else 'below'} the target)"
+        )
+        singles = [r for r in rs if r.workers == 1]
+        if singles:
+            s = min(singles, key=lambda r: r.us_per_span(r.server_cpu))
+            out.append(
+                f"- {db}: one server process runs its Python on one core (one GIL): at "
+                f"{s.us_per_span(s.server_cpu):.0f} µs of server CPU per span that is ≤ "
+                f"{fmt_int(1e6 / s.us_per_span(s.server_cpu))} spans/s, whatever the machine"
+            )
+        for bs in sorted({r.batch for r in rs}):
+            one = [r for r in rs if r.batch == bs and r.workers == 1]
+            two = [r for r in rs if r.batch == bs and r.workers == 2]
+            if one and two:
+                a, c = one[0], two[0]
+                out.append(
+                    f"- {db}, batch {bs}, 1 vs 2 server processes: {fmt_int(a.spans_per_s)} vs "
+                    f"{fmt_int(c.spans_per_s)} spans/s ({c.spans_per_s / max(a.spans_per_s, 1):.2f}x; server "
+                    f"{a.server_cpu:.2f} vs {c.server_cpu:.2f} cores), total CPU {a.total_us:.0f} vs "
+                    f"{c.total_us:.0f} µs/span"
+                )
     for r in results:
         if not r.count_ok:
             out.append(
@@ -506,9 +797,12 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds before the measured window")
     ap.add_argument("--clients", type=int, default=4, help="client processes (each one connection, closed loop)")
     ap.add_argument("--batch-sizes", default="100,500,1000")
+    ap.add_argument("--workers", default="1,2", help="server processes to compare (podium up --workers N)")
     ap.add_argument("--db", choices=["sqlite", "postgresql", "all"], default="all")
     ap.add_argument("--profile", action="store_true",
                     help="after the matrix, profile the server with py-spy at batch 1000 (20 s per db)")
+    ap.add_argument("--stages", action="store_true",
+                    help="only the in-process per-stage CPU profile (µs per span per stage); prints only")
     ap.add_argument("--write-docs", action="store_true", help="write docs/benchmarks.md even with --quick")
     ap.add_argument("--no-docs", action="store_true", help="never write docs/benchmarks.md")
     args = ap.parse_args()
@@ -517,17 +811,24 @@ def main() -> int:
     dbs = ["sqlite", "postgresql"] if args.db == "all" else [args.db]
     sizes = [min(max(int(x), 1), 5000) for x in args.batch_sizes.split(",")]
     import_retry("podium.server.app")
+    if args.stages:
+        profs = [stage_profile(db) for db in dbs]
+        print(stage_table(profs))
+        return 0
 
     facts = machine_facts(with_pg="postgresql" in dbs)
     print("\n".join(f"{k}: {v}" for k, v in facts.items()), flush=True)
     results: list[Result] = []
+    worker_counts = [min(max(int(x), 1), 8) for x in args.workers.split(",")]
     for db in dbs:
         for bs in sizes:
-            print(f"\n>>> {db}, batch {bs}, {clients} clients, {duration:.0f} s ...", flush=True)
-            r = run_config(db, bs, clients, duration, args.warmup)
-            results.append(r)
-            print(table([r]), flush=True)
-            print("\n".join(r.notes), flush=True)
+            for w in worker_counts:
+                print(f"\n>>> {db}, {w} server process(es), batch {bs}, {clients} clients, {duration:.0f} s ...",
+                      flush=True)
+                r = run_config(db, bs, clients, duration, args.warmup, workers=w)
+                results.append(r)
+                print(table([r]), flush=True)
+                print("\n".join(r.notes), flush=True)
     profiles: list[tuple[str, str]] = []
     if args.profile:
         pdir = OUT / "profiles"
@@ -549,7 +850,8 @@ def main() -> int:
     body = [
         header_block(facts, command_line()),
         "",
-        f"Setup: `podium up` (uvicorn, one process, default settings) in its own process, on a fresh "
+        f"Setup: `podium up` (uvicorn, default settings; `--workers N` for N server processes) in its own process, "
+        f"on a fresh "
         f"database per row (SQLite file in a temporary PODIUM_HOME with WAL; or a fresh PostgreSQL schema). "
         f"{clients} client processes, one keep-alive HTTP/1.1 connection each, POST `/api/v1/ingest` in a "
         f"closed loop: native batches of N spans, new trace ids every request (traces of 10-20 spans: chain/agent "
@@ -563,9 +865,21 @@ def main() -> int:
         "",
         table(results),
         "",
-        "Targets (from the issue): ≥ 20,000 spans/s on SQLite, ≥ 10,000 spans/s on PostgreSQL.",
+        "Targets (issue 18 item 4): ≥ 20,000 spans/s on SQLite and on PostgreSQL, this 2-core machine, clients included.",
         "",
         *v,
+    ]
+    stages = [stage_profile(db) for db in dbs]
+    body += [
+        "",
+        "### CPU per span, stage by stage (in process)",
+        "",
+        "`bench/ingest_throughput.py --stages`: the same bodies (batches of 1,000 spans) through each stage of "
+        "the native path in one process, `time.process_time` per stage (wall time in brackets; on PostgreSQL "
+        "the backend's own CPU is its line), the writer given 5,000 spans per transaction as the server's "
+        "writer merges requests. HTTP, ASGI and the client are not in it: the table above has those.",
+        "",
+        stage_table(stages),
     ]
     body += ["", "### Analysis and proposals", "", ANALYSIS]
     for db, prof in profiles:

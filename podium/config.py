@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         "so accepted requests are answered well within the SDK's 10 s timeout.",
     )
     ingest_write_batch: int = Field(default=5000, description="Most items the writer commits in one transaction.")
+    server_workers: int = Field(
+        default=1, ge=1, le=64,
+        description="Server processes `podium up` starts on one address (`--workers`); each has its own ingest "
+        "writer. On SQLite their writers take turns (docs/ingestion.md#several-server-processes).",
+    )
     log_format: str = Field(default="text", description="Server log format: text or json.")
 
     # --- gateway and local models ----------------------------------------------------------

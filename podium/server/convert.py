@@ -17,6 +17,9 @@ from podium.store.repos.score_configs import ScoreConfigs
 __all__ = ["BatchBuilder"]
 
 _PRICED_KINDS = (SpanKind.GENERATION, SpanKind.EMBEDDING)
+# Plain str values by member: a dict lookup is ~7x cheaper than the enum's ``.value`` property.
+_KIND = {k: k.value for k in SpanKind}
+_STATUS = {s: s.value for s in SpanStatus}
 
 
 class BatchBuilder:
@@ -28,6 +31,7 @@ class BatchBuilder:
         self.project_id = project_id
         self.batch = IngestBatch()
         self._prices = prices
+        self._table: PriceTable | None = None  # looked up once per builder (one request's batch)
         self._score_configs = score_configs  # when given, add_score validates against them
 
     def add_span(self, s: SpanIn) -> None:
@@ -48,7 +52,9 @@ class BatchBuilder:
             usage["total_tokens"] = (usage.get("input_tokens") or 0) + (usage.get("output_tokens") or 0)
         cost = _fields(s.cost, _COST_FIELDS) if s.cost else None
         if not cost and s.model and usage:
-            cost = compute_cost(s.model, usage, provider=s.provider, table=self._prices())
+            if self._table is None:
+                self._table = self._prices()
+            cost = compute_cost(s.model, usage, provider=s.provider, table=self._table)
         if cost and cost.get("total") is None:
             cost["total"] = (cost.get("input") or 0.0) + (cost.get("output") or 0.0)
         latency = (s.end_time - s.start_time).total_seconds() * 1000.0 if s.end_time else None
@@ -58,11 +64,11 @@ class BatchBuilder:
             "id": s.id,
             "parent_id": s.parent_id,
             "name": s.name,
-            "kind": s.kind.value,
+            "kind": _KIND[s.kind],
             "start_time": s.start_time,
             "end_time": s.end_time,
             "latency_ms": latency,
-            "status": (s.status.value if s.status else "unset"),
+            "status": _STATUS[s.status] if s.status else "unset",
             "status_message": s.status_message,
             "model": s.model,
             "provider": s.provider,

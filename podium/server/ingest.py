@@ -59,6 +59,8 @@ COMPRESSED_FACTOR = 8
 TRIM_AFTER_BYTES = 16 * MiB
 TRIM_DELAY = 0.5  # seconds of quiet (nothing in flight) before the trim
 RETRY_AFTER_MAX = 60
+#: Tries of one transaction when SQLite reports the database locked (each after busy_timeout).
+LOCKED_RETRIES = 5
 
 
 @dataclass
@@ -129,6 +131,7 @@ class Ingester:
         self.rejected_busy = 0  # rows refused with 429 (after parsing)
         self.rejected_requests = 0  # requests refused with 429 (before or after parsing)
         self.write_errors = 0
+        self.lock_retries = 0  # transactions retried because SQLite said "database is locked"
         self.trims = 0
         #: Called by the writer after each transaction with (rows, seconds): podium.server.metrics.
         self.observe_write: Callable[[int, float], None] | None = None
@@ -190,6 +193,7 @@ class Ingester:
                 "rejected_busy": self.rejected_busy,
                 "rejected_requests": self.rejected_requests,
                 "write_errors": self.write_errors,
+                "lock_retries": self.lock_retries,
                 "memory_trims": self.trims,
                 **({"redaction": self.redactor.stats()} if self.redactor is not None else {}),
             }
@@ -336,7 +340,7 @@ class Ingester:
             busy = n >= 200 or bool(self._queue)  # a backlog: the rate measured is the writer's capacity
             try:
                 if len(entries) == 1:
-                    self._repo.write(entries[0].batch)
+                    self._write(entries[0].batch)
                 else:
                     merged = IngestBatch()
                     for e in entries:
@@ -344,7 +348,7 @@ class Ingester:
                         merged.traces.extend(e.batch.traces)
                         merged.tags.extend(e.batch.tags)
                         merged.scores.extend(e.batch.scores)
-                    self._repo.write(merged)
+                    self._write(merged)
                 for e in entries:
                     _resolve(e, [])
                 self.written += n - dropped
@@ -354,7 +358,7 @@ class Ingester:
                 else:
                     for e in entries:  # isolate the bad batch
                         try:
-                            self._repo.write(e.batch)
+                            self._write(e.batch)
                             _resolve(e, [])
                             self.written += e.size
                         except Exception as exc2:
@@ -373,6 +377,20 @@ class Ingester:
                 self._pending_traces -= sum(e.traces for e in entries)
                 self._pending_scores -= sum(e.scores for e in entries)
             logger.debug("wrote %d items in %d requests in %.1f ms", n, len(entries), dt * 1000)
+
+    def _write(self, batch: IngestBatch) -> None:
+        """One transaction; retried when SQLite says the database is locked (another process
+        held the write lock past ``busy_timeout``), so that never reaches a client as a 503."""
+        for attempt in range(LOCKED_RETRIES):
+            try:
+                self._repo.write(batch)
+                return
+            except OperationalError as exc:
+                if attempt == LOCKED_RETRIES - 1 or not _is_locked(exc):
+                    raise
+                self.lock_retries += 1
+                logger.info("the database was locked; retrying the write (attempt %d)", attempt + 2)
+                time.sleep(min(1.0, 0.05 * (attempt + 1)))
 
     def _redact_queued(self, e: _Entry) -> int:
         """Redact a fire-and-forget batch (the gateway's log, guard scans) in the writer thread;
@@ -399,7 +417,7 @@ class Ingester:
         rejected: list[Rejected] = []
         for key, unit in _units(e.batch):
             try:
-                self._repo.write(unit)
+                self._write(unit)
                 self.written += len(unit)
             except Exception as exc2:
                 if isinstance(exc2, _UNAVAILABLE):
@@ -456,6 +474,11 @@ def _units(batch: IngestBatch) -> list[tuple[tuple[str, ...], IngestBatch]]:
     for sc in batch.scores:
         units.append((("score", sc["id"]), IngestBatch(scores=[sc])))
     return units
+
+
+def _is_locked(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "database is locked" in text or "database table is locked" in text or "database is busy" in text
 
 
 def _brief(exc: Exception) -> str:

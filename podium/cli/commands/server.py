@@ -15,9 +15,14 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 def up(
     host: str = typer.Option(None, help="Bind address (default 127.0.0.1, or PODIUM_HOST)."),
     port: int = typer.Option(None, help="Port (default 8700, or PODIUM_PORT)."),
+    workers: int = typer.Option(
+        None, "--workers", min=1, max=64,
+        help="Server processes sharing HOST:PORT, each with its own ingest writer (default 1, or "
+        "PODIUM_SERVER_WORKERS). Uses more than one core; see docs/ingestion.md.",
+    ),
 ) -> None:
     """Migrate, create the default project on first start, and serve API + OTLP on HOST:PORT."""
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides = {k: v for k, v in {"host": host, "port": port, "server_workers": workers}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     try:
         import uvicorn
@@ -28,9 +33,17 @@ def up(
     except ImportError as e:
         raise server_extra_missing(e)
     setup_logging(settings.log_format)
+    n = settings.server_workers
+    columnar = settings.resolved_clickhouse_url
+    if n > 1 and columnar is not None and columnar.startswith("chdb"):
+        err_console.print(
+            "--workers > 1 needs a ClickHouse server for spans (PODIUM_CLICKHOUSE_URL=clickhouse://...): "
+            "the in-process chDB store belongs to one process. Use --workers 1."
+        )
+        raise typer.Exit(2)
     store = open_store(settings)
     default = ensure_default_project(store, settings)
-    app = create_app(settings, store=store, freeze_gc=True, otlp_grpc=True)
+    app = create_app(settings, store=store, freeze_gc=True, otlp_grpc=True) if n == 1 else None
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{shown_host}:{settings.port}"
     console.print(f"[bold green]Podium[/] serving on [bold]{url}[/]  (database: {store.engine.url.render_as_string()})")
@@ -46,7 +59,14 @@ def up(
         console.print(f"    export PODIUM_BASE_URL={url}")
         console.print(f"    export PODIUM_PUBLIC_KEY={default.public_key}")
         console.print(f"    export PODIUM_SECRET_KEY={default.secret_key}")
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="warning")
+    if app is not None:
+        uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="warning")
+        return
+    from podium.server.processes import serve_processes
+
+    console.print(f"  Processes  {n} (--workers, PODIUM_SERVER_WORKERS)")
+    store.close()  # each process opens its own; no connection crosses the fork
+    raise typer.Exit(serve_processes(settings, n))
 
 
 @db_app.command("upgrade")

@@ -23,6 +23,8 @@ from __future__ import annotations
 import bisect
 import functools
 import json
+import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -159,15 +161,37 @@ def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
 class IngestRepo:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        #: A lock file the writers of several server processes on one SQLite file take around
+        #: each transaction (``podium up --workers N``, podium/server/processes.py): a waiting
+        #: writer wakes when the other commits instead of polling in SQLite's busy handler.
+        self.process_lock: str | None = None
+        self._lock_fd: int | None = None
+        self._thread_lock = threading.Lock()
 
     def write(self, batch: IngestBatch) -> None:
-        with self._engine.begin() as conn:
-            self._write(conn, batch)
+        # The span rows' driver values are computed before the transaction (and before the
+        # process lock): on SQLite with several processes, only the statements are serial.
+        params = self._span_params(batch.spans) if batch.spans else None
+        if self.process_lock is None:
+            with self._engine.begin() as conn:
+                self._write(conn, batch, params)
+            return
+        import fcntl  # POSIX only; set only by the multi-process server on Linux/macOS
 
-    def _write(self, conn: Connection, batch: IngestBatch) -> None:
+        with self._thread_lock:
+            if self._lock_fd is None:
+                self._lock_fd = os.open(self.process_lock, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # blocks without the GIL
+            try:
+                with self._engine.begin() as conn:
+                    self._write(conn, batch, params)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _write(self, conn: Connection, batch: IngestBatch, span_params: list[tuple[Any, ...]] | None = None) -> None:
         now = datetime.now(UTC)
         if batch.spans:
-            self._upsert_spans(conn, _dedupe(batch.spans, ("project_id", "trace_id", "id")), now)
+            self._upsert_spans(conn, self._span_params(batch.spans) if span_params is None else span_params, now)
         touched = {(s["project_id"], s["trace_id"]) for s in batch.spans}
         if batch.traces or batch.spans:
             self._upsert_trace_hints(conn, batch, now)
@@ -183,16 +207,23 @@ class IngestRepo:
             self._upsert_scores(conn, list({(r["project_id"], r["id"]): r for r in batch.scores}.values()))
 
     # --- spans -------------------------------------------------------------------------------
-    def _upsert_spans(self, conn: Connection, rows: list[SpanRow], now: datetime) -> None:
+    def _span_params(self, spans: list[SpanRow]) -> list[tuple[Any, ...]]:
+        """The driver values of the span upsert, one tuple per span (merged by key), without
+        ``updated_at`` (the statement's last column, stamped inside the transaction)."""
+        rows = _dedupe(spans, ("project_id", "trace_id", "id"))
+        for r in rows:
+            # The span's own verdict; _mark_usage corrects it against the rest of its trace.
+            r["usage_counted"] = _counts_alone(r)
+        convert = _span_upsert(self._engine.dialect.name)[1]
+        return list(map(convert, cast(list[dict[str, Any]], rows)))
+
+    def _upsert_spans(self, conn: Connection, params: list[tuple[Any, ...]], now: datetime) -> None:
         # The hottest statement in Podium: a hand-built upsert run through the driver's
         # executemany, with values converted once per column. SQLAlchemy's per-row bind
         # processing cost ~3x the database's own time here (see docs/benchmarks.md).
-        sql, convert = _span_upsert(conn.dialect.name)
-        for r in rows:
-            r["updated_at"] = now
-            # The span's own verdict; _mark_usage corrects it against the rest of its trace.
-            r["usage_counted"] = _counts_alone(r)
-        sql.run(conn, list(map(convert, cast(list[dict[str, Any]], rows))))
+        sql = _span_upsert(conn.dialect.name)[0]
+        stamp = (_converter(t.span.c.updated_at.type, conn.dialect.name)(now),)
+        sql.run(conn, [p + stamp for p in params])
 
     # --- traces ------------------------------------------------------------------------------
     def _upsert_trace_hints(self, conn: Connection, batch: IngestBatch, now: datetime) -> None:
@@ -233,7 +264,7 @@ class IngestRepo:
             for chunk in _chunks(sorted(trace_ids)):
                 ids: Any = list(chunk)
                 per_trace: dict[str, list[Any]] = {}
-                for row in conn.execute(select_sql, {"p": project_id, "ids": ids}):
+                for row in conn.execute(select_sql, {"p": project_id, "ids": ids}).all():  # one fetchall
                     per_trace.setdefault(row[0], []).append(row)
                 flags: list[dict[str, Any]] = []
                 prompts: list[dict[str, Any]] = []
@@ -349,7 +380,8 @@ def _span_upsert(dialect: str) -> tuple[_Upsert, Callable[[dict[str, Any]], tupl
     """``INSERT ... ON CONFLICT DO UPDATE`` for spans (the same SQL on SQLite >= 3.24 and
     PostgreSQL) and per-column value converters matching what SQLAlchemy would bind."""
     ph = "?" if dialect == "sqlite" else "%s"
-    cols = SPAN_COLUMNS
+    # updated_at last: the row tuples are built before the transaction, the stamp added in it.
+    cols = [c for c in SPAN_COLUMNS if c != "updated_at"] + ["updated_at"]
     sets = []
     for c in cols:
         if c in _SPAN_KEY:
@@ -375,7 +407,7 @@ def _span_upsert(dialect: str) -> tuple[_Upsert, Callable[[dict[str, Any]], tupl
         f" ON CONFLICT (project_id, trace_id, id) DO UPDATE SET {', '.join(sets)}",
         table="span", cols=cols,
     )
-    return sql, _row_tuple(t.span, cols, dialect)
+    return sql, _row_tuple(t.span, cols[:-1], dialect)
 
 
 _TRACE_INSERT_COLUMNS = (
@@ -691,7 +723,10 @@ def _blank_trace(key: tuple[str, str], start: datetime, now: datetime) -> dict[s
 
 def _dedupe(rows: list[SpanRow], key: tuple[str, ...]) -> list[SpanRow]:
     """One row per key within a statement (PostgreSQL refuses to upsert a row twice in one
-    statement); later rows merge over earlier ones, keeping non-null values."""
+    statement); later rows merge over earlier ones, keeping non-null values. Rows with
+    distinct keys (the usual batch) come back as they are, without a copy."""
+    if len({tuple(r[c] for c in key) for r in cast(list[dict[str, Any]], rows)}) == len(rows):
+        return rows
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in cast(list[dict[str, Any]], rows):  # merged column by column
         k = tuple(r[c] for c in key)
