@@ -13,6 +13,7 @@ from podium.store.repos.annotations import AnnotationRepo
 from podium.store.repos.attributions import AttributionRepo
 from podium.store.repos.audit import AuditRepo
 from podium.store.repos.canaries import CanaryRepo
+from podium.store.repos.dashboard import DashboardRepo
 from podium.store.repos.dashboards import DashboardsRepo
 from podium.store.repos.drift import DriftRepo
 from podium.store.repos.eval_sweeps import EvalSweepRepo
@@ -47,18 +48,27 @@ class Store:
         self.ingest = IngestRepo(engine)
         self.traces = TraceRepo(engine)
         self.scores = ScoreRepo(engine)
+        self.metrics = MetricsRepo(engine)  # metric queries: charts and alert rules
+        self.dashboard = DashboardRepo(engine)  # the web UI's aggregates (home dashboard, users, sessions)
         if columnar is not None:
-            from podium.store.columnar import ColumnarIngestRepo, ColumnarScoreRepo, ColumnarTraceRepo
+            from podium.store.columnar import (
+                ColumnarDashboardRepo,
+                ColumnarIngestRepo,
+                ColumnarMetricsRepo,
+                ColumnarScoreRepo,
+                ColumnarTraceRepo,
+            )
 
             self.ingest = ColumnarIngestRepo(columnar)
             self.traces = ColumnarTraceRepo(engine, columnar)
             self.scores = ColumnarScoreRepo(engine, columnar)
+            self.metrics = ColumnarMetricsRepo(columnar)
+            self.dashboard = ColumnarDashboardRepo(engine, columnar)
         self.prices = PriceRepo(engine)
         self.gateway = GatewayRepo(engine)
         self.prompts = PromptRepo(engine)
         self.evals = EvalRepo(engine)
-        self.metrics = MetricsRepo(engine)  # metric queries: charts and alert rules
-        self.dashboards = DashboardsRepo(engine)
+        self.dashboards = DashboardsRepo(engine)  # saved custom dashboards (their charts read self.metrics)
         self.annotations = AnnotationRepo(engine)
         self.drift = DriftRepo(engine)
         self.online_evals = OnlineEvalRepo(engine)
@@ -73,6 +83,12 @@ class Store:
         self.redaction = RedactionRepo(engine)  # redaction rules applied before storage (podium.governance.redaction)
         self.audit = AuditRepo(engine)  # the audit log, one hash chain (podium.governance.audit)
         self.attributions = AttributionRepo(engine)  # which chunks drove an answer (podium.rag.attribution)
+        if columnar is not None:  # their span/trace/score reads and deletes on ClickHouse too
+            from podium.store.columnar import ColumnarDriftRepo, ColumnarLifecycleRepo, ColumnarOnlineEvalRepo
+
+            self.drift = ColumnarDriftRepo(engine, columnar)
+            self.online_evals = ColumnarOnlineEvalRepo(engine, columnar)
+            self.lifecycle = ColumnarLifecycleRepo(engine, columnar)
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True, columnar_url: str | None = None) -> Store:

@@ -2,11 +2,11 @@
 same behaviour as the SQL store: the SQL store's own tests re-run with the columnar store selected,
 plus a differential test that writes the same batches to both and compares every read."""
 
+# ruff: noqa: F811  (the fixtures imported from tests.store.columnar_fixtures are test parameters here)
+
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,11 +18,12 @@ pytest.importorskip("chdb", reason="the columnar extra is not installed: pip ins
 
 from podium.errors import ConfigurationError, NotFound
 from podium.store import Store
-from podium.store.columnar import ColumnarClient, current_version, open_columnar, parse_url, upgrade
+from podium.store.columnar import ColumnarClient, current_version, parse_url, upgrade
 from podium.store.columnar.migrate import migrations
 from podium.store.repos.ingest import IngestBatch
 from podium.store.repos.scores import ScoreFilter
 from podium.store.repos.traces import TraceFilter
+from tests.store.columnar_fixtures import chdb_dir, columnar, columnar_url, sql_store, store  # noqa: F401
 
 # The SQL store's behaviour tests, collected here again against the columnar store (the `store`
 # fixture below replaces the conftest one for this module).
@@ -41,41 +42,6 @@ from tests.store.test_usage_rule import (  # noqa: F401
     test_failed_call_with_estimated_usage_counts_nothing,
     test_spans_in_any_order_and_batch,
 )
-
-
-@pytest.fixture(scope="session")
-def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # chDB runs one data directory per process: every test shares it, each in its own database.
-    return tmp_path_factory.mktemp("chdb")
-
-
-@pytest.fixture
-def columnar_url(chdb_dir: Path) -> str:
-    return f"chdb://{chdb_dir}?database=t_{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def columnar(columnar_url: str) -> Iterator[ColumnarClient]:
-    client = open_columnar(columnar_url)
-    yield client
-    client.drop_database()
-
-
-@pytest.fixture
-def store(db_url: str, columnar: ColumnarClient) -> Iterator[Store]:
-    from podium.store.engine import make_engine
-
-    s = Store(make_engine(db_url), columnar)
-    yield s
-    s.engine.dispose()
-
-
-@pytest.fixture
-def sql_store(db_url: str) -> Iterator[Store]:
-    s = Store.from_url(db_url, migrate=False)
-    yield s
-    s.close()
-
 
 # --- the seam and the migrations ------------------------------------------------------------------
 

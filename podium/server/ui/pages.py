@@ -95,7 +95,9 @@ def _viewer(request: Request, action: Action = Action.READ, what: str = "read da
 
 
 def _dash(request: Request) -> DashboardRepo:
-    return DashboardRepo(_st(request).store.engine)
+    store = _st(request).store
+    repo = getattr(store, "dashboard", None)  # the columnar one when spans live in ClickHouse
+    return repo if isinstance(repo, DashboardRepo) else DashboardRepo(store.engine)
 
 
 def _is_htmx(request: Request) -> bool:
