@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from podium.store.columnar.client import ColumnarClient
 from podium.store.columnar.reads import ColumnarTraceRepo
 from podium.store.columnar.rows import from_db
-from podium.store.repos.drift import ID_SCAN_CAP, DriftRepo
+from podium.store.repos.drift import ID_SCAN_CAP, DriftRepo, sample_keys
 from podium.store.repos.traces import TraceFilter
 
 __all__ = ["ColumnarDriftRepo"]
@@ -72,13 +72,8 @@ class ColumnarDriftRepo(DriftRepo):
         keys = [(tid, sid) for tid, sid in self._c.query(
             f"SELECT trace_id, id FROM $db.span FINAL WHERE {where} ORDER BY start_time, id LIMIT {ID_SCAN_CAP}",
             params)]
-        if allowed is not None:
-            keys = [k for k in keys if k[0] in allowed]
-        total = len(keys)
-        chosen_keys = sorted(rng.sample(keys, n)) if total > n else keys
-        by_trace: dict[str, list[str]] = {}
-        for tid, sid in chosen_keys:
-            by_trace.setdefault(tid, []).append(sid)
+        total, by_trace = sample_keys(keys, allowed, n, rng)
+        chosen_keys = [(tid, sid) for tid, sids in by_trace.items() for sid in sids]
         found: dict[tuple[str, str], dict[str, Any]] = {}
         for chunk in _chunks(chosen_keys):
             for r in self._c.query_dicts(

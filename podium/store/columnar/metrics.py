@@ -32,6 +32,7 @@ from podium.store.repos.metrics import (
     _Acc,
     _Plan,
     check_query,
+    ranked_series,
 )
 
 __all__ = ["ColumnarMetricsRepo", "bucket_expr", "json_text_expr", "nearest_rank_expr"]
@@ -302,18 +303,7 @@ class ColumnarMetricsRepo(MetricsRepo):
             idx = int(bi)
             if 0 <= idx < b.count:
                 cells.setdefault(str(kk), {})[idx] = _Acc(_num(s), int(c), int(n), _num(mn), _num(mx))
-        n_by_key = {k: sum(a.n for a in cs.values()) for k, cs in cells.items()}
-        ranked = sorted(cells, key=lambda k: (-n_by_key[k], k))
-        keys, rest = ranked[:top], ranked[top:]
-        groups = [(k, [cells[k]]) for k in keys]
-        if rest:
-            groups.append((OTHER_KEY, [cells[k] for k in rest]))
-        series = []
-        for k, cs in groups:
-            values = [_Acc.merge([c[i] for c in cs if i in c]).value(p) for i in range(b.count)]
-            total = _Acc.merge([a for c in cs for a in c.values()])
-            series.append({"key": k, "values": values, "total": total.value(p), "n": total.n})
-        return {"buckets": b.edges(), "interval": b.seconds, "series": series}
+        return ranked_series(cells, p, b, top)
 
     def names(self, project_id: str, kind: str, start: datetime, end: datetime, *, limit: int = 20) -> list[str]:
         cond = _Cond()

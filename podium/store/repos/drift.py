@@ -36,6 +36,20 @@ def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
         yield seq[i : i + n]
 
 
+def sample_keys(keys: list[tuple[str, str]], allowed: set[str] | None, n: int,
+                rng: random.Random) -> tuple[int, dict[str, list[str]]]:
+    """The (trace id, span id) keys a sample draws: those of ``allowed`` traces (None: all), ``n``
+    of them at random if there are more; their count before sampling, and the chosen span ids per
+    trace (sorted keys, so reads go in key order)."""
+    if allowed is not None:
+        keys = [k for k in keys if k[0] in allowed]
+    chosen = sorted(rng.sample(keys, n)) if len(keys) > n else keys
+    by_trace: dict[str, list[str]] = {}
+    for tid, sid in chosen:
+        by_trace.setdefault(tid, []).append(sid)
+    return len(keys), by_trace
+
+
 class DriftRepo:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -225,13 +239,7 @@ class DriftRepo:
         with self._engine.connect() as conn:
             keys = [(r.trace_id, r.id) for r in conn.execute(
                 select(s.trace_id, s.id).where(*conds).order_by(s.start_time, s.id).limit(ID_SCAN_CAP))]
-            if allowed is not None:
-                keys = [k for k in keys if k[0] in allowed]
-            total = len(keys)
-            chosen_keys = sorted(rng.sample(keys, n)) if total > n else keys
-            by_trace: dict[str, list[str]] = {}
-            for tid, sid in chosen_keys:
-                by_trace.setdefault(tid, []).append(sid)
+            total, by_trace = sample_keys(keys, allowed, n, rng)
             recs: list[dict[str, Any]] = []
             for tid, sids in by_trace.items():
                 for chunk in _chunks(sids):

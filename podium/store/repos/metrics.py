@@ -233,6 +233,23 @@ class _Acc:
         return self.mn if p.agg == "min" else self.mx
 
 
+def ranked_series(cells: dict[str, dict[int, _Acc]], p: _Plan, b: Bucketing, top: int) -> dict[str, Any]:
+    """The one-pass series from partial aggregates per (key, bucket): the ``top`` keys with the most
+    rows, the rest combined as ``other``, each with its values per bucket and its total."""
+    n_by_key = {k: sum(a.n for a in cs.values()) for k, cs in cells.items()}
+    ranked = sorted(cells, key=lambda k: (-n_by_key[k], k))
+    keys, rest = ranked[:top], ranked[top:]
+    groups = [(k, [cells[k]]) for k in keys]
+    if rest:
+        groups.append((OTHER_KEY, [cells[k] for k in rest]))
+    series = []
+    for k, parts in groups:
+        values = [_Acc.merge([c[i] for c in parts if i in c]).value(p) for i in range(b.count)]
+        total = _Acc.merge([a for c in parts for a in c.values()])
+        series.append({"key": k, "values": values, "total": total.value(p), "n": total.n})
+    return {"buckets": b.edges(), "interval": b.seconds, "series": series}
+
+
 class MetricsRepo:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -566,18 +583,7 @@ class MetricsRepo:
                 if 0 <= idx < b.count:
                     cells.setdefault(str(row.key), {})[idx] = _Acc(_f(row.s), int(row.c), int(row.n), _f(row.mn),
                                                                    _f(row.mx))
-        n_by_key = {k: sum(a.n for a in cs.values()) for k, cs in cells.items()}
-        ranked = sorted(cells, key=lambda k: (-n_by_key[k], k))
-        keys, rest = ranked[:top], ranked[top:]
-        groups = [(k, [cells[k]]) for k in keys]
-        if rest:
-            groups.append((OTHER_KEY, [cells[k] for k in rest]))
-        series = []
-        for k, parts in groups:
-            values = [_Acc.merge([c[i] for c in parts if i in c]).value(p) for i in range(b.count)]
-            total = _Acc.merge([a for c in parts for a in c.values()])
-            series.append({"key": k, "values": values, "total": total.value(p), "n": total.n})
-        return {"buckets": b.edges(), "interval": b.seconds, "series": series}
+        return ranked_series(cells, p, b, top)
 
     def names(self, project_id: str, kind: str, start: datetime, end: datetime, *, limit: int = 20) -> list[str]:
         """The score names (``kind="score"``) or guardrail rules (``kind="guardrail"``, from the
