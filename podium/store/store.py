@@ -110,4 +110,7 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
         if self.columnar is not None:
+            close_ingest = getattr(self.ingest, "close", None)  # the columnar writer's settle thread
+            if close_ingest is not None:
+                close_ingest()
             self.columnar.close()

@@ -28,6 +28,7 @@ ClickHouse database (the server's writer thread is one per process).
 from __future__ import annotations
 
 import json
+import logging
 import operator
 import threading
 import time
@@ -59,7 +60,9 @@ from podium.store.repos.ingest import (
     usage_flags,
 )
 
-__all__ = ["ColumnarIngestRepo"]
+__all__ = ["SETTLE_S", "ColumnarIngestRepo"]
+
+logger = logging.getLogger(__name__)
 
 _SPAN_OUT = [*SPAN_COLUMNS, "version"]
 _TRACE_OUT = [*TRACE_COLUMNS, "version", "is_deleted"]
@@ -89,16 +92,80 @@ class _Clock:
             return self._last
 
 
-class ColumnarIngestRepo(IngestRepo):
-    """``IngestRepo`` over ClickHouse (the server's writer calls only ``write``)."""
+#: Seconds after a write when its traces' span counts are checked against ClickHouse (``settle``).
+SETTLE_S = 2.0
 
-    def __init__(self, client: ColumnarClient) -> None:
+
+class ColumnarIngestRepo(IngestRepo):
+    """``IngestRepo`` over ClickHouse (the server's writer calls only ``write``).
+
+    Several writers on one database (server processes sharing a ClickHouse server): a write reads a
+    trace's stored spans before it writes the trace's aggregates, so two processes writing spans of
+    one trace at the same moment can each miss the other's spans there (the spans themselves are all
+    stored). ``settle`` repairs that: ``settle_s`` after a write it counts the touched traces' spans
+    on ``FINAL`` and rewrites the aggregates of those whose count differs from what was written.
+    On by default for a ClickHouse server; off for chDB, which one process owns.
+    """
+
+    def __init__(self, client: ColumnarClient, *, settle_s: float | None = None) -> None:
         self._client = client
         self._clock = _Clock()
+        if settle_s is None:
+            settle_s = 0.0 if client.url.startswith("chdb") else SETTLE_S
+        self.settle_s = settle_s
+        self.settled = 0  # traces whose aggregates a settle pass rewrote
+        self._lock = threading.Lock()  # write and settle: one at a time in this process
+        self._touched: dict[tuple[str, str], tuple[float, int]] = {}  # (project, trace) -> (when, span_count)
+        self._timer: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
 
     def write(self, batch: IngestBatch) -> None:
         """Store a batch (never modifies its rows: the server's writer may write the same batch again
         alone when a merged write fails)."""
+        with self._lock:
+            self._store(batch, {})
+        if self.settle_s > 0 and self._timer is None:
+            self._timer = threading.Thread(target=self._settle_loop, name="podium-columnar-settle", daemon=True)
+            self._timer.start()
+
+    def _settle_loop(self) -> None:
+        while not self._closed.wait(self.settle_s / 2):
+            try:
+                self.settle()
+            except Exception:  # the next round tries again; a write never waits on this
+                logger.warning("the columnar settle pass failed", exc_info=True)
+
+    def settle(self, *, older_than_s: float | None = None) -> int:
+        """Recount the spans of traces written at least ``older_than_s`` (default ``settle_s``) ago
+        and rewrite the aggregates of those whose stored count differs; the number rewritten."""
+        wait = self.settle_s if older_than_s is None else older_than_s
+        cut = time.monotonic() - wait
+        with self._lock:
+            due = [k for k, (at, _) in self._touched.items() if at <= cut]
+            if not due:
+                return 0
+            written = {k: self._touched.pop(k)[1] for k in due}
+            by_project: dict[str, list[str]] = {}
+            for pid, tid in due:
+                by_project.setdefault(pid, []).append(tid)
+            stale: dict[str, list[str]] = {}
+            for pid, tids in by_project.items():
+                counts = dict(self._client.query(
+                    f"SELECT trace_id, count() FROM $db.span FINAL WHERE project_id = {{p:String}} "
+                    f"AND trace_id IN {_IDS} GROUP BY trace_id", {"p": pid, "ids": json_text(sorted(tids))}))
+                # a trace with no live spans left was deleted meanwhile (retention, a subject request): leave it
+                bad = [tid for tid in tids if int(counts.get(tid, 0)) not in (0, written[(pid, tid)])]
+                if bad:
+                    stale[pid] = bad
+            for pid, tids in stale.items():
+                self._store(IngestBatch(), {pid: tids})
+                self.settled += len(tids)
+            return sum(len(v) for v in stale.values())
+
+    def _store(self, batch: IngestBatch, refresh: dict[str, list[str]]) -> None:
         now = datetime.now(UTC)
         version = self._clock.next()
         spans = cast(list[dict[str, Any]], batch.spans)
@@ -113,11 +180,14 @@ class ColumnarIngestRepo(IngestRepo):
             b[0].append(s)
         for h in cast(list[dict[str, Any]], batch.traces):
             projects.setdefault(h["project_id"], ([], []))[1].append(h)
+        for project_id in refresh:
+            projects.setdefault(project_id, ([], []))
 
         block = _SpanBlock(now, version)
         trace_out: list[dict[str, Any]] = []
         for project_id, (p_spans, p_hints) in projects.items():
-            trace_out += self._project(project_id, p_spans, p_hints, block, now, version)
+            trace_out += self._project(project_id, p_spans, p_hints, block, now, version,
+                                       refresh.get(project_id, ()))
         if block.size:
             self._client.insert("span", _SPAN_OUT, block.columns())
         if trace_out:
@@ -170,7 +240,10 @@ class ColumnarIngestRepo(IngestRepo):
         return stored_spans, stored_traces
 
     def _project(self, project_id: str, spans: list[dict[str, Any]], hints: list[dict[str, Any]],
-                 block: _SpanBlock, now: datetime, version: int) -> list[dict[str, Any]]:
+                 block: _SpanBlock, now: datetime, version: int, refresh: Sequence[str] = ()
+                 ) -> list[dict[str, Any]]:
+        """One project's part of a write; ``refresh``: traces whose aggregates are recomputed from their
+        stored spans though the batch has none of them (a settle pass)."""
         # The batch's spans per trace, in batch order (indices into ``spans``), and each span's usage
         # verdict on its own (``_counts_alone``).
         by_trace: dict[str, list[int]] = {}
@@ -183,8 +256,8 @@ class ColumnarIngestRepo(IngestRepo):
             else:
                 ix.append(i)
             alone.append(_counts_alone(cast(SpanRow, s)))
-        span_traces = sorted(by_trace)
-        trace_ids = sorted(by_trace.keys() | {h["id"] for h in hints})
+        span_traces = sorted(by_trace.keys() | set(refresh))
+        trace_ids = sorted(by_trace.keys() | {h["id"] for h in hints} | set(refresh))
 
         # 1. what is stored
         stored_spans, stored_traces = self._read_stored(project_id, span_traces, trace_ids)
@@ -284,6 +357,8 @@ class ColumnarIngestRepo(IngestRepo):
             agg = aggregates.get(tid)
             if agg is not None:
                 agg.apply(row)
+                if self.settle_s > 0:
+                    self._touched[(project_id, tid)] = (time.monotonic(), int(row["span_count"]))
             row["updated_at"] = now
             row["version"] = version
             row["is_deleted"] = 0
