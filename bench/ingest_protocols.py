@@ -706,6 +706,32 @@ class Result:
         return self.acked_spans == self.rows_span
 
 
+def start_clients(n: int, make_args: Any) -> tuple[list[Any], Any, Any]:
+    """``n`` forked client processes (``make_args(i)`` -> their ClientArgs), started and ready: the
+    processes, the event that sets them going, and the queue of their results."""
+    ctx = mp.get_context("fork")
+    ready = [ctx.Event() for _ in range(n)]
+    go = ctx.Event()
+    results = ctx.Queue()
+    procs = [ctx.Process(target=client_main, daemon=True, args=(make_args(i), ready[i], go, results))
+             for i in range(n)]
+    for p in procs:
+        p.start()
+    for e in ready:
+        e.wait(120)
+    return procs, go, results
+
+
+def collect_clients(procs: list[Any], results: Any, timeout: float) -> list[tuple[float, float, int, int, int]]:
+    """Every client's request records, once each has reported; then the processes are joined."""
+    recs: list[tuple[float, float, int, int, int]] = []
+    for _ in procs:
+        recs += results.get(timeout=timeout)[1]
+    for p in procs:
+        p.join(30)
+    return recs
+
+
 def run_server(
     db: str, protocol: str, batch: int, clients: int, duration: float, warmup: float, pyspy: bool = False
 ) -> Result:
@@ -723,37 +749,9 @@ def run_server(
     try:
         server.start()
         auth = default_keys(home)
-        ctx = mp.get_context("fork")
-        ready = [ctx.Event() for _ in range(clients)]
-        go = ctx.Event()
-        results = ctx.Queue()
         nonce = os.urandom(4)
-        procs = [
-            ctx.Process(
-                target=client_main,
-                daemon=True,
-                args=(
-                    ClientArgs(
-                        i,
-                        protocol,
-                        server.url,
-                        f"127.0.0.1:{grpc_port}",
-                        auth,
-                        batch,
-                        nonce,
-                        warmup + duration,
-                    ),
-                    ready[i],
-                    go,
-                    results,
-                ),
-            )
-            for i in range(clients)
-        ]
-        for p in procs:
-            p.start()
-        for e in ready:
-            e.wait(120)
+        procs, go, results = start_clients(clients, lambda i: ClientArgs(
+            i, protocol, server.url, f"127.0.0.1:{grpc_port}", auth, batch, nonce, warmup + duration))
         go.set()
         t_go = time.monotonic()
         time.sleep(warmup)
@@ -773,11 +771,7 @@ def run_server(
         sys1 = system_cpu_busy()
         pg1 = named_processes_cpu("postgres") if db == "postgresql" else {}
         names |= thread_names(server.pid)  # threads started during the window
-        recs: list[tuple[float, float, int, int, int]] = []
-        for _ in procs:
-            recs += results.get(timeout=300)[1]
-        for p in procs:
-            p.join(30)
+        recs = collect_clients(procs, results, 300)
         if spy is not None:
             spy.wait(60)
             if spy_out.exists():
@@ -964,38 +958,13 @@ def run_phoenix(batch: int, clients: int, batches: int, timeout: float = 420.0) 
             time.sleep(0.5)
         else:
             raise RuntimeError("phoenix serve did not answer /healthz in 180 s")
-        ctx = mp.get_context("fork")
-        ready = [ctx.Event() for _ in range(clients)]
-        go = ctx.Event()
-        results = ctx.Queue()
         nonce = os.urandom(4)
-        procs = [
-            ctx.Process(
-                target=client_main,
-                daemon=True,
-                args=(
-                    ClientArgs(
-                        i, "otlp-protobuf", url, "", ("", ""), batch, nonce, timeout, max_batches=batches
-                    ),
-                    ready[i],
-                    go,
-                    results,
-                ),
-            )
-            for i in range(clients)
-        ]
-        for p in procs:
-            p.start()
-        for e in ready:
-            e.wait(120)
+        procs, go, results = start_clients(clients, lambda i: ClientArgs(
+            i, "otlp-protobuf", url, "", ("", ""), batch, nonce, timeout, max_batches=batches))
         cpu0 = _tree_cpu_seconds(proc.pid)
         t_go = time.monotonic()
         go.set()
-        recs: list[tuple[float, float, int, int, int]] = []
-        for _ in procs:
-            recs += results.get(timeout=timeout + 120)[1]
-        for p in procs:
-            p.join(30)
+        recs = collect_clients(procs, results, timeout + 120)
         acked = sum(r[3] for r in recs if r[2] == 200)
         t_acked = max((r[1] for r in recs), default=t_go)
         statuses: dict[int, int] = {}
