@@ -21,7 +21,8 @@ __all__ = ["client", "serve", "wait_span"]
 
 
 def serve(store: Any, project: ProjectKeys, up: FakeUpstream, home: Path, *, cache: str = "off",
-          mode: str = "all") -> LiveServer:
+          mode: str = "all", **settings: Any) -> LiveServer:
+    """``settings``: more ``Settings`` fields (``allowed_hosts="gw.example"``)."""
     from podium.config import Settings
     from podium.server.app import create_app
 
@@ -38,7 +39,7 @@ models:
     deployments:
       - {{provider: openai, model: embed-1, api_base: "{up.base_url}"}}
 """)
-    app = create_app(Settings(gateway_config=cfg, gateway_cache=cache), store=store, mode=mode)  # type: ignore[arg-type]
+    app = create_app(Settings(gateway_config=cfg, gateway_cache=cache, **settings), store=store, mode=mode)  # type: ignore[arg-type]
     th = ServerThread(app).start()
     return LiveServer(th.url, store, project, app, th)
 

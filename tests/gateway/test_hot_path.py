@@ -5,16 +5,14 @@ span log is bounded and counts what it drops, and the cheaper helpers build the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, ProjectKeys, ServerThread
-from tests.gateway.fake_upstream import FakeUpstream
+from tests.conftest import LiveServer, ProjectKeys
 
 pytestmark = pytest.mark.integration
 
@@ -56,28 +54,8 @@ def test_fast_path_answers_like_the_middleware_stack(openai_gateway: Callable[..
     assert isinstance(srv.app.middleware_stack, FastPath)
 
 
-@pytest.fixture
-def host_locked(store: Any, project: ProjectKeys, upstream: FakeUpstream, podium_home: Path) -> Iterator[LiveServer]:
-    from podium.config import Settings
-    from podium.server.app import create_app
-
-    podium_home.mkdir(parents=True, exist_ok=True)
-    cfg = podium_home / "gateway.yaml"
-    cfg.write_text(f"""
-models:
-  - name: fake
-    deployments:
-      - {{provider: openai, model: fake-a, api_base: "{upstream.base_url}"}}
-""")
-    app = create_app(Settings(gateway_config=cfg, gateway_cache="off", allowed_hosts="gw.example"), store=store,
-                     mode="gateway")
-    th = ServerThread(app).start()
-    yield LiveServer(th.url, store, project, app, th)
-    th.stop()
-
-
-def test_fast_path_keeps_the_host_allow_list(host_locked: LiveServer) -> None:
-    srv = host_locked
+def test_fast_path_keeps_the_host_allow_list(openai_gateway: Callable[..., LiveServer]) -> None:
+    srv = openai_gateway(mode="gateway", allowed_hosts="gw.example")
     with httpx.Client(base_url=srv.url, timeout=30) as c:
         refused = c.post("/v1/chat/completions", json=BODY, headers=_bearer(srv))  # Host: 127.0.0.1:port
         assert refused.status_code == 400
