@@ -100,6 +100,48 @@ def test_dashboard_exact_answers(store: Store, sql_store: Store) -> None:
         assert s.dashboard.span_path(p, "t1", "nope") == []
 
 
+def test_window_joins_read_only_the_latest_version_of_a_span(store: Store) -> None:
+    """The span-to-trace joins filter spans before ``FINAL`` (``window_spans``): an older version that
+    passes the early conditions must never stand in for a latest one that does not. A call whose model
+    and prompt a re-send changed, a purged trace whose span comes back without a model, and a span
+    re-sent with a start before the window (its trace moves out of it)."""
+    from podium.store.columnar.ingest import _Clock
+
+    p = store.projects.create_project("versions").id
+    at = T0 + timedelta(minutes=10)
+
+    def call(tid: str, sid: str, **kw: Any) -> dict[str, Any]:
+        base: dict[str, Any] = {"kind": "generation", "start_time": at, "end_time": at + timedelta(seconds=1),
+                                "latency_ms": 1000.0, "total_tokens": 10, "cost_total": Decimal("0.01")}
+        return span(p, tid, sid, **{**base, **kw})
+
+    w = store.ingest
+    w.write(IngestBatch(spans=[call("changed", "g", model="m-old", prompt_name="old", prompt_version=1),
+                               call("purged", "g", model="m-gone", prompt_name="gone", prompt_version=1),
+                               call("early", "g", model="m-early", prompt_name="early", prompt_version=1),
+                               call("kept", "g", model="m-kept")]))
+    w.write(IngestBatch(spans=[call("changed", "g", model="m-new", prompt_name="new", prompt_version=2),
+                               call("early", "g", start_time=T0 - timedelta(minutes=5))]))
+    v = _Clock().next()  # tombstones as retention writes them (key columns only: their start is the epoch)
+    store.columnar.insert("span", ["project_id", "trace_id", "id", "version", "is_deleted"],
+                          [[p], ["purged"], ["g"], [v], [1]])
+    store.columnar.insert("trace", ["project_id", "id", "start_time", "version", "is_deleted"],
+                          [[p], ["purged"], [at], [v], [1]])
+    w.write(IngestBatch(spans=[span(p, "purged", "g", start_time=at)]))  # it comes back, without a model
+
+    b = Bucketing.covering(T0, END, 3600)
+    bm = store.dashboard.by_model(p, b)
+    assert {r["model"]: r["calls"] for r in bm["rows"]} == {"m-new": 1, "m-kept": 1}
+    assert [(r["prompt_name"], r["prompt_version"], r["calls"]) for r in store.dashboard.by_prompt(p, T0, END)] == [
+        ("new", 2, 1)]
+    assert store.dashboard.prompt_series(p, b, [("old", 1), ("new", 2), ("gone", 1)]) == {
+        "old v1": [0, 0], "new v2": [1, 0], "gone v1": [0, 0]}
+    by_model = store.metrics.value_by(p, MetricQuery("cost", "sum", "model"), T0, END)
+    assert {r["key"]: r["value"] for r in by_model} == {"m-new": pytest.approx(0.01), "m-kept": pytest.approx(0.01)}
+    spans_by_prompt = store.metrics.value_by(p, MetricQuery("spans", "count", "prompt"), T0, END)
+    assert {r["key"]: r["value"] for r in spans_by_prompt} == {"new v2": 1.0}
+
+
 # --- the differential test: the same writes on SQL and on ClickHouse answer the same -------------------
 
 

@@ -6,6 +6,8 @@ The settle pass recounts the spans of recently written traces and rewrites those
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ from podium.store import Store
 from podium.store.columnar import ColumnarClient, ColumnarIngestRepo
 from podium.store.repos.ingest import IngestBatch
 from tests.store.columnar_fixtures import chdb_dir, columnar, columnar_url, sql_store, store  # noqa: F401
-from tests.store.test_store import span
+from tests.store.test_store import T0, span
 
 
 def _race(columnar: ColumnarClient, pid: str, settle_s: float) -> tuple[ColumnarIngestRepo, ColumnarIngestRepo]:
@@ -82,3 +84,108 @@ def test_settle_leaves_a_deleted_trace_deleted(store: Store, columnar: ColumnarC
 
 def test_chdb_writers_do_not_settle(columnar: ColumnarClient) -> None:
     assert ColumnarIngestRepo(columnar).settle_s == 0  # chDB: one process owns the database
+
+
+def test_settle_repairs_a_concurrent_resend_with_the_same_span_count(store: Store, columnar: ColumnarClient) -> None:
+    """Writer A re-sends a call with more tokens, a higher cost, a later end and a new root output; while A
+    reads what is stored, writer B re-sends another call (now an error). B's trace row is the newer version
+    and misses all of A's changes, with the span count unchanged (3): a count check sees nothing wrong."""
+    pid = store.projects.create_project("race-resend").id
+    a = ColumnarIngestRepo(columnar, settle_s=60.0)
+    b = ColumnarIngestRepo(columnar, settle_s=60.0)
+    t1 = T0 + timedelta(seconds=1)
+
+    def call(sid: str, **kw: Any) -> dict[str, Any]:
+        base: dict[str, Any] = {"parent_id": "root", "kind": "generation", "model": "m", "start_time": T0,
+                                "end_time": t1, "input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
+                                "cost_total": Decimal("0.0010000000")}
+        return span(pid, "t", sid, **{**base, **kw})
+
+    root = span(pid, "t", "root", end_time=t1, output={"answer": "old"})
+    a.write(IngestBatch(spans=[root, call("g1"), call("g2")]))
+    read = a._read_stored
+
+    def read_then_b_writes(*args: Any) -> Any:
+        out = read(*args)
+        b.write(IngestBatch(spans=[call("g2", status="error")]))
+        return out
+
+    a._read_stored = read_then_b_writes  # type: ignore[method-assign]  # interleave the two writers
+    later = T0 + timedelta(seconds=9)
+    a.write(IngestBatch(spans=[
+        call("g1", input_tokens=100, output_tokens=50, total_tokens=150, cost_total=Decimal("0.0200000000"),
+             end_time=later),
+        span(pid, "t", "root", end_time=later, output={"answer": "new"}),
+    ]))
+    a._read_stored = read  # type: ignore[method-assign]  # as above
+    right = {"span_count": 3, "error_count": 1, "status": "error", "input_tokens": 110, "output_tokens": 55,
+             "total_tokens": 165, "end_time": later, "latency_ms": 9000.0, "output": {"answer": "new"}}
+
+    def got() -> dict[str, Any]:
+        row = store.traces.get_trace(pid, "t")
+        return {k: row[k] for k in right}
+
+    stale = got()
+    assert stale["span_count"] == 3 and stale["error_count"] == 1  # B's row: B's error ...
+    assert stale["total_tokens"] == 30 and stale["output"] == {"answer": "old"}  # ... but none of A's re-send
+    assert float(store.traces.get_trace(pid, "t")["total_cost"]) == pytest.approx(0.002)
+    assert a.settle(older_than_s=0) + b.settle(older_than_s=0) == 1  # the first pass repairs; the second finds it right
+    assert got() == right
+    assert float(store.traces.get_trace(pid, "t")["total_cost"]) == pytest.approx(0.021)
+    assert a.settle(older_than_s=0) == 0 and b.settle(older_than_s=0) == 0
+
+
+def test_settle_checks_with_one_query_per_project(store: Store, columnar: ColumnarClient) -> None:
+    """Nothing stale: one grouped query per project for every touched trace, and nothing rewritten."""
+    pids = [store.projects.create_project(f"quiet-{i}").id for i in range(2)]
+    w = ColumnarIngestRepo(columnar, settle_s=60.0)
+    w.write(IngestBatch(spans=[span(p, f"t{j}", f"s{k}", parent_id=None if k == 0 else "s0",
+                                    input_tokens=k, total_tokens=k, cost_total=Decimal(k) / 1000)
+                               for p in pids for j in range(20) for k in range(3)]))
+    sent: list[str] = []
+    query = columnar.query
+
+    def counting(sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        sent.append(sql)
+        return query(sql, params)
+
+    columnar.query = counting  # type: ignore[method-assign]  # count the statements
+    try:
+        assert w.settle(older_than_s=0) == 0
+    finally:
+        columnar.query = query  # type: ignore[method-assign]  # as above
+    assert len(sent) == 2 and w.settled == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_settle_finds_nothing_to_repair_after_one_writer(store: Store, columnar: ColumnarClient, seed: int) -> None:
+    """No false alarms: after one writer's random batches (partial updates, spans after their trace item,
+    gateway twins whose usage is not counted, traces without an end, roots starting together) every
+    trace row agrees with its spans, so a settle pass rewrites nothing."""
+    import random
+
+    from tests.store.test_columnar import _random_batches
+
+    pid = store.projects.create_project(f"quiet-random-{seed}").id
+    w = ColumnarIngestRepo(columnar, settle_s=60.0)
+    for batch in _random_batches(pid, random.Random(seed)):
+        w.write(batch)
+    # two roots starting together (the writer took one of them as the trace's root)
+    w.write(IngestBatch(spans=[span(pid, "twins", "r1", output="one"), span(pid, "twins", "r2", output="two")]))
+    assert len(w._touched) == 26
+    assert w.settle(older_than_s=0) == 0 and not w._touched
+
+
+def test_settle_gives_up_on_a_trace_after_a_few_rounds(store: Store, columnar: ColumnarClient,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A row that stays wrong whatever the rewrite does is rewritten ``SETTLE_ROUNDS`` times, not forever."""
+    from podium.store.columnar.ingest import SETTLE_ROUNDS
+
+    pid = store.projects.create_project("stubborn").id
+    w = ColumnarIngestRepo(columnar, settle_s=60.0)
+    w.write(IngestBatch(spans=[span(pid, "t", "root")]))
+    columnar.command("ALTER TABLE $db.trace UPDATE span_count = 7 WHERE id = 't' SETTINGS mutations_sync = 1")
+    w._store = lambda batch, refresh: None  # type: ignore[assignment,method-assign]  # a rewrite that changes nothing
+    passes = [w.settle(older_than_s=0) for _ in range(SETTLE_ROUNDS + 2)]
+    assert passes == [1] * SETTLE_ROUNDS + [0, 0] and w.settled == SETTLE_ROUNDS
+    assert "still disagreed with its spans" in caplog.text

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from podium.store.columnar.client import ColumnarClient
-from podium.store.columnar.metrics import bucket_expr, nearest_rank_expr
+from podium.store.columnar.metrics import bucket_expr, nearest_rank_expr, window_spans
 from podium.store.columnar.reads import _Cond
 from podium.store.columnar.rows import utc
 from podium.store.repos.dashboard import Bucketing, DashboardRepo, _pv_key
@@ -44,16 +44,19 @@ def _range(project_id: str, start: datetime | None, end: datetime | None) -> _Co
     return c
 
 
-def _calls(project_id: str, start: datetime | None, end: datetime | None, span_cols: str, span_conds: str) -> tuple[str, dict[str, Any]]:
-    """``FROM`` spans (``s``, the latest versions meeting ``span_conds``, wrappers whose usage is counted
-    elsewhere left out) joined to their traces that started in the range (``tr``)."""
+def _calls(project_id: str, start: datetime | None, end: datetime | None, span_cols: str, early: str,
+           span_conds: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``FROM`` spans (``s``, the latest versions meeting ``early`` and ``span_conds``, wrappers whose usage
+    is counted elsewhere left out) joined to their traces that started in the range (``tr``). ``early``
+    goes before ``FINAL`` (``window_spans``: ``model IS NOT NULL`` or ``prompt_name IS NOT NULL``)."""
     c = _range(project_id, start, end)
-    # A trace starts with its first span, so a span of a trace that started in the range starts in or after it.
-    since = f" AND start_time >= {{ws:{_TS}}}" if start is not None else ""
-    frm = (f"(SELECT trace_id, {span_cols} FROM $db.span FINAL WHERE project_id = {{p:String}}{since} "
-           f"AND ifNull(usage_counted, true) AND {span_conds}) AS s "
-           f"INNER JOIN (SELECT id, start_time FROM $db.trace FINAL WHERE {c.sql()}) AS tr ON s.trace_id = tr.id")
-    return frm, c.params
+    late = ["ifNull(usage_counted, true)", early] + ([span_conds] if span_conds else [])
+    spans = window_spans(f"trace_id, {span_cols}", since=start is not None, early=[early], late=late)
+    frm = f"({spans}) AS s INNER JOIN (SELECT id, start_time FROM $db.trace FINAL WHERE {c.sql()}) AS tr ON s.trace_id = tr.id"
+    params = dict(c.params)
+    if start is not None:
+        params["x_ws"] = start
+    return frm, params
 
 
 class ColumnarDashboardRepo(DashboardRepo):
@@ -170,7 +173,7 @@ class ColumnarDashboardRepo(DashboardRepo):
         if not keys:
             return out
         frm, params = _calls(project_id, b.start, b.end, "prompt_name, prompt_version",
-                             "prompt_name IN {names:Array(String)}")
+                             "prompt_name IS NOT NULL", "prompt_name IN {names:Array(String)}")
         for bi, name, ver, n in self._c.query(
             f"SELECT {bucket_expr('tr.start_time', b)} AS b, assumeNotNull(s.prompt_name) AS name, "
             f"s.prompt_version AS ver, count() FROM {frm} GROUP BY b, name, ver",

@@ -21,8 +21,8 @@ use ``FINAL``. One ``write`` therefore:
 
 Unlike the SQL writer this is not one transaction: a crash between the inserts leaves spans without
 their trace row until the client re-sends (re-sending is idempotent). Two processes writing the same
-trace at the same moment may each miss the other's spans in the aggregates; run one writer per
-ClickHouse database (the server's writer thread is one per process).
+trace at the same moment may each miss the other's spans in the aggregates; on a ClickHouse server each
+writer's settle pass (``ColumnarIngestRepo.settle``) finds and rewrites such trace rows ~2 s later.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from podium.store.repos.ingest import (
     usage_flags,
 )
 
-__all__ = ["SETTLE_S", "ColumnarIngestRepo"]
+__all__ = ["SETTLE_ROUNDS", "SETTLE_S", "ColumnarIngestRepo"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +92,45 @@ class _Clock:
             return self._last
 
 
-#: Seconds after a write when its traces' span counts are checked against ClickHouse (``settle``).
+#: Seconds after a write when its traces' rows are checked against their spans in ClickHouse (``settle``).
 SETTLE_S = 2.0
+#: How many times a settle pass rewrites one trace before it gives up on it (and logs a warning).
+SETTLE_ROUNDS = 3
+
+# The touched traces of one project ({p}, {ids}) whose stored row disagrees with their stored spans:
+# the aggregates ``_aggregate`` computes (and the SQL store's ``_refresh_statement``), over ``FINAL``.
+# The trace's start may be earlier than its first span (a trace item alone moves it back), so the
+# start is checked one way and the latency (end - first span's start) exactly. The root span is the
+# parentless span that starts first; any of several starting together will do (the writer took one).
+_SPAN_AGG = (
+    "SELECT trace_id, count() AS n, countIf(status = 'error') AS errs, min(start_time) AS st, "
+    "max(ifNull(end_time, start_time)) AS en, "
+    "sumIf(ifNull(input_tokens, 0), ifNull(usage_counted, false)) AS itok, "
+    "sumIf(ifNull(output_tokens, 0), ifNull(usage_counted, false)) AS otok, "
+    "sumIf(ifNull(total_tokens, 0), ifNull(usage_counted, false)) AS ttok, "
+    "sumIf(ifNull(cost_total, 0), ifNull(usage_counted, false)) AS cost, "
+    "groupArrayIf((start_time, name, input, output), parent_id IS NULL) AS roots "
+    f"FROM $db.span FINAL WHERE project_id = {{p:String}} AND trace_id IN {_IDS} GROUP BY trace_id"
+)
+_TRACE_AGG = (
+    "SELECT id, span_count, error_count, status, start_time, end_time, latency_ms, input_tokens, output_tokens, "
+    "total_tokens, total_cost, name, name_explicit, input, input_explicit, output, output_explicit "
+    f"FROM $db.trace FINAL WHERE project_id = {{p:String}} AND id IN {_IDS}"
+)
+_ROOT_OK = (
+    "arrayExists(r -> r.1 = arrayMin(x -> x.1, s.roots) "
+    "AND (t.name_explicit OR ifNull(t.name = r.2, false)) "
+    "AND (t.input_explicit OR r.3 IS NULL OR ifNull(t.input = r.3, false)) "
+    "AND (t.output_explicit OR r.4 IS NULL OR ifNull(t.output = r.4, false)), s.roots)"
+)
+_STALE = (
+    f"SELECT s.trace_id FROM ({_SPAN_AGG}) AS s INNER JOIN ({_TRACE_AGG}) AS t ON s.trace_id = t.id "
+    "WHERE NOT (t.span_count = s.n AND t.error_count = s.errs AND t.status = if(s.errs > 0, 'error', 'ok') "
+    "AND t.start_time <= s.st AND ifNull(t.end_time = s.en, false) "
+    "AND abs(t.latency_ms - (toUnixTimestamp64Micro(s.en) - toUnixTimestamp64Micro(s.st)) / 1000) < 0.001 "
+    "AND t.input_tokens = s.itok AND t.output_tokens = s.otok AND t.total_tokens = s.ttok "
+    f"AND t.total_cost = s.cost AND (empty(s.roots) OR {_ROOT_OK}))"
+)
 
 
 class ColumnarIngestRepo(IngestRepo):
@@ -102,9 +139,10 @@ class ColumnarIngestRepo(IngestRepo):
     Several writers on one database (server processes sharing a ClickHouse server): a write reads a
     trace's stored spans before it writes the trace's aggregates, so two processes writing spans of
     one trace at the same moment can each miss the other's spans there (the spans themselves are all
-    stored). ``settle`` repairs that: ``settle_s`` after a write it counts the touched traces' spans
-    on ``FINAL`` and rewrites the aggregates of those whose count differs from what was written.
-    On by default for a ClickHouse server; off for chDB, which one process owns.
+    stored), and a concurrent re-send of a span (new tokens, cost, status or end) can be missed the same
+    way. ``settle`` repairs both: ``settle_s`` after a write it compares every aggregate of the touched
+    traces' rows with their spans on ``FINAL`` (one grouped query per project) and rewrites the rows that
+    disagree. On by default for a ClickHouse server; off for chDB, which one process owns.
     """
 
     def __init__(self, client: ColumnarClient, *, settle_s: float | None = None) -> None:
@@ -115,7 +153,7 @@ class ColumnarIngestRepo(IngestRepo):
         self.settle_s = settle_s
         self.settled = 0  # traces whose aggregates a settle pass rewrote
         self._lock = threading.Lock()  # write and settle: one at a time in this process
-        self._touched: dict[tuple[str, str], tuple[float, int]] = {}  # (project, trace) -> (when, span_count)
+        self._touched: dict[tuple[str, str], tuple[float, int]] = {}  # (project, trace) -> (when, settle rounds)
         self._timer: threading.Thread | None = None
         self._closed = threading.Event()
 
@@ -139,30 +177,43 @@ class ColumnarIngestRepo(IngestRepo):
                 logger.warning("the columnar settle pass failed", exc_info=True)
 
     def settle(self, *, older_than_s: float | None = None) -> int:
-        """Recount the spans of traces written at least ``older_than_s`` (default ``settle_s``) ago
-        and rewrite the aggregates of those whose stored count differs; the number rewritten."""
+        """Check the traces written at least ``older_than_s`` (default ``settle_s``) ago against their
+        stored spans and rewrite the aggregates of those whose trace row disagrees; the number rewritten.
+
+        One grouped query per project (``_STALE``) compares every aggregate the trace row carries with
+        what the spans on ``FINAL`` give: span and error counts, status, end time and latency, tokens and
+        cost, the root span's name, input and output where the trace did not set its own. A rewrite is
+        checked again in the next round (another writer may have raced it too), at most ``SETTLE_ROUNDS``
+        times."""
         wait = self.settle_s if older_than_s is None else older_than_s
         cut = time.monotonic() - wait
         with self._lock:
             due = [k for k, (at, _) in self._touched.items() if at <= cut]
             if not due:
                 return 0
-            written = {k: self._touched.pop(k)[1] for k in due}
+            rounds = {k: self._touched.pop(k)[1] for k in due}
             by_project: dict[str, list[str]] = {}
             for pid, tid in due:
                 by_project.setdefault(pid, []).append(tid)
             stale: dict[str, list[str]] = {}
             for pid, tids in by_project.items():
-                counts = dict(self._client.query(
-                    f"SELECT trace_id, count() FROM $db.span FINAL WHERE project_id = {{p:String}} "
-                    f"AND trace_id IN {_IDS} GROUP BY trace_id", {"p": pid, "ids": json_text(sorted(tids))}))
-                # a trace with no live spans left was deleted meanwhile (retention, a subject request): leave it
-                bad = [tid for tid in tids if int(counts.get(tid, 0)) not in (0, written[(pid, tid)])]
+                # a trace with no live spans or no live trace row was deleted meanwhile (retention, a
+                # subject request) or is still being written by another process: the join leaves it out
+                bad = [r[0] for r in self._client.query(_STALE, {"p": pid, "ids": json_text(sorted(tids))})]
                 if bad:
-                    stale[pid] = bad
+                    stale[pid] = sorted(bad)
             for pid, tids in stale.items():
                 self._store(IngestBatch(), {pid: tids})
                 self.settled += len(tids)
+                again = time.monotonic()
+                for tid in tids:
+                    n = rounds[(pid, tid)] + 1
+                    if n < SETTLE_ROUNDS:
+                        self._touched[(pid, tid)] = (again, n)
+                    else:
+                        self._touched.pop((pid, tid), None)
+                        logger.warning("trace %s of project %s still disagreed with its spans after %d settle "
+                                       "rounds; left as it is", tid, pid, n)
             return sum(len(v) for v in stale.values())
 
     def _store(self, batch: IngestBatch, refresh: dict[str, list[str]]) -> None:
@@ -358,7 +409,7 @@ class ColumnarIngestRepo(IngestRepo):
             if agg is not None:
                 agg.apply(row)
                 if self.settle_s > 0:
-                    self._touched[(project_id, tid)] = (time.monotonic(), int(row["span_count"]))
+                    self._touched[(project_id, tid)] = (time.monotonic(), 0)
             row["updated_at"] = now
             row["version"] = version
             row["is_deleted"] = 0
