@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -36,7 +37,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from pydantic import ValidationError
 
-from podium.core.conventions import span_from_otel
+from podium.core.conventions import OtelScope, span_from_otel, span_record
 from podium.core.records import JSON_CHECKED_CONTEXT, MAX_JSON_DEPTH, SpanIn, format_path
 from podium.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from podium.server.body import loads
@@ -91,12 +92,22 @@ def decode_into(
     body: bytes, content_type: str, builder: BatchBuilder, *, max_spans: int | None = None
 ) -> list[str]:
     """Decode an OTLP/HTTP (or gRPC) trace export body straight into ``builder``: each span is
-    mapped, validated once as :class:`SpanIn` and added (priced). Returns one message per span
-    that could not be converted; raises as :func:`decode_traces`. What the routes run."""
+    mapped straight to its :class:`SpanIn` record (:func:`podium.core.conventions.span_record`: the
+    record ``SpanIn`` validation of :func:`decode_traces`' dict gives, without that validation
+    where the mapper guarantees the result) and added (priced). Returns one message per span that
+    could not be converted, the same as :func:`decode_traces`'; raises as it does. What the routes run."""
     add = builder.add_span
-    if content_type.split(";", 1)[0].strip().lower() in PROTOBUF_CONTENT_TYPES:
-        return _convert_protobuf(_parse_protobuf(body, max_spans), lambda _span, rec: add(rec))
-    return _convert(_pending(body, content_type, max_spans), lambda _span, rec: add(rec))
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in PROTOBUF_CONTENT_TYPES:
+        return _convert_protobuf(_parse_protobuf(body, max_spans), add)
+    if media in JSON_CONTENT_TYPES:
+        typed = _typed_json(body)
+        if typed is not None:
+            errors = _convert_typed(typed, add, max_spans)
+            if errors is not None:
+                return errors
+        return _convert_json(_json_scopes(body, max_spans), add)
+    return _convert_records(_pending(body, content_type, max_spans), add)  # raises UnsupportedMediaType
 
 
 def _pending(body: bytes, content_type: str, max_spans: int | None) -> list[_Pending]:
@@ -128,6 +139,23 @@ def _convert(pending: list[_Pending], accept: Callable[[dict[str, Any], SpanIn],
             errors.append(f"{where}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it")
         else:
             accept(span, rec)
+    return errors
+
+
+def _convert_records(pending: list[_Pending], add: Callable[[SpanIn], None]) -> list[str]:
+    """:func:`_convert` through :func:`span_record` (no dict, no second validation)."""
+    errors: list[str] = []
+    for where, build in pending:
+        try:
+            rec = span_record(**build())
+        except ValidationError as e:
+            errors.append(f"{where}: {_describe(e)}")
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            errors.append(f"{where}: {e}")
+        except RecursionError:  # an attribute holding deeply nested JSON text
+            errors.append(f"{where}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it")
+        else:
+            add(rec)
     return errors
 
 
@@ -191,26 +219,22 @@ def _parse_protobuf(body: bytes, max_spans: int | None) -> ExportTraceServiceReq
     return request
 
 
-def _convert_protobuf(
-    request: ExportTraceServiceRequest, accept: Callable[[dict[str, Any], SpanIn], None]
-) -> list[str]:
-    """:func:`_convert` of :func:`_protobuf_spans`, without building the pending list: each span's
-    ``span_from_otel`` arguments are read from the message inside the span's own ``try``."""
+def _convert_protobuf(request: ExportTraceServiceRequest, add: Callable[[SpanIn], None]) -> list[str]:
+    """:func:`_convert_records` of :func:`_protobuf_spans`, without building the pending list: each
+    span's ``span_record`` arguments are read from the message inside the span's own ``try``; the
+    resource and scope are mapped once per ``ScopeSpans``."""
     errors: list[str] = []
-    validate = SpanIn.model_validate
     for r, rs in enumerate(request.resource_spans):
         resource = _pb_attributes(rs.resource.attributes)
         for s, ss in enumerate(rs.scope_spans):
-            scope_name = ss.scope.name or None
-            scope_version = ss.scope.version or None
+            scope = OtelScope(resource, ss.scope.name or None, ss.scope.version or None)
             for k, span in enumerate(ss.spans):
                 try:
-                    checked: list[bool] = []
                     status = span.status
-                    out = span_from_otel(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex() or None,
+                    rec = span_record(
+                        trace_id=span.trace_id,  # bytes: span_record makes them hex
+                        span_id=span.span_id,
+                        parent_span_id=span.parent_span_id or None,
                         name=span.name,
                         kind=int(span.kind),
                         start_time_unix_nano=span.start_time_unix_nano,
@@ -220,13 +244,8 @@ def _convert_protobuf(
                         attributes=_pb_attributes(span.attributes),
                         events=_pb_events(span.events) if span.events else [],
                         links=_pb_links(span.links) if span.links else [],
-                        resource_attributes=resource,
-                        scope_name=scope_name,
-                        scope_version=scope_version,
-                        json_checked=checked,
+                        scope=scope,
                     )
-                    # span_from_otel made every JSON value finite and checked its depth: no second walk
-                    rec = validate(out, context=JSON_CHECKED_CONTEXT if checked else None)
                 except ValidationError as e:
                     errors.append(f"{_PbWhere(r, s, k, span)}: {_describe(e)}")
                 except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
@@ -236,7 +255,7 @@ def _convert_protobuf(
                         f"{_PbWhere(r, s, k, span)}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
                     )
                 else:
-                    accept(out, rec)
+                    add(rec)
     return errors
 
 
@@ -264,12 +283,9 @@ def _protobuf_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]
     for r, rs in enumerate(request.resource_spans):
         resource = _pb_attributes(rs.resource.attributes)
         for s, ss in enumerate(rs.scope_spans):
-            scope_name = ss.scope.name or None
-            scope_version = ss.scope.version or None
+            scope = OtelScope(resource, ss.scope.name or None, ss.scope.version or None)
             for k, span in enumerate(ss.spans):
-                pending.append(
-                    (_PbWhere(r, s, k, span), _pb_kwargs(span, resource, scope_name, scope_version))
-                )
+                pending.append((_PbWhere(r, s, k, span), _pb_kwargs(span, scope)))
     return pending
 
 
@@ -285,9 +301,7 @@ class _PbWhere:
         return _where(self.r, self.s, self.k, self.span.span_id.hex(), self.span.name)
 
 
-def _pb_kwargs(
-    span: Span, resource: dict[str, Any], scope_name: str | None, scope_version: str | None
-) -> Callable[[], dict[str, Any]]:
+def _pb_kwargs(span: Span, scope: OtelScope) -> Callable[[], dict[str, Any]]:
     def build() -> dict[str, Any]:
         return {
             "trace_id": span.trace_id.hex(),
@@ -316,9 +330,7 @@ def _pb_kwargs(
                 }
                 for link in span.links
             ],
-            "resource_attributes": resource,
-            "scope_name": scope_name,
-            "scope_version": scope_version,
+            "scope": scope,
         }
 
     return build
@@ -329,8 +341,12 @@ def _pb_attributes(kvs: Any) -> dict[str, Any]:
     kv: KeyValue
     for kv in kvs:
         v = kv.value
+        text = v.string_value  # most attributes: one read ("" when unset or another type: look)
+        if text:
+            out[kv.key] = text
+            continue
         which = v.WhichOneof("value")
-        # string, bool, int, double (most attributes) inline; _pb_value for the rest
+        # string, bool, int, double inline; _pb_value for the rest
         out[kv.key] = getattr(v, which) if which in _PB_SCALARS else _pb_value(v)
     return out
 
@@ -385,6 +401,303 @@ def _json_object(v: Any, where: str) -> dict[str, Any]:
 
 
 def _json_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
+    pending: list[_Pending] = []
+    for r, s, scope, spans in _json_scopes(body, max_spans):
+        for k, span in enumerate(spans):
+            if not isinstance(span, dict):
+                pending.append((_where(r, s, k, None, None), _fail("a span must be a JSON object")))
+                continue
+            pending.append((_json_where(r, s, k, span), _json_kwargs(span, scope)))
+    return pending
+
+
+def _convert_json(scopes: list[tuple[int, int, OtelScope, list[Any]]], add: Callable[[SpanIn], None]) -> list[str]:
+    """:func:`_convert_records` of :func:`_json_spans`, without the pending list: each span's
+    arguments are read inside its own ``try``, its place formatted only for an error."""
+    errors: list[str] = []
+    for r, s, scope, spans in scopes:
+        for k, span in enumerate(spans):
+            if not isinstance(span, dict):
+                errors.append(f"{_where(r, s, k, None, None)}: a span must be a JSON object")
+                continue
+            try:
+                rec = span_record(**_json_args(span, scope))
+            except ValidationError as e:
+                errors.append(f"{_json_where(r, s, k, span)}: {_describe(e)}")
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+                errors.append(f"{_json_where(r, s, k, span)}: {e}")
+            except RecursionError:  # an attribute holding deeply nested JSON text
+                errors.append(
+                    f"{_json_where(r, s, k, span)}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
+                )
+            else:
+                add(rec)
+    return errors
+
+
+# --- OTLP/JSON the way exporters write it: decoded by msgspec straight into structs -------------
+# Only for bodies that use exactly OTLP's lowerCamelCase fields with the JSON types exporters send
+# (scalars where OTLP has scalars): anything else (snake_case, legacy instrumentationLibrarySpans,
+# bare attribute values, NaN literals, lone surrogates, ...) fails to decode here and takes the
+# general path above, so every body is converted, accepted or refused exactly as that path has it.
+# No dict per attribute or AnyValue, and structs that the garbage collector does not track.
+
+_Scalar = str | int | float | bool | None
+
+
+class _TAnyValue(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    string_value: _Scalar = None
+    bool_value: _Scalar = None
+    int_value: _Scalar = None
+    double_value: _Scalar = None
+    array_value: Any = None  # {"values": [AnyValue...]}: converted by the general path's _json_array
+    kvlist_value: Any = None
+    bytes_value: _Scalar = None
+
+
+class _TKeyValue(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    key: _Scalar = None
+    value: _TAnyValue | None = None
+
+
+class _TStatus(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    message: _Scalar = None
+    code: _Scalar = None
+
+
+class _TEvent(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    time_unix_nano: _Scalar = None
+    name: _Scalar = None
+    attributes: list[_TKeyValue] | None = None
+    dropped_attributes_count: _Scalar = None
+
+
+class _TLink(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    trace_id: _Scalar = None
+    span_id: _Scalar = None
+    trace_state: _Scalar = None
+    attributes: list[_TKeyValue] | None = None
+    dropped_attributes_count: _Scalar = None
+    flags: _Scalar = None
+
+
+class _TSpan(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    trace_id: _Scalar = None
+    span_id: _Scalar = None
+    trace_state: _Scalar = None
+    parent_span_id: _Scalar = None
+    flags: _Scalar = None
+    name: _Scalar = None
+    kind: _Scalar = None
+    start_time_unix_nano: _Scalar = None
+    end_time_unix_nano: _Scalar = None
+    attributes: list[_TKeyValue] | None = None
+    dropped_attributes_count: _Scalar = None
+    events: list[_TEvent] | None = None
+    dropped_events_count: _Scalar = None
+    links: list[_TLink] | None = None
+    dropped_links_count: _Scalar = None
+    status: _TStatus | None = None
+
+
+class _TScope(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    name: _Scalar = None
+    version: _Scalar = None
+    attributes: list[_TKeyValue] | None = None
+    dropped_attributes_count: _Scalar = None
+
+
+class _TScopeSpans(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    scope: _TScope | None = None
+    spans: list[_TSpan] | None = None
+    schema_url: _Scalar = None
+
+
+class _TResource(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    attributes: list[_TKeyValue] | None = None
+    dropped_attributes_count: _Scalar = None
+
+
+class _TResourceSpans(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    resource: _TResource | None = None
+    scope_spans: list[_TScopeSpans] | None = None
+    schema_url: _Scalar = None
+
+
+class _TRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, gc=False):
+    resource_spans: list[_TResourceSpans]
+
+
+_typed_decode = msgspec.json.Decoder(_TRequest).decode
+#: The deepest an AnyValue's array/kvlist value can sit in an OTLP/JSON body that decodes as
+#: _TRequest (a span event's attribute: resourceSpans[].scopeSpans[].spans[].events[].attributes[]
+#: .value.arrayValue is level 13): its content is checked against MAX_JSON_DEPTH from there.
+_ANYVALUE_LEVEL = 13
+
+
+class _TooDeepHere(Exception):
+    """A container may nest past MAX_JSON_DEPTH: leave the body to the general path (which says where)."""
+
+
+def _typed_json(body: bytes) -> _TRequest | None:
+    """The body as :class:`_TRequest`, or None when it is not OTLP/JSON exactly as exporters write
+    it (the general path then decides, with its messages). Its depth is checked while converting."""
+    if body[:2] == b"\x1f\x8b":
+        return None
+    try:
+        return _typed_decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+def _typed_attributes(kvs: list[_TKeyValue] | None) -> dict[str, Any]:
+    """:func:`_json_attributes` of the same JSON (a list of KeyValue objects)."""
+    out: dict[str, Any] = {}
+    if kvs is None:
+        return out
+    for kv in kvs:
+        key = kv.key
+        if type(key) is not str:
+            continue
+        v = kv.value
+        if v is None:
+            out[key] = None
+            continue
+        # _json_value: the first field set, in _JSON_VALUE_FIELDS' order
+        if v.string_value is not None:
+            out[key] = v.string_value
+        elif v.bool_value is not None:
+            out[key] = v.bool_value
+        elif v.int_value is not None:
+            out[key] = _json_intval(v.int_value)
+        elif v.double_value is not None:
+            out[key] = _json_double(v.double_value)
+        elif v.array_value is not None:
+            if type(v.array_value) in (dict, list) and _too_deep(v.array_value, _ANYVALUE_LEVEL):
+                raise _TooDeepHere
+            out[key] = _json_array(v.array_value)
+        elif v.kvlist_value is not None:
+            if type(v.kvlist_value) in (dict, list) and _too_deep(v.kvlist_value, _ANYVALUE_LEVEL):
+                raise _TooDeepHere
+            out[key] = _json_kvlist(v.kvlist_value)
+        elif v.bytes_value is not None:
+            out[key] = v.bytes_value
+        else:
+            out[key] = None
+    return out
+
+
+def _typed_args(span: _TSpan, scope: OtelScope) -> dict[str, Any]:
+    """:func:`_json_args` of the same JSON: the same values, and the same first error."""
+    # Attributes first: converting them raises nothing but _TooDeepHere, which must be found for
+    # every span (the general path refuses the whole body), even one whose ids are bad.
+    attributes = _typed_attributes(span.attributes)
+    events_in = span.events or ()
+    links_in = span.links or ()
+    event_attrs = [_typed_attributes(ev.attributes) for ev in events_in]
+    link_attrs = [_typed_attributes(link.attributes) for link in links_in]
+    status = span.status
+    events = []
+    for ev, ev_attributes in zip(events_in, event_attrs, strict=True):
+        events.append(
+            {
+                "name": ev.name or "",
+                "time_unix_nano": _json_int(ev.time_unix_nano, "timeUnixNano", required=False),
+                "attributes": ev_attributes,
+            }
+        )
+    links = []
+    for link, link_attributes in zip(links_in, link_attrs, strict=True):
+        links.append(
+            {
+                "trace_id": _json_id(link.trace_id, 16, "links.traceId"),
+                "span_id": _json_id(link.span_id, 8, "links.spanId"),
+                "attributes": link_attributes,
+            }
+        )
+    name = span.name
+    message = status.message if status is not None else None
+    return {
+        "trace_id": _json_id(span.trace_id, 16, "traceId"),
+        "span_id": _json_id(span.span_id, 8, "spanId"),
+        "parent_span_id": _json_id(span.parent_span_id, 8, "parentSpanId"),
+        "name": name if isinstance(name, str) else "",
+        "kind": span.kind or 0,
+        "start_time_unix_nano": _json_int(span.start_time_unix_nano, "startTimeUnixNano", required=True),
+        "end_time_unix_nano": _json_int(span.end_time_unix_nano, "endTimeUnixNano", required=False),
+        "status_code": (status.code if status is not None else None) or 0,
+        "status_message": message if isinstance(message, str) and message else None,
+        "attributes": attributes,
+        "events": events,
+        "links": links,
+        "scope": scope,
+    }
+
+
+def _convert_typed(req: _TRequest, add: Callable[[SpanIn], None], max_spans: int | None) -> list[str] | None:
+    """:func:`_convert_json` of a body that decoded as :class:`_TRequest`, or None (nothing added)
+    where the general path must decide: an AnyValue array/kvlist that may nest too deep (the
+    general path refuses the whole body, naming the field), or more spans than ``max_spans``
+    (the general path checks depth first)."""
+    try:
+        return _convert_typed_spans(req, add, max_spans)
+    except _TooDeepHere:
+        return None
+
+
+def _convert_typed_spans(req: _TRequest, add: Callable[[SpanIn], None], max_spans: int | None) -> list[str] | None:
+    scopes: list[tuple[int, int, OtelScope, list[_TSpan]]] = []
+    for r, rs in enumerate(req.resource_spans):
+        resource_attrs = _typed_attributes(rs.resource.attributes) if rs.resource is not None else {}
+        for s, ss in enumerate(rs.scope_spans or ()):
+            tscope = ss.scope
+            if tscope is not None and tscope.attributes:
+                _typed_attributes(tscope.attributes)  # not mapped, but the depth rule covers them
+            scope_name = (tscope.name if tscope is not None else None) or None
+            scope_version = (tscope.version if tscope is not None else None) or None
+            otel_scope = OtelScope(
+                resource_attrs,
+                scope_name if isinstance(scope_name, str) else None,
+                scope_version if isinstance(scope_version, str) else None,
+            )
+            scopes.append((r, s, otel_scope, ss.spans or []))
+    if max_spans is not None and sum(len(spans) for _r, _s, _scope, spans in scopes) > max_spans:
+        return None
+    errors: list[str] = []
+    records: list[SpanIn] = []  # added only once every span's values are known to be shallow enough
+    for r, s, scope, spans in scopes:
+        for k, span in enumerate(spans):
+            try:
+                rec = span_record(**_typed_args(span, scope))
+            except ValidationError as e:
+                errors.append(f"{_typed_where(r, s, k, span)}: {_describe(e)}")
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+                errors.append(f"{_typed_where(r, s, k, span)}: {e}")
+            except RecursionError:  # an attribute holding deeply nested JSON text
+                errors.append(
+                    f"{_typed_where(r, s, k, span)}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
+                )
+            else:
+                records.append(rec)
+    for rec in records:
+        add(rec)
+    return errors
+
+
+def _typed_where(r: int, s: int, k: int, span: _TSpan) -> _JsonWhere:
+    sid, name = span.span_id, span.name
+    return _JsonWhere(r, s, k, sid if isinstance(sid, str) else None, name if isinstance(name, str) else None)
+
+
+def _json_where(r: int, s: int, k: int, span: dict[str, Any]) -> _JsonWhere:
+    sid, name = _get(span, "spanId"), _get(span, "name")
+    return _JsonWhere(r, s, k, sid if isinstance(sid, str) else None, name if isinstance(name, str) else None)
+
+
+def _json_scopes(body: bytes, max_spans: int | None) -> list[tuple[int, int, OtelScope, list[Any]]]:
+    """Parse an OTLP/JSON body and check its structure down to the span lists: ``(resource index,
+    scope index, OtelScope, spans)`` per ScopeSpans. Raises BadRequest / PayloadTooLarge before any
+    span is converted."""
     if body[:2] == b"\x1f\x8b":
         raise BadRequest(f"body is not valid OTLP/JSON{_sniff(body)}")
     try:
@@ -407,7 +720,7 @@ def _json_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
             f"the JSON object has no resourceSpans (keys: {sorted(doc)[:5]}); an OTLP/JSON trace export is "
             '{"resourceSpans": [{"resource": {...}, "scopeSpans": [{"scope": {...}, "spans": [...]}]}]}'
         )
-    pending: list[_Pending] = []
+    found: list[tuple[int, int, OtelScope, list[Any]]] = []
     for r, rs in enumerate(_json_list(doc, "resourceSpans", "body")):
         rwhere = f"resourceSpans[{r}]"
         rs = _json_object(rs, rwhere)
@@ -420,27 +733,14 @@ def _json_spans(body: bytes, max_spans: int | None = None) -> list[_Pending]:
             scope = _json_object(_get(ss, "scope") or _get(ss, "instrumentationLibrary"), f"{swhere}.scope")
             scope_name = _get(scope, "name") or None
             scope_version = _get(scope, "version") or None
-            for k, span in enumerate(_json_list(ss, "spans", swhere)):
-                if not isinstance(span, dict):
-                    pending.append((_where(r, s, k, None, None), _fail("a span must be a JSON object")))
-                    continue
-                sid, name = _get(span, "spanId"), _get(span, "name")
-                where = _JsonWhere(
-                    r, s, k, sid if isinstance(sid, str) else None, name if isinstance(name, str) else None
-                )
-                pending.append(
-                    (
-                        where,
-                        _json_kwargs(
-                            span,
-                            resource_attrs,
-                            scope_name if isinstance(scope_name, str) else None,
-                            scope_version if isinstance(scope_version, str) else None,
-                        ),
-                    )
-                )
-    _check_count(len(pending), max_spans)
-    return pending
+            otel_scope = OtelScope(
+                resource_attrs,
+                scope_name if isinstance(scope_name, str) else None,
+                scope_version if isinstance(scope_version, str) else None,
+            )
+            found.append((r, s, otel_scope, _json_list(ss, "spans", swhere)))
+    _check_count(sum(len(spans) for _r, _s, _scope, spans in found), max_spans)
+    return found
 
 
 class _JsonWhere:
@@ -500,55 +800,53 @@ def _fail(message: str) -> Callable[[], dict[str, Any]]:
     return build
 
 
-def _json_kwargs(
-    span: dict[str, Any], resource: dict[str, Any], scope_name: str | None, scope_version: str | None
-) -> Callable[[], dict[str, Any]]:
-    def build() -> dict[str, Any]:
-        status = _get(span, "status")
-        status = status if isinstance(status, dict) else {}
-        events = []
-        for ev in _get(span, "events") or []:
-            if isinstance(ev, dict):
-                events.append(
-                    {
-                        "name": _get(ev, "name") or "",
-                        "time_unix_nano": _json_int(_get(ev, "timeUnixNano"), "timeUnixNano", required=False),
-                        "attributes": _json_attributes(_get(ev, "attributes")),
-                    }
-                )
-        links = []
-        for link in _get(span, "links") or []:
-            if isinstance(link, dict):
-                links.append(
-                    {
-                        "trace_id": _json_id(_get(link, "traceId"), 16, "links.traceId"),
-                        "span_id": _json_id(_get(link, "spanId"), 8, "links.spanId"),
-                        "attributes": _json_attributes(_get(link, "attributes")),
-                    }
-                )
-        name = _get(span, "name")
-        message = _get(status, "message")
-        return {
-            "trace_id": _json_id(_get(span, "traceId"), 16, "traceId"),
-            "span_id": _json_id(_get(span, "spanId"), 8, "spanId"),
-            "parent_span_id": _json_id(_get(span, "parentSpanId"), 8, "parentSpanId"),
-            "name": name if isinstance(name, str) else "",
-            "kind": _get(span, "kind") or 0,
-            "start_time_unix_nano": _json_int(
-                _get(span, "startTimeUnixNano"), "startTimeUnixNano", required=True
-            ),
-            "end_time_unix_nano": _json_int(_get(span, "endTimeUnixNano"), "endTimeUnixNano", required=False),
-            "status_code": _get(status, "code") or 0,
-            "status_message": message if isinstance(message, str) and message else None,
-            "attributes": _json_attributes(_get(span, "attributes")),
-            "events": events,
-            "links": links,
-            "resource_attributes": resource,
-            "scope_name": scope_name,
-            "scope_version": scope_version,
-        }
+def _json_kwargs(span: dict[str, Any], scope: OtelScope) -> Callable[[], dict[str, Any]]:
+    return lambda: _json_args(span, scope)
 
-    return build
+
+def _json_args(span: dict[str, Any], scope: OtelScope) -> dict[str, Any]:
+    """The :func:`span_record` / :func:`span_from_otel` arguments of one OTLP/JSON span."""
+    status = _get(span, "status")
+    status = status if isinstance(status, dict) else {}
+    events = []
+    for ev in _get(span, "events") or []:
+        if isinstance(ev, dict):
+            events.append(
+                {
+                    "name": _get(ev, "name") or "",
+                    "time_unix_nano": _json_int(_get(ev, "timeUnixNano"), "timeUnixNano", required=False),
+                    "attributes": _json_attributes(_get(ev, "attributes")),
+                }
+            )
+    links = []
+    for link in _get(span, "links") or []:
+        if isinstance(link, dict):
+            links.append(
+                {
+                    "trace_id": _json_id(_get(link, "traceId"), 16, "links.traceId"),
+                    "span_id": _json_id(_get(link, "spanId"), 8, "links.spanId"),
+                    "attributes": _json_attributes(_get(link, "attributes")),
+                }
+            )
+    name = _get(span, "name")
+    message = _get(status, "message")
+    return {
+        "trace_id": _json_id(_get(span, "traceId"), 16, "traceId"),
+        "span_id": _json_id(_get(span, "spanId"), 8, "spanId"),
+        "parent_span_id": _json_id(_get(span, "parentSpanId"), 8, "parentSpanId"),
+        "name": name if isinstance(name, str) else "",
+        "kind": _get(span, "kind") or 0,
+        "start_time_unix_nano": _json_int(
+            _get(span, "startTimeUnixNano"), "startTimeUnixNano", required=True
+        ),
+        "end_time_unix_nano": _json_int(_get(span, "endTimeUnixNano"), "endTimeUnixNano", required=False),
+        "status_code": _get(status, "code") or 0,
+        "status_message": message if isinstance(message, str) and message else None,
+        "attributes": _json_attributes(_get(span, "attributes")),
+        "events": events,
+        "links": links,
+        "scope": scope,
+    }
 
 
 def _json_id(value: Any, size: int, field: str) -> str | None:

@@ -280,3 +280,262 @@ def test_loads_parses_and_fails_as_json_loads(body: bytes) -> None:
         return
     got = loads(body)
     assert json.dumps(got) == json.dumps(want) and type(got) is type(want)
+
+
+# --- random spans: decode_into's records (conventions.span_record, no SpanIn validation of the
+# mapper's own dict) against decode_traces' dicts validated by SpanIn ----------------------------
+
+_KEYS = (
+    "gen_ai.request.model", "gen_ai.response.model", "llm.model_name", "gen_ai.provider.name", "gen_ai.system",
+    "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "llm.token_count.total",
+    "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.other", "langfuse.observation.usage_details",
+    "langfuse.observation.cost_details", "llm.cost.total", "gen_ai.request.temperature", "llm.invocation_parameters",
+    "gen_ai.operation.name", "openinference.span.kind", "langfuse.observation.type", "input.value", "input.mime_type",
+    "output.value", "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+    "llm.input_messages.0.message.content", "retrieval.documents.1.document.metadata", "user.id", "session.id",
+    "langfuse.session.id", "service.version", "deployment.environment", "langfuse.trace.tags", "tag.tags",
+    "langfuse.trace.name", "langfuse.trace.input", "metadata", "langfuse.observation.metadata.k",
+    "langfuse.trace.metadata", "langfuse.observation.prompt.name", "langfuse.observation.prompt.version",
+    "langfuse.observation.completion_start_time", "ai.response.msToFirstChunk", "langfuse.observation.level",
+    "http.method", "custom", "x\u00fc",
+)
+_JSONISH = (
+    '{"a": 1, "b": [1, 2.5, "x"]}', '{"n": NaN}', '{"\\ud800": 1}', '{"k": "\\ud83d\\ude00"}', "[1, {\"x\": null}]",
+    "plain text", '{"deep": ' + "[" * 130 + "]" * 130 + "}", '"quoted"', '{"\u00fc": "\u00e4"}',
+    '[{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]', '{"input": 3, "output": 9007199254740993}',
+    '{"total": 2e9}', '{"input": 0.1, "total": 0.3}',
+)
+
+
+def _random_value(rng: Any, key: str) -> Any:
+    if "token" in key or key.endswith("prompt.version"):
+        return rng.choice([5, 0, -1, 2**53, 2**53 + 1, "12", "x", 3.0, 2.5, 2**31, 2**31 - 1, True])
+    if key == "llm.cost.total":
+        return rng.choice([0.5, 1e9, 1e9 - 1, -1.0, float("nan"), "0.1"])
+    if key.endswith("mime_type"):
+        return rng.choice(["application/json", "text/plain"])
+    if "tags" in key:
+        return rng.choice([["a", "b", "a"], '["x", "y"]', "single", [str(i) for i in range(120)]])
+    if key.endswith(("kind", "type", "operation.name")):
+        return rng.choice(["LLM", "TOOL", "PROMPT", "chat", "embeddings", "generation", "bogus"])
+    if "completion_start_time" in key:
+        return rng.choice(["2025-01-01T00:00:00Z", '"2025-01-01T00:00:00+02:00"', 1.7e12, "x"])
+    if key.startswith(("gen_ai.", "llm.", "langfuse.", "input.", "output.", "metadata", "retrieval.")) and rng.random() < 0.7:
+        return rng.choice(_JSONISH)
+    return rng.choice([7, 0.25, float("nan"), float("inf"), True, b"\x00\xff", [0.5] * 40, {"k": [1, {"z": 2.5}]},
+                       "gpt-4o", "  ", "", "x" * 300, "m\u00fcller"])
+
+
+def _random_request(seed: int) -> ExportTraceServiceRequest:
+    import random
+
+    rng = random.Random(seed)
+    req = ExportTraceServiceRequest()
+    for _ in range(2):
+        rs = req.resource_spans.add()
+        res = {k: _random_value(rng, k) for k in rng.sample(
+            ["service.name", "service.version", "deployment.environment.name", "user.id", "session.id"], 3)}
+        rs.resource.attributes.extend(_attrs(res))
+        ss = rs.scope_spans.add()
+        ss.scope.name, ss.scope.version = rng.choice([("", ""), ("app", "1.0"), ("langfuse-sdk", "5.2.0")])
+        for _ in range(25):
+            t0 = NS + rng.randint(0, 10**12)
+            sp = Span(trace_id=rng.choice([rng.randbytes(16), b"\0" * 16]), span_id=rng.randbytes(8),
+                      name=rng.choice(["n", "", "x" * 1200, "na\u00efve"]), kind=rng.randint(0, 5),
+                      start_time_unix_nano=rng.choice([t0, t0, 0]),
+                      end_time_unix_nano=rng.choice([t0 + 10**6, 0, t0 - 5]))
+            if rng.random() < 0.6:
+                sp.parent_span_id = rng.randbytes(8)
+            if rng.random() < 0.2:
+                sp.status.CopyFrom(Status(code=rng.randint(0, 2), message=rng.choice(["", "boom"])))
+            sp.attributes.extend(_attrs({k: _random_value(rng, k) for k in rng.sample(_KEYS, rng.randint(0, 12))}))
+            if rng.random() < 0.2:
+                for name in ("exception", "gen_ai.choice", "First Token Stream Event"):
+                    sp.events.add(name=name, time_unix_nano=t0 + 5,
+                                  attributes=_attrs({"exception.type": "E", "message": '{"role": "a"}'}))
+            if rng.random() < 0.1:
+                sp.links.add(trace_id=rng.randbytes(16), span_id=rng.randbytes(8))
+            ss.spans.append(sp)
+    return req
+
+
+def _mangled_json(req: ExportTraceServiceRequest, seed: int) -> bytes:
+    """OTLP/JSON with what only JSON can carry: lone surrogates (json.loads keeps them), base64 and
+    upper-case ids, plain-map attributes, enum names, non-object spans."""
+    import random
+
+    rng = random.Random(seed)
+    doc = json.loads(otlp_json(req))
+    for rs in doc["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for sp in ss["spans"]:
+                c = rng.random()
+                if c < 0.05:
+                    sp["name"] = "bad\ud800name"
+                elif c < 0.1:
+                    sp.setdefault("attributes", []).append({"key": "k\udc00", "value": {"stringValue": "v"}})
+                elif c < 0.15:
+                    sp["spanId"] = sp["spanId"].upper()
+                elif c < 0.2:
+                    sp["traceId"] = base64.b64encode(bytes.fromhex(sp["traceId"])).decode()
+                elif c < 0.25:
+                    sp["attributes"] = {"user.id": "plain-map", "n": 1.5}
+                elif c < 0.3:
+                    sp["kind"], sp["status"] = "SPAN_KIND_SERVER", {"code": "STATUS_CODE_ERROR", "message": "x\ud800"}
+            ss["spans"].append("not a span")
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("ctype", ["application/x-protobuf", "application/json", "mangled json"])
+def test_random_spans_records_equal_validated_dicts(ctype: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Protobuf, OTLP/JSON as exporters write it (msgspec structs: otlp._convert_typed) and OTLP/JSON
+    only the general path reads (_mangled_json) against the reference."""
+    from podium.core.pricing import PriceTable
+    from podium.core.records import SpanIn
+    from podium.server import otlp
+    from podium.server.convert import BatchBuilder
+    from podium.server.otlp import decode_into, decode_traces
+
+    req = _random_request(seed)
+    if ctype == "application/x-protobuf":
+        body = req.SerializeToString()
+    elif ctype == "application/json":
+        body = otlp_json(req)
+    else:
+        body, ctype = _mangled_json(req, seed), "application/json"
+    typed: list[bool] = []
+    convert_typed = otlp._convert_typed
+    def spy(*args: Any) -> Any:
+        out = convert_typed(*args)
+        typed.append(out is not None)  # False: it left the body to the general path
+        return out
+
+    monkeypatch.setattr(otlp, "_convert_typed", spy)
+    prices = PriceTable.default()
+    fast, ref = BatchBuilder("p", lambda: prices), BatchBuilder("p", lambda: prices)
+    errors = decode_into(body, ctype, fast)
+    spans, problems = decode_traces(body, content_type=ctype)
+    for d in spans:
+        ref.add_span(SpanIn.model_validate(d))
+    assert errors == problems and len(errors) > 5 and len(fast.batch.spans) > 5  # both kinds exercised
+    assert fast.batch.spans == ref.batch.spans and fast.batch.traces == ref.batch.traces
+    assert fast.batch.tags == ref.batch.tags
+    for got, want in zip(fast.batch.spans, ref.batch.spans, strict=True):
+        assert json.dumps(got, default=repr) == json.dumps(want, default=repr)  # key order, NaN-safe
+        assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in want.items()}
+    assert typed == ([True] if body == otlp_json(req) else [])  # which JSON path ran
+
+
+def _deep_any_value(levels: int) -> dict[str, Any]:
+    """An AnyValue of ``levels`` nested arrayValue lists (each adds 3 JSON levels: AnyValue,
+    arrayValue, values)."""
+    v: dict[str, Any] = {"intValue": "1"}
+    for _ in range(levels):
+        v = {"arrayValue": {"values": [v]}}
+    return v
+
+
+def _json_body(span_attrs: list[dict[str, Any]], resource_attrs: list[dict[str, Any]] | None = None,
+               n: int = 2, **extra: Any) -> bytes:
+    spans = [{"traceId": f"{k + 1:032x}", "spanId": f"{k + 1:016x}", "name": f"s{k}", "kind": 1,
+              "startTimeUnixNano": str(NS), "endTimeUnixNano": str(NS + 10**6), "attributes": span_attrs}
+             for k in range(n)]
+    return json.dumps({"resourceSpans": [{"resource": {"attributes": resource_attrs or []},
+                                          "scopeSpans": [{"scope": {"name": "s"}, "spans": spans}]}], **extra}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "typed"),
+    [
+        (_json_body([{"key": "a", "value": {"stringValue": "x"}}]), True),
+        (_json_body([{"key": "a", "value": _deep_any_value(36)}]), True),  # deep, but well within 128
+        (_json_body([{"key": "a", "value": _deep_any_value(39)}]), False),  # may be too deep: general path
+        (_json_body([{"key": "a", "value": _deep_any_value(40)}]), False),  # is too deep: refused whole
+        (_json_body([], [{"key": "r", "value": _deep_any_value(41)}]), False),
+        (_json_body([{"key": "a", "value": "bare"}]), False),  # lenient shapes: general path only
+        (_json_body([{"key": "a", "value": {"string_value": "x"}}]), False),
+        (json.dumps({"resourceSpans": [{"instrumentationLibrarySpans": []}]}).encode(), False),
+        (_json_body([{"key": "n", "value": {"doubleValue": "NaN"}}]), True),
+        (_json_body([]).replace(b'"s0"', b'"\\ud800"'), False),  # msgspec refuses lone surrogates
+        (_json_body([], extra=1), False),
+        (b"{}", False),
+        (b'{"resourceSpans": null}', False),
+    ],
+)
+def test_typed_json_path_decides_as_the_general_one(body: bytes, typed: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTLP/JSON bodies the struct decoder takes, and those it leaves to the general path: the same
+    rows, errors or refusal as the general path (``_convert_json``) alone."""
+    from podium.core.pricing import PriceTable
+    from podium.errors import PodiumError
+    from podium.server import otlp
+    from podium.server.convert import BatchBuilder
+
+    prices = PriceTable.default()
+
+    def run(allow_typed: bool) -> tuple[Any, Any]:
+        builder = BatchBuilder("p", lambda: prices)
+        if not allow_typed:
+            monkeypatch.setattr(otlp, "_typed_json", lambda _body: None)
+        try:
+            return otlp.decode_into(body, "application/json", builder, max_spans=100), builder.batch.spans
+        except PodiumError as e:
+            return f"{type(e).__name__}: {e}", builder.batch.spans
+
+    used: list[bool] = []
+    convert_typed = otlp._convert_typed
+
+    def spy(*args: Any) -> Any:
+        out = convert_typed(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(otlp, "_convert_typed", spy)
+    got = run(True)
+    assert used == ([True] if typed else used and [False]), used
+    want = run(False)
+    assert got == want
+    if isinstance(got[0], str):
+        assert got[1] == []  # refused whole: nothing added
+
+
+def test_typed_json_path_leaves_too_many_spans_to_the_general_path() -> None:
+    from podium.errors import PayloadTooLarge
+    from podium.server import otlp
+
+    deep = _json_body([{"key": "a", "value": _deep_any_value(41)}], n=5)
+    with pytest.raises(otlp.BadRequest, match="nests deeper than"):  # depth is checked before the count
+        otlp.decode_into(deep, "application/json", _builder(), max_spans=3)
+    with pytest.raises(PayloadTooLarge, match="5 spans"):
+        otlp.decode_into(_json_body([], n=5), "application/json", _builder(), max_spans=3)
+
+
+def _builder() -> Any:
+    from podium.core.pricing import PriceTable
+    from podium.server.convert import BatchBuilder
+
+    prices = PriceTable.default()
+    return BatchBuilder("p", lambda: prices)
+
+
+def test_a_too_deep_value_refuses_the_body_even_in_a_span_with_bad_ids() -> None:
+    """The general path refuses a body nested past MAX_JSON_DEPTH before converting any span; the
+    struct path must find the deep value in every span (attributes, events, links), bad or not."""
+    from podium.server import otlp
+
+    deep = [{"key": "a", "value": _deep_any_value(40)}]
+    doc = json.loads(_json_body([]))
+    span = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][1]
+    for where in ("attributes", "events", "links"):
+        d = json.loads(json.dumps(doc))
+        bad = d["resourceSpans"][0]["scopeSpans"][0]["spans"][1]
+        bad["traceId"] = "not hex"
+        if where == "attributes":
+            bad["attributes"] = deep
+        elif where == "events":
+            bad["events"] = [{"name": "e", "timeUnixNano": "x", "attributes": deep}]
+        else:
+            bad["links"] = [{"traceId": "zz", "spanId": span["spanId"], "attributes": deep}]
+        with pytest.raises(otlp.BadRequest, match="nests deeper than"):
+            otlp.decode_into(json.dumps(d).encode(), "application/json", _builder())
