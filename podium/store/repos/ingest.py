@@ -16,6 +16,12 @@ Merge rules (so retries never duplicate and a span's end may arrive after its st
   with estimated usage. Spans of a trace arrive in any order and batch, so the flags of every
   touched trace are recomputed from all its spans in the same transaction, before its totals;
 - tags accumulate; scores are replaced whole by id.
+
+A trace new to the database (the common case: an application's trace arrives in one batch, the
+gateway logs one span per trace) is inserted with its final aggregates and its spans with their
+final usage flags, computed in Python from the batch (``_final_rows``), instead of inserted zeroed
+and then updated from its spans in SQL; the result is the same, value for value
+(tests/store/test_ingest_final.py). Traces the database already has take the general path.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import bisect
 import functools
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -159,6 +166,11 @@ def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
 
 
 class IngestRepo:
+    #: Traces new to the database are inserted with their final aggregates, computed in Python from
+    #: the batch (``_final_rows``), instead of inserted zeroed and then updated from their spans in
+    #: SQL. False: every trace takes the general path (the reference in tests/store/test_ingest_final.py).
+    final_inserts: bool = True
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         #: A lock file the writers of several server processes on one SQLite file take around
@@ -169,12 +181,13 @@ class IngestRepo:
         self._thread_lock = threading.Lock()
 
     def write(self, batch: IngestBatch) -> None:
-        # The span rows' driver values are computed before the transaction (and before the
-        # process lock): on SQLite with several processes, only the statements are serial.
-        params = self._span_params(batch.spans) if batch.spans else None
+        # The driver values of the span rows and the final rows of the batch's traces (as if new)
+        # are computed before the transaction (and before the process lock): on SQLite with
+        # several processes, only the statements are serial.
+        plan = self._plan(batch)
         if self.process_lock is None:
             with self._engine.begin() as conn:
-                self._write(conn, batch, params)
+                self._write(conn, batch, plan)
             return
         import fcntl  # POSIX only; set only by the multi-process server on Linux/macOS
 
@@ -184,21 +197,66 @@ class IngestRepo:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # blocks without the GIL
             try:
                 with self._engine.begin() as conn:
-                    self._write(conn, batch, params)
+                    self._write(conn, batch, plan)
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _write(self, conn: Connection, batch: IngestBatch, span_params: list[tuple[Any, ...]] | None = None) -> None:
-        now = datetime.now(UTC)
+    def _plan(self, batch: IngestBatch) -> _Plan:
+        dialect = self._engine.dialect.name
+        merged = _merge_hints(batch, _utcnow()) if (batch.traces or batch.spans) else {}
+        rows: list[SpanRow] = []
+        params: list[tuple[Any, ...]] | None = None
         if batch.spans:
-            self._upsert_spans(conn, self._span_params(batch.spans) if span_params is None else span_params, now)
+            rows, params = self._span_params(batch.spans)
+        fresh: list[tuple[Any, ...]] = []
+        restore: dict[tuple[str, str], list[tuple[int, tuple[Any, ...]]]] = {}
+        by_trace: dict[tuple[str, str], list[int]] = {}
+        if self.final_inserts and merged:
+            fresh, restore, by_trace = _final_rows(dialect, merged, rows, params or [])
+        return _Plan(params, merged, fresh, restore, by_trace)
+
+    def _write(self, conn: Connection, batch: IngestBatch, plan: _Plan | None = None) -> None:
+        if plan is None:
+            plan = self._plan(batch)
+        now = _utcnow()
+        dialect = conn.dialect.name
+        params = plan.span_params
+        # Traces new to the database are inserted with their final aggregates (computed from this
+        # batch's rows, which are all their spans) and never updated again in this transaction;
+        # the others (RETURNING leaves them out) take the general path below.
+        fresh: set[tuple[str, str]] = set()
+        if plan.fresh:
+            stamp = (_converter(t.trace.c.updated_at.type, dialect)(now),)
+            got = _final_insert(dialect)[0].fetch(conn, [r + stamp for r in plan.fresh])
+            fresh = {(r[0], r[1]) for r in got}
+            if params is not None:
+                for key, originals in plan.restore.items():
+                    if key not in fresh:  # an existing trace: its spans as the general path writes them
+                        for i, original in originals:
+                            params[i] = original
+        if params and fresh and dialect == "postgresql":
+            # The spans of traces this transaction created cannot exist yet: COPY them straight into
+            # the table (no staging table, no INSERT ... SELECT, no conflict check).
+            mine = [i for key in fresh for i in plan.by_trace.get(key, ())]
+            if len(mine) >= _COPY_MIN_ROWS:
+                stamp = (_converter(t.span.c.updated_at.type, dialect)(now),)
+                _copy_into(conn, "span", _span_upsert(dialect)[2], [params[i] + stamp for i in mine])
+                if len(mine) == len(params):
+                    params = None
+                else:
+                    skip = set(mine)
+                    params = [q for i, q in enumerate(params) if i not in skip]
+        if params:
+            self._upsert_spans(conn, params, now)
         touched = {(s["project_id"], s["trace_id"]) for s in batch.spans}
-        if batch.traces or batch.spans:
-            self._upsert_trace_hints(conn, batch, now)
+        if fresh:
+            touched -= fresh
+        if plan.merged:
+            self._upsert_trace_hints(conn, [m for k, m in plan.merged.items() if k not in fresh], now)
         if batch.tags:
-            stmt = _insert(conn, t.trace_tag).on_conflict_do_nothing()
-            rows = [{"project_id": p, "trace_id": tr, "tag": tag} for p, tr, tag in set(batch.tags)]
-            conn.execute(stmt, rows)
+            # Plain tuples through the driver (multi-row VALUES; COPY on PostgreSQL): SQLAlchemy's
+            # per-row binding cost ~10 us per tag, as much as a whole span when traces are small.
+            _tag_insert(dialect).run(conn, sorted(set(batch.tags)))
         if touched:
             self._mark_usage(conn, touched)
             self._refresh_traces(conn, touched, now)
@@ -207,15 +265,15 @@ class IngestRepo:
             self._upsert_scores(conn, list({(r["project_id"], r["id"]): r for r in batch.scores}.values()))
 
     # --- spans -------------------------------------------------------------------------------
-    def _span_params(self, spans: list[SpanRow]) -> list[tuple[Any, ...]]:
-        """The driver values of the span upsert, one tuple per span (merged by key), without
-        ``updated_at`` (the statement's last column, stamped inside the transaction)."""
+    def _span_params(self, spans: list[SpanRow]) -> tuple[list[SpanRow], list[tuple[Any, ...]]]:
+        """The span rows merged by key and the driver values of their upsert, one tuple per row,
+        without ``updated_at`` (the statement's last column, stamped inside the transaction)."""
         rows = _dedupe(spans, ("project_id", "trace_id", "id"))
         for r in rows:
-            # The span's own verdict; _mark_usage corrects it against the rest of its trace.
+            # The span's own verdict; _mark_usage (or _final_rows) corrects it against the rest of its trace.
             r["usage_counted"] = _counts_alone(r)
         convert = _span_upsert(self._engine.dialect.name)[1]
-        return list(map(convert, cast(list[dict[str, Any]], rows)))
+        return rows, list(map(convert, cast(list[dict[str, Any]], rows)))
 
     def _upsert_spans(self, conn: Connection, params: list[tuple[Any, ...]], now: datetime) -> None:
         # The hottest statement in Podium: a hand-built upsert run through the driver's
@@ -226,31 +284,13 @@ class IngestRepo:
         sql.run(conn, [p + stamp for p in params])
 
     # --- traces ------------------------------------------------------------------------------
-    def _upsert_trace_hints(self, conn: Connection, batch: IngestBatch, now: datetime) -> None:
-        merged: dict[tuple[str, str], dict[str, Any]] = {}
-        for s in batch.spans:
-            key = (s["project_id"], s["trace_id"])
-            m = merged.get(key)
-            if m is None:
-                merged[key] = _blank_trace(key, s["start_time"], now)
-            elif s["start_time"] < m["start_time"]:
-                m["start_time"] = s["start_time"]
-        for h in cast(list[dict[str, Any]], batch.traces):  # TraceRows, read by column name
-            key = (h["project_id"], h["id"])
-            m = merged.setdefault(key, _blank_trace(key, h.get("start_time") or now, now))
-            for c in (*TRACE_HINT_COLUMNS, "input", "output"):
-                if h.get(c) is not None:
-                    m[c] = h[c]
-            if h.get("name") is not None:
-                m["name"], m["name_explicit"] = h["name"], True
-            if h.get("input") is not None:
-                m["input_explicit"] = True
-            if h.get("output") is not None:
-                m["output_explicit"] = True
+    def _upsert_trace_hints(self, conn: Connection, merged: list[dict[str, Any]], now: datetime) -> None:
         if not merged:
             return
+        for m in merged:
+            m["updated_at"] = now
         sql, convert = _trace_upsert(conn.dialect.name)
-        sql.run(conn, list(map(convert, merged.values())))
+        sql.run(conn, list(map(convert, merged)))
 
     def _mark_usage(self, conn: Connection, touched: set[tuple[str, str]]) -> None:
         """Recompute ``usage_counted`` for every span of the touched traces (see the module
@@ -311,7 +351,7 @@ class _Upsert:
     __slots__ = ("clear_sql", "copy_sql", "head", "insert_select", "row", "stage_sql", "tail", "width")
 
     def __init__(self, head: str, row: str, tail: str, *, table: str | None = None,
-                 cols: Sequence[str] = ()) -> None:
+                 cols: Sequence[str] = (), stage: str | None = None) -> None:
         self.head, self.row, self.tail = head, row, tail
         self.width = row.count("?") + row.count("%s")
         # PostgreSQL, larger batches: COPY into a per-connection temporary staging table, then one
@@ -319,7 +359,7 @@ class _Upsert:
         # prepare, pipeline bookkeeping); COPY adapts rows in C. See docs/benchmarks.md.
         self.stage_sql = self.copy_sql = self.insert_select = self.clear_sql = ""
         if table is not None and "%s" in row:
-            stage = f"podium_stage_{table}"
+            stage = stage or f"podium_stage_{table}"
             names = iter(cols)
             select = row.strip()[1:-1].replace("%s", "{}").format(*names)
             # Only the copied columns, without constraints (the INSERT into the real table checks them).
@@ -355,7 +395,27 @@ class _Upsert:
             i += n
 
 
-    def _copy(self, conn: Connection, params: list[tuple[Any, ...]]) -> None:
+    def fetch(self, conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """``run`` for a statement with ``RETURNING``: the rows it returned, over all chunks."""
+        if not params:
+            return []
+        if conn.dialect.name != "sqlite" and self.copy_sql and len(params) >= _COPY_MIN_ROWS:
+            return self._copy(conn, params)
+        if conn.dialect.name != "sqlite":  # one multi-row statement (fewer than _COPY_MIN_ROWS rows)
+            res = conn.exec_driver_sql(self._many(len(params)), tuple(v for row in params for v in row))
+            return [tuple(r) for r in res.fetchall()]
+        per = 1 << (max(1, 30_000 // self.width).bit_length() - 1)
+        out: list[tuple[Any, ...]] = []
+        i = 0
+        while i < len(params):
+            n = min(per, 1 << ((len(params) - i).bit_length() - 1))
+            chunk = params[i : i + n]
+            res = conn.exec_driver_sql(self._many(n), tuple(v for row in chunk for v in row))
+            out += [tuple(r) for r in res.fetchall()]
+            i += n
+        return out
+
+    def _copy(self, conn: Connection, params: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         raw: Any = conn.connection.dbapi_connection  # psycopg 3, inside SQLAlchemy's transaction
         with raw.cursor() as cur:
             # Once per connection (a no-op afterwards); ON COMMIT DELETE ROWS empties it per transaction.
@@ -365,7 +425,9 @@ class _Upsert:
                 for row in params:
                     write(row)
             cur.execute(self.insert_select)
+            out = cur.fetchall() if cur.description is not None else []
             cur.execute(self.clear_sql)  # empty again, for a second upsert in the same transaction
+        return out
 
 
 #: Below this many rows psycopg's executemany is as cheap as COPY's extra statements.
@@ -376,7 +438,7 @@ _SPAN_ALWAYS = ("name", "start_time", "updated_at")
 
 
 @functools.cache
-def _span_upsert(dialect: str) -> tuple[_Upsert, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+def _span_upsert(dialect: str) -> tuple[_Upsert, Callable[[dict[str, Any]], tuple[Any, ...]], list[str]]:
     """``INSERT ... ON CONFLICT DO UPDATE`` for spans (the same SQL on SQLite >= 3.24 and
     PostgreSQL) and per-column value converters matching what SQLAlchemy would bind."""
     ph = "?" if dialect == "sqlite" else "%s"
@@ -407,7 +469,24 @@ def _span_upsert(dialect: str) -> tuple[_Upsert, Callable[[dict[str, Any]], tupl
         f" ON CONFLICT (project_id, trace_id, id) DO UPDATE SET {', '.join(sets)}",
         table="span", cols=cols,
     )
-    return sql, _row_tuple(t.span, cols[:-1], dialect)
+    return sql, _row_tuple(t.span, cols[:-1], dialect), cols
+
+
+@functools.cache
+def _tag_insert(dialect: str) -> _Upsert:
+    ph = "?" if dialect == "sqlite" else "%s"
+    return _Upsert("INSERT INTO trace_tag (project_id, trace_id, tag) VALUES ", f"({ph}, {ph}, {ph})",
+                   " ON CONFLICT (project_id, trace_id, tag) DO NOTHING", table="trace_tag",
+                   cols=["project_id", "trace_id", "tag"])
+
+
+def _copy_into(conn: Connection, table: str, cols: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL: COPY ``rows`` straight into ``table`` (rows that cannot conflict)."""
+    raw: Any = conn.connection.dbapi_connection  # psycopg 3, inside SQLAlchemy's transaction
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+        write = copy.write_row
+        for row in rows:
+            write(row)
 
 
 _TRACE_INSERT_COLUMNS = (
@@ -444,6 +523,259 @@ def _trace_upsert(dialect: str) -> tuple[_Upsert, Callable[[dict[str, Any]], tup
     return sql, _row_tuple(t.trace, cols, dialect)
 
 
+# --- traces new to the database: final rows computed from the batch ---------------------------------
+#
+# A trace with no row yet has no spans stored either (spans are only written here, with their trace
+# row, in one transaction; retention deletes a trace's spans before or with its row), so its spans
+# are exactly the batch's rows: everything ``_mark_usage`` and ``_refresh_statement`` would compute for
+# it can be computed from them, and the row inserted final (``INSERT ... ON CONFLICT DO NOTHING
+# RETURNING``). A trace the database already has is not returned and takes the general path. The
+# values must be what the general path stores, bit for bit (tests/store/test_ingest_final.py):
+# - sums in Python: tokens as ints; cost on PostgreSQL as exact Decimals (the column's scale, 10, and
+#   a span's cost with at most 10 decimals is stored unrounded); on SQLite as ``math.fsum`` of the
+#   stored REALs, then ``ROUND(?, 10)`` in SQL: the exact sum of non-negative 10-decimal values
+#   rounds to the same 10 decimals as SQLite's own SUM when it is < 1,000 over <= 256 spans (the
+#   float error stays far below 5e-11), and SQLite's ROUND and text-to-REAL make the stored double;
+# - latency on PostgreSQL as exact microseconds / 1000 (``EXTRACT(EPOCH ...) * 1000.0`` is exact
+#   numeric, rounded once to float8; Python's int division rounds once too); on SQLite by the same
+#   SQL expression as the refresh, over the same text;
+# - the root (name, input, output): the first root span by start time, then by id, as the refresh
+#   orders them (binary collation);
+# - anything else (a cost with more decimals, negative or not a Decimal, a token count that is not
+#   an int) leaves the trace to the general path.
+
+_SPAN_POS = {c: i for i, c in enumerate(c for c in SPAN_COLUMNS if c != "updated_at")}
+_P_PARENT, _P_NAME, _P_START, _P_END = (_SPAN_POS[c] for c in ("parent_id", "name", "start_time", "end_time"))
+_P_STATUS, _P_INPUT, _P_OUTPUT, _P_COST = (_SPAN_POS[c] for c in ("status", "input", "output", "cost_total"))
+_P_COUNTED, _P_PNAME, _P_PVER = (_SPAN_POS[c] for c in ("usage_counted", "prompt_name", "prompt_version"))
+
+#: The hint part of a final trace row (converted from the merged hint dict as the upsert would).
+_FINAL_HEAD = ["project_id", "id", "name_explicit", "user_id", "session_id", "release", "environment",
+               "metadata", "input_explicit", "output_explicit"]
+_FINAL_COLUMNS = [*_FINAL_HEAD, "name", "input", "output", "start_time", "end_time", "latency_ms", "status",
+                  "span_count", "error_count", "input_tokens", "output_tokens", "total_tokens", "total_cost",
+                  "updated_at"]
+_COST_MAX = Decimal(1000)
+_COST_SPANS_MAX = 256
+_TEN_DECIMALS = -10
+
+
+@dataclass
+class _Plan:
+    """What ``IngestRepo.write`` computes before its transaction."""
+
+    span_params: list[tuple[Any, ...]] | None
+    #: Trace rows to upsert (hints merged per trace), by key, in key order.
+    merged: dict[tuple[str, str], dict[str, Any]]
+    #: Final rows of the traces, as if new (``_FINAL_COLUMNS`` less ``updated_at``), in key order.
+    fresh: list[tuple[Any, ...]]
+    #: Span tuples ``_final_rows`` changed (usage flag, prompt link), with their originals, to put
+    #: back for a trace that turns out to exist.
+    restore: dict[tuple[str, str], list[tuple[int, tuple[Any, ...]]]]
+    #: The indexes of each trace's span tuples.
+    by_trace: dict[tuple[str, str], list[int]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _merge_hints(batch: IngestBatch, now: datetime) -> dict[tuple[str, str], dict[str, Any]]:
+    """One trace row per trace of the batch: created from its spans' earliest start, with the
+    trace-level hints and explicit fields merged in (later ones win). In key order, so that
+    concurrent writers (PostgreSQL, several processes) lock trace rows in one order."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for s in batch.spans:
+        key = (s["project_id"], s["trace_id"])
+        m = merged.get(key)
+        if m is None:
+            merged[key] = _blank_trace(key, s["start_time"], now)
+        elif s["start_time"] < m["start_time"]:
+            m["start_time"] = s["start_time"]
+    for h in cast(list[dict[str, Any]], batch.traces):  # TraceRows, read by column name
+        key = (h["project_id"], h["id"])
+        m = merged.setdefault(key, _blank_trace(key, h.get("start_time") or now, now))
+        for c in (*TRACE_HINT_COLUMNS, "input", "output"):
+            if h.get(c) is not None:
+                m[c] = h[c]
+        if h.get("name") is not None:
+            m["name"], m["name_explicit"] = h["name"], True
+        if h.get("input") is not None:
+            m["input_explicit"] = True
+        if h.get("output") is not None:
+            m["output_explicit"] = True
+    return {k: merged[k] for k in sorted(merged)}
+
+
+@functools.cache
+def _final_insert(dialect: str) -> tuple[_Upsert, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING`` of final trace rows, and the converter of
+    their hint part."""
+    cols = _FINAL_COLUMNS
+    if dialect == "sqlite":
+        values = ["?"] * len(cols)
+        # The refresh's latency expression over the same text (end, start, end, start); NULL without spans.
+        values[cols.index("latency_ms")] = (
+            "COALESCE(((CAST(strftime('%s', ?) AS INTEGER) - CAST(strftime('%s', ?) AS INTEGER)) "
+            "+ (CAST(substr(?, 20) AS REAL) - CAST(substr(?, 20) AS REAL))) * 1000.0, 0)"
+        )
+        values[cols.index("total_cost")] = "ROUND(?, 10)"
+        row = f"({', '.join(values)})"
+    else:
+        row = f"({', '.join(['%s'] * len(cols))})"
+    sql = _Upsert(
+        f"INSERT INTO trace ({', '.join(cols)}) VALUES ",
+        row,
+        " ON CONFLICT (project_id, id) DO NOTHING RETURNING project_id, id",
+        table="trace", cols=cols, stage="podium_stage_trace_final",
+    )
+    return sql, _row_tuple(t.trace, _FINAL_HEAD, dialect)
+
+
+def _is_gateway(metadata: Any, dialect: str) -> bool:
+    """``_usage_statements``' is_gateway over the row's metadata: SQLite's ``json_extract(m,
+    '$.gateway') IS NOT NULL`` (a JSON null is NULL), PostgreSQL's ``(m -> 'gateway') IS NOT NULL``
+    (a JSON null is not)."""
+    if not isinstance(metadata, dict):
+        return False
+    if dialect == "sqlite":
+        return metadata.get("gateway") is not None
+    return "gateway" in metadata
+
+
+def _final_rows(
+    dialect: str, merged: dict[tuple[str, str], dict[str, Any]], rows: list[SpanRow], params: list[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], list[tuple[int, tuple[Any, ...]]]],
+           dict[tuple[str, str], list[int]]]:
+    """The final row of every merged trace, as if the database had none of it (see above), and
+    the span tuples given their final usage flag and prompt link (``params`` is changed in place;
+    the originals are returned to put back), and the span tuples' indexes by trace. Traces it
+    cannot reproduce exactly are left out."""
+    by_trace: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        key = (r["project_id"], r["trace_id"])
+        idx = by_trace.get(key)
+        if idx is None:
+            by_trace[key] = [i]
+        else:
+            idx.append(i)
+    head = _final_insert(dialect)[1]
+    time_ = _converter(t.trace.c.start_time.type, dialect)
+    flag_ = _converter(t.span.c.usage_counted.type, dialect)
+    sqlite = dialect == "sqlite"
+    fresh: list[tuple[Any, ...]] = []
+    restore: dict[tuple[str, str], list[tuple[int, tuple[Any, ...]]]] = {}
+    for key, m in merged.items():
+        h = head(m)
+        name = m["name"] if m["name_explicit"] else None
+        inp = _json_text(m["input"]) if m["input_explicit"] else None
+        out = _json_text(m["output"]) if m["output_explicit"] else None
+        idxs = by_trace.get(key)
+        if idxs is None:  # a trace item alone: the upsert's zeroed aggregates
+            start = time_(m["start_time"])
+            lat: tuple[Any, ...] = (None, None, None, None) if sqlite else (0.0,)
+            fresh.append((*h, name, inp, out, start, None, *lat, "ok", 0, 0, 0, 0, 0, 0.0 if sqlite else Decimal(0)))
+            continue
+        st: Any = None
+        en: Any = None
+        errs = 0
+        usage: list[int] = []
+        roots: list[int] = []
+        for i in idxs:
+            p = params[i]
+            s0, e0 = p[_P_START], p[_P_END]
+            if e0 is None:
+                e0 = s0
+            if st is None or s0 < st:
+                st = s0
+            if en is None or e0 > en:
+                en = e0
+            if p[_P_STATUS] == "error":
+                errs += 1
+            if rows[i]["usage_counted"] is not None:  # carries usage
+                usage.append(i)
+            if p[_P_PARENT] is None:
+                roots.append(i)
+        # The refresh's root: the first by start time, then by id (code points: SQL's binary order).
+        if not roots:
+            root = None
+        elif len(roots) == 1:
+            root = roots[0]
+        else:
+            root = min(roots, key=lambda i: (params[i][_P_START], rows[i]["id"]))
+        # Usage flags: one carrier counts on its own verdict; two or more go through the rule.
+        final: dict[int, bool | None] = {}
+        links: dict[int, tuple[str, int | None]] = {}
+        if len(usage) > 1:
+            pos = {rows[i]["id"]: i for i in idxs}
+            urows = []
+            for i in idxs:
+                r, p = rows[i], params[i]
+                has = r["usage_counted"] is not None
+                urows.append((r["trace_id"], r["id"], r["parent_id"], r["status"], r["usage_estimated"], has, None,
+                              r["prompt_name"], r["prompt_version"], has and _is_gateway(r["metadata"], dialect),
+                              p[_P_START], p[_P_END], r["input_tokens"], r["output_tokens"]))
+            changed, linked = usage_flags(urows)
+            final = dict.fromkeys(usage, None)
+            for sid, flag in changed:
+                final[pos[sid]] = flag
+            links = {pos[sid]: (n, v) for sid, n, v in linked}
+        itok = otok = ttok = 0
+        total = Decimal(0)  # exact: the sum of Decimals keeps the smallest exponent of its terms
+        stored: list[float] = []  # the costs as stored on SQLite
+        ok = True
+        for i in usage:
+            r = rows[i]
+            if not final.get(i, r["usage_counted"]):
+                continue
+            a, b, c, cost = r["input_tokens"], r["output_tokens"], r["total_tokens"], r["cost_total"]
+            if (a is not None and type(a) is not int) or (b is not None and type(b) is not int) or (
+                    c is not None and type(c) is not int):
+                ok = False
+                break
+            itok += a or 0
+            otok += b or 0
+            ttok += c or 0
+            if cost is not None:
+                if type(cost) is not Decimal or cost.is_signed():
+                    ok = False
+                    break
+                total += cost
+                stored.append(params[i][_P_COST])
+        if not ok or len(stored) > _COST_SPANS_MAX or (stored and not (
+                total.is_finite() and total < _COST_MAX and cast(int, total.as_tuple().exponent) >= _TEN_DECIMALS)):
+            continue
+        for i, flag in final.items():
+            link = links.get(i)
+            if flag == rows[i]["usage_counted"] and link is None:
+                continue
+            original = params[i]
+            q = list(original)
+            q[_P_COUNTED] = flag_(flag)
+            if link is not None:
+                q[_P_PNAME], q[_P_PVER] = link
+            params[i] = tuple(q)
+            restore.setdefault(key, []).append((i, original))
+        if root is not None:
+            rp = params[root]
+            if not m["name_explicit"]:
+                name = rp[_P_NAME]
+            if not m["input_explicit"]:
+                inp = rp[_P_INPUT]
+            if not m["output_explicit"]:
+                out = rp[_P_OUTPUT]
+        if sqlite:
+            lat = (en, st, en, st)
+            fresh.append((*h, name, inp, out, st, en, *lat, "error" if errs else "ok", len(idxs), errs,
+                          itok, otok, ttok, math.fsum(stored)))
+        else:
+            d = en - st
+            lat = ((((d.days * 86_400 + d.seconds) * 1_000_000) + d.microseconds) / 1000,)
+            fresh.append((*h, name, inp, out, st, en, *lat, "error" if errs else "ok", len(idxs), errs,
+                          itok, otok, ttok, total))  # exact: < 1,000 with 10 decimals fits in 28 digits
+    return fresh, restore, by_trace
+
+
 @functools.cache
 def _refresh_statement(dialect: str) -> Any:
     """One UPDATE ... FROM (aggregate over span) for a chunk of traces (SQLite >= 3.33, PostgreSQL)."""
@@ -459,10 +791,14 @@ def _refresh_statement(dialect: str) -> Any:
     else:
         latency = "EXTRACT(EPOCH FROM (a.en - a.st)) * 1000.0"
 
+    # The first root span by start time, then by id in code point order (binary on both: roots
+    # starting together are picked the same on every database and by _final_rows).
+    by_id = "r.id" if dialect == "sqlite" else 'r.id COLLATE "C"'
+
     def root(col: str) -> str:
         return (
             f"(SELECT r.{col} FROM span r WHERE r.project_id = trace.project_id AND r.trace_id = trace.id "
-            "AND r.parent_id IS NULL ORDER BY r.start_time LIMIT 1)"
+            f"AND r.parent_id IS NULL ORDER BY r.start_time, {by_id} LIMIT 1)"
         )
 
     aggregates = """
@@ -578,7 +914,8 @@ def _client_twins(parent: dict[str, str | None], alone: dict[str, bool | None],
     of the same call (see ``usage_flags``). Per parent, clients sorted by start: a gateway span
     looks back over the (at most 64) latest clients that started before it, so a trace of many
     calls stays linear."""
-    gateways = sorted((sid for sid, v in info.items() if v[0] and alone.get(sid)), key=lambda g: info[g][1])
+    # By (start, id): the result must not depend on the order the rows were read in.
+    gateways = sorted((sid for sid, v in info.items() if v[0] and alone.get(sid)), key=lambda g: (info[g][1], g))
     if not gateways:
         return {}
     clients: dict[str | None, list[tuple[Any, str]]] = {}
