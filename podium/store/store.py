@@ -19,6 +19,7 @@ from podium.store.repos.drift import DriftRepo
 from podium.store.repos.eval_sweeps import EvalSweepRepo
 from podium.store.repos.evals import EvalRepo
 from podium.store.repos.gateway import GatewayRepo
+from podium.store.repos.guardrails import GuardrailRepo
 from podium.store.repos.ingest import IngestRepo
 from podium.store.repos.jobs import JobRepo
 from podium.store.repos.lifecycle import LifecycleRepo
@@ -83,9 +84,28 @@ class Store:
         self.redaction = RedactionRepo(engine)  # redaction rules applied before storage (podium.governance.redaction)
         self.audit = AuditRepo(engine)  # the audit log, one hash chain (podium.governance.audit)
         self.attributions = AttributionRepo(engine)  # which chunks drove an answer (podium.rag.attribution)
+        self.guardrails = GuardrailRepo(engine)  # the guardrails page's numbers (decision spans, marks)
         if columnar is not None:  # their span/trace/score reads and deletes on ClickHouse too
-            from podium.store.columnar import ColumnarDriftRepo, ColumnarLifecycleRepo, ColumnarOnlineEvalRepo
+            from podium.store.columnar import (
+                ColumnarAnnotationRepo,
+                ColumnarCanaryRepo,
+                ColumnarDriftRepo,
+                ColumnarEvalRepo,
+                ColumnarEvalSweepRepo,
+                ColumnarGuardrailRepo,
+                ColumnarLifecycleRepo,
+                ColumnarModelRepo,
+                ColumnarOnlineEvalRepo,
+                ColumnarPromptRepo,
+            )
 
+            self.prompts = ColumnarPromptRepo(engine, columnar)  # prompt analytics
+            self.annotations = ColumnarAnnotationRepo(engine, columnar)  # targets, exports, human scores
+            self.evals = ColumnarEvalRepo(engine, columnar)  # experiment scores on their traces
+            self.canaries = ColumnarCanaryRepo(engine, columnar)  # the gates' live reads
+            self.models = ColumnarModelRepo(engine, columnar)  # lineage: served traffic
+            self.eval_sweeps = ColumnarEvalSweepRepo(engine, columnar)  # a trial's traffic forecast
+            self.guardrails = ColumnarGuardrailRepo(engine, columnar)
             self.drift = ColumnarDriftRepo(engine, columnar)
             self.online_evals = ColumnarOnlineEvalRepo(engine, columnar)
             self.lifecycle = ColumnarLifecycleRepo(engine, columnar)

@@ -33,7 +33,7 @@ from podium.server.convert import BatchBuilder
 from podium.server.routes import guardrail_policies
 from podium.server.ui.access import UiError, Viewer, check_origin, safe_next, ui_action
 from podium.server.ui.pages import _form, _get, _is_htmx, _mark_ui, _st, _viewer, fragment, page
-from podium.store.repos.guardrails import ACTIONS, FALSE_POSITIVE, SAMPLE_LIMIT, GuardrailRepo
+from podium.store.repos.guardrails import ACTIONS, FALSE_POSITIVE, SAMPLE_LIMIT
 
 __all__ = ["REVIEW_DATASET", "router"]
 
@@ -70,7 +70,7 @@ def _stats_page(request: Request, v: Viewer, status: int = 200, **extra: Any) ->
     window = _window(request)
     now = datetime.now(UTC)
     start = now - timedelta(seconds=WINDOWS[window][1])
-    stats = GuardrailRepo(_st(request).store.engine).stats(v.project_id, start, now + timedelta(seconds=1))
+    stats = _st(request).store.guardrails.stats(v.project_id, start, now + timedelta(seconds=1))
     extra.setdefault("marked", request.query_params.get("marked"))
     extra.setdefault("saved", request.query_params.get("saved"))
     extra.setdefault("error", None)

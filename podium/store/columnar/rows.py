@@ -18,7 +18,8 @@ from podium.store import tables as t
 from podium.store.types import UtcDateTime
 
 __all__ = [
-    "SCORE_COLUMNS", "SPAN_COLUMNS", "TRACE_COLUMNS", "from_db", "json_bytes", "json_text", "select_list",
+    "SCORE_COLUMNS", "SPAN_COLUMNS", "TRACE_COLUMNS", "from_db", "insert_scores", "json_bytes", "json_text",
+    "select_list",
 ]
 
 SPAN_COLUMNS = [c.name for c in t.span.columns]
@@ -77,3 +78,16 @@ def from_db(table: str, row: dict[str, Any], *, parse_json: bool = True) -> dict
             if v is not None:
                 row[c] = json.loads(v)
     return row
+
+
+def insert_scores(client: Any, rows: list[dict[str, Any]], version: int) -> None:
+    """Write score rows (the SQL ``score`` table's dicts, JSON values as values) as one block at
+    ``version``: a row with an id already stored replaces it (``FINAL``). For the scores written
+    outside the ingest path (annotations, experiments)."""
+    if not rows:
+        return
+    cols = [*SCORE_COLUMNS, "version"]
+    data: list[list[Any]] = [[json_text(r.get(c)) if c == "metadata" else r.get(c) for r in rows]
+                             for c in SCORE_COLUMNS]
+    data.append([version] * len(rows))
+    client.insert("score", cols, data)

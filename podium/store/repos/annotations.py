@@ -245,15 +245,12 @@ class AnnotationRepo:
         wanted = list(dict.fromkeys(targets))
         if not wanted:
             return {"added": 0, "existing": 0}
-        tr, i = t.trace.c, t.annotation_item.c
+        i = t.annotation_item.c
         now = _now()
         with self._engine.begin() as conn:
             self._queue_row(conn, project_id, queue_id)
             trace_ids = list({x.trace_id for x in wanted})
-            known: set[str] = set()
-            for k in range(0, len(trace_ids), 500):
-                known.update(r[0] for r in conn.execute(select(tr.id).where(
-                    tr.project_id == project_id, tr.id.in_(trace_ids[k:k + 500]))))
+            known = self._known_traces(conn, project_id, trace_ids)
             missing = [x for x in trace_ids if x not in known]
             if missing:
                 raise NotFound(f"no trace(s) {', '.join(map(repr, missing[:5]))} in this project; "
@@ -261,13 +258,7 @@ class AnnotationRepo:
                                details=[{"field": "items", "missing": missing[:100]}])
             spans = [x for x in wanted if x.span_id is not None]
             if spans:
-                s = t.span.c
-                have: set[tuple[str, str]] = set()
-                for k in range(0, len(spans), 500):
-                    chunk = spans[k:k + 500]
-                    have.update((r[0], r[1]) for r in conn.execute(select(s.trace_id, s.id).where(
-                        s.project_id == project_id, s.trace_id.in_({x.trace_id for x in chunk}),
-                        s.id.in_({x.span_id for x in chunk}))))
+                have = self._known_spans(conn, project_id, spans)
                 bad = [x for x in spans if (x.trace_id, x.span_id) not in have]
                 if bad:
                     raise NotFound(f"no span {bad[0].span_id!r} in trace {bad[0].trace_id!r}; "
@@ -299,7 +290,7 @@ class AnnotationRepo:
         if limit < 1 or limit > MAX_FILTER_ITEMS:
             raise ValidationFailed(f"limit must be 1..{MAX_FILTER_ITEMS}", details=[{"field": "limit"}])
         f = trace_filter_from(raw_filter)
-        repo = TraceRepo(self._engine)
+        repo = self._trace_repo()
         found: list[Target] = []
         cursor: str | None = None
         while len(found) < limit:
@@ -429,7 +420,7 @@ class AnnotationRepo:
         configs = self._configs(project_id, q["score_config_ids"])
         by_key = {c["id"]: c for c in configs} | {c["name"]: c for c in configs}
         snap = ScoreConfigs.of(configs)
-        i, a, s = t.annotation_item.c, t.annotation.c, t.score.c
+        i, a = t.annotation_item.c, t.annotation.c
         with self._engine.begin() as conn:
             item = self._item_row(conn, project_id, queue_id, item_id)
             self._check_holder(item, annotator, now)
@@ -472,8 +463,7 @@ class AnnotationRepo:
                 a.project_id == project_id, a.queue_id == queue_id, a.item_id == item_id,
                 a.annotator == annotator, a.score_config_id.in_(cfg_ids)))
             conn.execute(insert(t.annotation), ann_rows)
-            conn.execute(delete(t.score).where(s.project_id == project_id, s.id.in_([r["id"] for r in score_rows])))
-            conn.execute(insert(t.score), score_rows)
+            self._put_scores(conn, project_id, score_rows)
             n = len(already | {annotator})
             status = "done" if n >= int(q["reviews_per_item"]) else "in_progress"
             held_by_me = item["assigned_to"] == annotator
@@ -580,6 +570,37 @@ class AnnotationRepo:
             description=f"reviewed items of annotation queue {q['name']}")
         return {**change, "items": len(out)}
 
+
+    # --- the span store (spans, traces, scores): SQL here, ClickHouse in ColumnarAnnotationRepo --------
+    def _known_traces(self, conn: Connection, project_id: str, trace_ids: list[str]) -> set[str]:
+        """Those of ``trace_ids`` the project has."""
+        tr = t.trace.c
+        known: set[str] = set()
+        for k in range(0, len(trace_ids), 500):
+            known.update(r[0] for r in conn.execute(select(tr.id).where(
+                tr.project_id == project_id, tr.id.in_(trace_ids[k:k + 500]))))
+        return known
+
+    def _known_spans(self, conn: Connection, project_id: str, spans: list[Target]) -> set[tuple[str, str]]:
+        """``(trace id, span id)`` of those span targets the project has."""
+        s = t.span.c
+        have: set[tuple[str, str]] = set()
+        for k in range(0, len(spans), 500):
+            chunk = spans[k:k + 500]
+            have.update((r[0], r[1]) for r in conn.execute(select(s.trace_id, s.id).where(
+                s.project_id == project_id, s.trace_id.in_({x.trace_id for x in chunk}),
+                s.id.in_({x.span_id for x in chunk}))))
+        return have
+
+    def _trace_repo(self) -> TraceRepo:
+        """The trace list a filter adds from."""
+        return TraceRepo(self._engine)
+
+    def _put_scores(self, conn: Connection, project_id: str, rows: list[dict[str, Any]]) -> None:
+        """Write (replace) the scores a submission gives, in the submission's transaction."""
+        s = t.score.c
+        conn.execute(delete(t.score).where(s.project_id == project_id, s.id.in_([r["id"] for r in rows])))
+        conn.execute(insert(t.score), rows)
 
     def _io(self, project_id: str, items: list[dict[str, Any]]) -> dict[tuple[str, str | None], dict[str, Any]]:
         """Input and output of each item's trace or span, in a few queries."""

@@ -454,16 +454,20 @@ class EvalRepo:
                 for chunk in _chunks(full, 200):
                     conn.execute(stmt, list(chunk))
             if score_rows:
-                stmt = _upsert(conn, t.score, ["project_id", "id"])
-                dedup = list({r["id"]: {"project_id": project_id, **r} for r in score_rows}.values())
-                for chunk in _chunks(dedup, 200):
-                    conn.execute(stmt, list(chunk))
+                self._put_scores(conn, list({r["id"]: {"project_id": project_id, **r} for r in score_rows}.values()))
             where = [ei.project_id == project_id, ei.experiment_id == experiment_id]
             total = conn.execute(select(func.count()).where(*where)).scalar_one()
             errors = conn.execute(select(func.count()).where(*where, ei.error.is_not(None))).scalar_one()
             conn.execute(update(t.experiment).where(e.project_id == project_id, e.id == experiment_id).values(
                 item_count=total, error_count=errors, updated_at=now))
         return {"item_count": int(total), "error_count": int(errors)}
+
+    def _put_scores(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Upsert the score rows of a batch of item results (by id), in its transaction; the columnar
+        store writes them to ClickHouse instead."""
+        stmt = _upsert(conn, t.score, ["project_id", "id"])
+        for chunk in _chunks(rows, 200):
+            conn.execute(stmt, list(chunk))
 
     def done_keys(self, project_id: str, experiment_id: str, *, retry_types: Sequence[str] = ()) -> list[list[Any]]:
         """``[item_id, repetition]`` of stored items, except those whose ``error_type`` is in ``retry_types``."""

@@ -68,14 +68,7 @@ class GuardrailRepo:
     def stats(self, project_id: str, start: datetime, end: datetime, *, limit: int = SAMPLE_LIMIT,
               recent: int = 50) -> GuardrailStats:
         """The guardrails page's numbers for decisions that started in [start, end)."""
-        s = t.span.c
-        where = (s.project_id == project_id, s.kind == "guardrail", s.start_time >= start, s.start_time < end)
-        stmt = (select(s.trace_id, s.id, s.name, s.start_time, s.status, s.output, s.attributes)
-                .where(*where).order_by(s.start_time.desc(), s.id.desc()).limit(limit))
-        with self._engine.connect() as conn:
-            total = int(conn.execute(select(func.count()).select_from(t.span).where(*where)).scalar() or 0)
-            rows = [dict(r._mapping) for r in conn.execute(stmt)] if total else []
-            fps = self._false_positives(conn, project_id, start)
+        total, rows, fps = self._decisions(project_id, start, end, limit)
         actions = dict.fromkeys(ACTIONS, 0)
         per_rule: dict[tuple[str, str, str], dict[str, Any]] = {}
         latencies: dict[tuple[str, str, str], list[float]] = {}
@@ -137,6 +130,21 @@ class GuardrailRepo:
             rates={a: (n / sampled if sampled else 0.0) for a, n in actions.items()}, rules=rules,
             recent=recent_rows, false_positives=len(fps), marked=set(fps),
         )
+
+    def _decisions(self, project_id: str, start: datetime, end: datetime, limit: int
+                   ) -> tuple[int, list[dict[str, Any]], dict[tuple[str, str], str]]:
+        """What ``stats`` reads from the span store: the number of decisions in ``[start, end)``, the
+        newest ``limit`` of them (trace_id, id, name, start_time, status, output, attributes) and the
+        false-positive marks since ``start`` (the columnar store reads the same from ClickHouse)."""
+        s = t.span.c
+        where = (s.project_id == project_id, s.kind == "guardrail", s.start_time >= start, s.start_time < end)
+        stmt = (select(s.trace_id, s.id, s.name, s.start_time, s.status, s.output, s.attributes)
+                .where(*where).order_by(s.start_time.desc(), s.id.desc()).limit(limit))
+        with self._engine.connect() as conn:
+            total = int(conn.execute(select(func.count()).select_from(t.span).where(*where)).scalar() or 0)
+            rows = [dict(r._mapping) for r in conn.execute(stmt)] if total else []
+            fps = self._false_positives(conn, project_id, start)
+        return total, rows, fps
 
     @staticmethod
     def _false_positives(conn: Any, project_id: str, start: datetime) -> dict[tuple[str, str], str]:

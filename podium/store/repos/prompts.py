@@ -553,6 +553,57 @@ class PromptRepo:
         p50, p95 by nearest rank), tokens, cost and the average of numeric/boolean scores
         attached to those spans or to their traces. Versions without calls are included;
         spans naming the prompt without a version (e.g. a fallback) come as version null."""
+        pv = t.prompt_version.c
+        with self._engine.connect() as conn:
+            p = self._require_prompt(conn, project_id, name)
+            labels = self._label_rows(conn, project_id, [name]).get(name, {})
+            vq = select(pv.version, pv.created_at, pv.commit_message).where(pv.project_id == project_id,
+                                                                             pv.name == name)
+            if version is not None:
+                vq = vq.where(pv.version == version)
+            versions = conn.execute(vq.order_by(pv.version.desc())).all()
+        stats, pcts, scores = self._usage(project_id, name, start=start, end=end, version=version)
+        out = []
+        keys: list[Any] = [v.version for v in versions]
+        if None in stats and version is None:
+            keys.append(None)
+        meta = {v.version: v for v in versions}
+        for v in keys:
+            st, pc = stats.get(v), pcts.get(v)
+            n = int(st["count"]) if st is not None else 0
+            cost = float(st["cost"]) if st is not None and st["cost"] is not None else 0.0
+            out.append({
+                "version": v,
+                "labels": self._labels_of(v, p.latest_version, labels) if v is not None else [],
+                "created_at": meta[v].created_at if v in meta else None,
+                "commit_message": meta[v].commit_message if v in meta else None,
+                "count": n,
+                "traces": int(st["traces"]) if st is not None else 0,
+                "errors": int(st["errors"] or 0) if st is not None else 0,
+                "error_rate": (int(st["errors"] or 0) / n) if st is not None and n else 0.0,
+                "latency_ms": {
+                    "avg": _f(st["avg_latency"]) if st is not None else None,
+                    "p50": _f(pc["p50"]) if pc is not None else None,
+                    "p95": _f(pc["p95"]) if pc is not None else None,
+                    "max": _f(pc["max"]) if pc is not None else None,
+                },
+                "input_tokens": int(st["input_tokens"] or 0) if st is not None else 0,
+                "output_tokens": int(st["output_tokens"] or 0) if st is not None else 0,
+                "total_tokens": int(st["total_tokens"] or 0) if st is not None else 0,
+                "cost": {"total": round(cost, 10), "avg": round(cost / n, 10) if n else None},
+                "scores": scores.get(v, {}),
+                "first_seen": st["first_seen"] if st is not None else None,
+                "last_seen": st["last_seen"] if st is not None else None,
+            })
+        return out
+
+    def _usage(self, project_id: str, name: str, *, start: datetime | None, end: datetime | None,
+               version: int | None) -> tuple[dict[Any, dict[str, Any]], dict[Any, dict[str, Any]],
+                                             dict[Any, dict[str, Any]]]:
+        """What ``analytics`` reads from the span store, per prompt version (None: no version):
+        the calls' figures (``count``, ``traces``, ``errors``, tokens, ``cost``, ``avg_latency``,
+        ``first_seen``, ``last_seen``), the latency percentiles (``p50``, ``p95``, ``max``) and
+        ``{score name: {avg, count}}`` (the columnar store answers the same from ClickHouse)."""
         s = t.span.c
         conds: list[Any] = [s.project_id == project_id, s.prompt_name == name]
         if start is not None:
@@ -615,54 +666,14 @@ class PromptRepo:
         scores_q = select(
             both.c.v, both.c.name, type_coerce(func.avg(both.c.value), Float).label("avg"), func.count().label("n")
         ).group_by(both.c.v, both.c.name).order_by(both.c.name)
-        pv = t.prompt_version.c
         with self._engine.connect() as conn:
-            p = self._require_prompt(conn, project_id, name)
-            labels = self._label_rows(conn, project_id, [name]).get(name, {})
-            vq = select(pv.version, pv.created_at, pv.commit_message).where(pv.project_id == project_id,
-                                                                             pv.name == name)
-            if version is not None:
-                vq = vq.where(pv.version == version)
-            versions = conn.execute(vq.order_by(pv.version.desc())).all()
-            stats = {r.v: r for r in conn.execute(agg)}
-            pcts = {r.v: r for r in conn.execute(pct)}
+            stats = {r.v: dict(r._mapping) for r in conn.execute(agg)}
+            pcts = {r.v: dict(r._mapping) for r in conn.execute(pct)}
             scores: dict[Any, dict[str, Any]] = {}
             for r in conn.execute(scores_q):
                 scores.setdefault(r.v, {})[r.name] = {"avg": float(r.avg) if r.avg is not None else None,
                                                       "count": int(r.n)}
-        out = []
-        keys: list[Any] = [v.version for v in versions]
-        if None in stats and version is None:
-            keys.append(None)
-        meta = {v.version: v for v in versions}
-        for v in keys:
-            st, pc = stats.get(v), pcts.get(v)
-            n = int(st._mapping["count"]) if st is not None else 0  # `.count` is the tuple method to mypy
-            cost = float(st.cost) if st is not None and st.cost is not None else 0.0
-            out.append({
-                "version": v,
-                "labels": self._labels_of(v, p.latest_version, labels) if v is not None else [],
-                "created_at": meta[v].created_at if v in meta else None,
-                "commit_message": meta[v].commit_message if v in meta else None,
-                "count": n,
-                "traces": int(st.traces) if st is not None else 0,
-                "errors": int(st.errors or 0) if st is not None else 0,
-                "error_rate": (int(st.errors or 0) / n) if st is not None and n else 0.0,
-                "latency_ms": {
-                    "avg": _f(st.avg_latency) if st is not None else None,
-                    "p50": _f(pc.p50) if pc is not None else None,
-                    "p95": _f(pc.p95) if pc is not None else None,
-                    "max": _f(pc.max) if pc is not None else None,
-                },
-                "input_tokens": int(st.input_tokens or 0) if st is not None else 0,
-                "output_tokens": int(st.output_tokens or 0) if st is not None else 0,
-                "total_tokens": int(st.total_tokens or 0) if st is not None else 0,
-                "cost": {"total": round(cost, 10), "avg": round(cost / n, 10) if n else None},
-                "scores": scores.get(v, {}),
-                "first_seen": st.first_seen if st is not None else None,
-                "last_seen": st.last_seen if st is not None else None,
-            })
-        return out
+        return stats, pcts, scores
 
 
 def _f(v: Any) -> float | None:
