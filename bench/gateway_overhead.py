@@ -441,12 +441,14 @@ def client_main(raw: str) -> None:
 
 class Watch:
     """During one run: peak RSS of the server's tree and, for Podium, the peak ingest backlog
-    (``ingest.pending`` of /api/v1/health), every 0.5 s."""
+    (``ingest.pending`` of /api/v1/health) and the peak bytes its span log held
+    (``podium_gateway_log_bytes``), every 0.5 s."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
         self.rss = 0.0
         self.pending = -1
+        self.log_bytes = -1.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -459,6 +461,10 @@ class Watch:
                     with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
                         p = int(c.get(self.target.base + "/api/v1/health").json()["ingest"]["pending"])
                         self.pending = max(self.pending, p)
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
+                        for line in c.get(self.target.base + "/metrics").text.splitlines():
+                            if line.startswith("podium_gateway_log_bytes "):
+                                self.log_bytes = max(self.log_bytes, float(line.split()[1]))
                 self._stop.wait(0.5)
 
     def stop(self) -> dict[str, Any]:
@@ -467,6 +473,8 @@ class Watch:
         out: dict[str, Any] = {"rss_peak": self.rss}
         if self.pending >= 0:
             out["pending_peak"] = self.pending
+        if self.log_bytes >= 0:
+            out["log_bytes_peak"] = self.log_bytes
         return out
 
 
@@ -718,7 +726,8 @@ def scrape_metrics(base: str) -> dict[str, float]:
             continue
         name = line.split("{", 1)[0].split(" ", 1)[0]
         if name in ("podium_gateway_requests_total", "podium_gateway_log_dropped_total",
-                    "podium_gateway_limit_rejections_total"):
+                    "podium_gateway_limit_rejections_total", "podium_gateway_log_waits_total",
+                    "podium_gateway_log_wait_seconds_total"):
             with contextlib.suppress(ValueError):
                 out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
@@ -880,6 +889,10 @@ def main() -> None:
                 f"per call) "
                 f"(pending {ing.get('pending', '?')}, write errors {ing.get('write_errors', '?')}); "
                 f"`podium_gateway_log_dropped_total` = {after.get('podium_gateway_log_dropped_total', 0):,.0f}; "
+                f"calls that waited for room in the span log (back-pressure): "
+                f"{after.get('podium_gateway_log_waits_total', 0) - before.get('podium_gateway_log_waits_total', 0):,.0f}"
+                f" ({after.get('podium_gateway_log_wait_seconds_total', 0) - before.get('podium_gateway_log_wait_seconds_total', 0):,.1f}"
+                " s waited in all); "
                 f"limit rejections = {after.get('podium_gateway_limit_rejections_total', 0):,.0f}."
                 if ing else "Podium logging check: /api/v1/health did not answer."
             )
@@ -935,6 +948,8 @@ def _watch_text(r: Load) -> str:
         parts.append(f"RSS peak {r.extra['rss_peak']:.0f} MiB")
     if "pending_peak" in r.extra:
         parts.append(f"ingest backlog peak {r.extra['pending_peak']:,}")
+    if "log_bytes_peak" in r.extra:
+        parts.append(f"span log peak {r.extra['log_bytes_peak'] / 2**20:.1f} MiB")
     return ", ".join(parts) or "-"
 
 
@@ -1084,9 +1099,10 @@ def report(args: argparse.Namespace, results: dict[tuple[str, int], Load], strea
                      "\"LiteLLM adds × more\" = LiteLLM's added latency ÷ Podium's.")
     parts.append("### Memory\n\n" + mem_table + "\n\nPeak = highest summed RSS of the server's process tree "
                  "sampled every 0.2 s over the load phase (and the root's VmHWM). The \"during the run\" column of "
-                 "the first table gives each run's RSS peak and, for Podium, the peak ingest backlog (items queued "
-                 "for the SQLite writer, from `/api/v1/health`): when the gateway answers faster than the writer "
-                 "stores its log, the backlog and the RSS grow until the load stops.")
+                 "the first table gives each run's RSS peak and, for Podium, the peak ingest backlog (rows queued "
+                 "for the SQLite writer, from `/api/v1/health`) and the peak memory its span log held "
+                 "(`podium_gateway_log_bytes`, bounded at 16 MiB: when calls come faster than the writer stores "
+                 "their spans, new calls wait for room rather than the backlog growing; docs/gateway.md#what-is-logged).")
     parts.append("### Cold start\n\nFrom `Popen` to the first 200 answer of `GET /v1/models` (with the key; "
                  "polled every 10 ms), no model load, on an existing PODIUM_HOME (the database already migrated); "
                  "each start waits for the machine to be quiet first."

@@ -16,8 +16,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from podium.errors import PodiumError
 from podium.gateway import wire
 
-__all__ = ["GatewayMetrics"]
+__all__ = ["LOG_DROP_REASONS", "GatewayMetrics"]
 
+#: Why the span log did not store an item (``podium_gateway_log_dropped_total{reason}``; podium.server.gateway_log).
+LOG_DROP_REASONS = ("full", "write_error", "invalid", "shutdown")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -73,12 +75,27 @@ class GatewayMetrics:
         )
         self.in_flight = Gauge("podium_gateway_in_flight", "Gateway requests being served", registry=r)
         self.log_dropped = Counter(
-            "podium_gateway_log_dropped", "Generation spans not logged because the gateway's log buffer or the "
-            "ingest queue was full", registry=r,
+            "podium_gateway_log_dropped", "Gateway spans and scores not stored, by reason: full (the log was still "
+            "full after the wait), write_error (the ingest queue or the store refused them past the retries), "
+            "invalid (not convertible), shutdown", ["reason"], registry=r,
         )
+        for reason in LOG_DROP_REASONS:  # every series exported from the start (at 0), for alerts on rate()
+            self.log_dropped.labels(reason)
         self.log_buffered = Gauge(
             "podium_gateway_log_buffered", "Gateway spans and scores waiting to be handed to the ingest writer "
-            "(at the last drain; bounded, the excess is counted in podium_gateway_log_dropped)", registry=r,
+            "(at the last drain)", registry=r,
+        )
+        self.log_bytes = Gauge(
+            "podium_gateway_log_bytes", "Estimated memory the gateway's span log holds: buffered items and "
+            "batches the ingest writer has not committed yet (bounded; calls wait while it is full)", registry=r,
+        )
+        self.log_waits = Counter(
+            "podium_gateway_log_waits", "Gateway calls that waited for room in the span log before starting "
+            "(back-pressure: the store logs calls slower than they arrive)", registry=r,
+        )
+        self.log_wait_seconds = Counter(
+            "podium_gateway_log_wait_seconds", "Seconds gateway calls spent waiting for room in the span log",
+            registry=r,
         )
         # Labelled children by (metric, label values): ``labels()`` validates and hashes its
         # arguments on every call (~3-5 µs); the hot path asks for the same few series each time.

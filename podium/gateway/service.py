@@ -4,11 +4,12 @@
 caller's JSON body, and do, in order: check the body, resolve the alias (and the key's
 model allow-list), look up the cache, reserve limits and budgets, route to a deployment
 (retries, fallbacks), settle the limits with the real usage and cost, store the answer
-in the cache, count metrics, and hand a ``generation`` span to ``sink`` (the ingest
-queue; never awaited). With a guardrail policy (``podium.gateway.guardrails``), the input
-is scanned after the limits are taken and before the cache and the upstream, the answer
-after it (a stream in windows as it arrives); each decision is a ``guardrail`` span under
-the generation span, with one score per rule.
+in the cache, count metrics, and hand a ``generation`` span to ``sink`` (the span log; never
+awaited: while the log is full, a call waits for room before it starts, see :class:`LogRoom`).
+With a guardrail policy (``podium.gateway.guardrails``), the input is scanned after the
+limits are taken and before the cache and the upstream, the answer after it (a stream in
+windows as it arrives); each decision is a ``guardrail`` span under the generation span,
+with one score per rule.
 
 The database is not touched on this path: aliases declared
 through the API, key and project limits and prices are read through short
@@ -28,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -36,7 +37,7 @@ from podium.config import Settings
 from podium.core.pricing import ModelPrice, PriceTable, compute_cost
 from podium.core.records import CostIn, ScoreDataType, ScoreIn, SpanIn, SpanKind, SpanStatus, UsageIn
 from podium.core.roles import Action, key_roles_for
-from podium.core.ttlcache import TTLCache
+from podium.core.ttlcache import MISSING, TTLCache
 from podium.errors import (
     BadRequest,
     ClientClosed,
@@ -70,7 +71,7 @@ from podium.guardrails.record import score_values, span_fields
 from podium.store import Store
 from podium.store.repos.projects import ApiKey
 
-__all__ = ["ENDPOINTS", "Call", "Gateway", "ensure_tokenizer"]
+__all__ = ["ENDPOINTS", "Call", "Gateway", "LogRoom", "ensure_tokenizer"]
 
 logger = logging.getLogger("podium.gateway")
 
@@ -87,6 +88,18 @@ _PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop"
            "frequency_penalty", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice")
 _TTL = 5.0
 _M = TypeVar("_M", bound=BaseModel)
+
+
+class LogRoom(Protocol):
+    """The span log's back-pressure (``podium.server.gateway_log.GatewayLog``): a call waits for room
+    before it starts while the log is ``full``."""
+
+    @property
+    def full(self) -> bool: ...
+
+    async def wait_room(self) -> bool: ...
+
+    def drop(self, n: int, reason: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -120,6 +133,7 @@ class Call:
     guarded: list[tuple[Decision, datetime]] = field(default_factory=list)  # decisions and when each started
     restore: Decision | None = None  # the input decision whose reversible redactions go back into the answer
     output_blocked: bool = False
+    log_room: bool = True  # False: the span log was full and stayed full through the call's wait
 
     @property
     def alias(self) -> str:
@@ -144,6 +158,10 @@ class Gateway:
         self.settings = settings
         self.store = store
         self._sink = sink
+        # The span log behind ``sink`` when it has room to wait for (GatewayLog.record's owner): calls
+        # wait while it is full rather than have their spans dropped (docs/gateway.md#what-is-logged).
+        owner = getattr(sink, "__self__", None)
+        self._log: LogRoom | None = owner if callable(getattr(owner, "wait_room", None)) else None
         self._prices = prices
         self._prices_async = prices_async
         self.config = config or load_config(settings.gateway_config, home=settings.home_dir)
@@ -197,9 +215,12 @@ class Gateway:
         """Make sure this project's aliases, limits and prices are cached, loading any that are
         not in a worker thread (concurrent requests share one load): after this, ``prepare``
         and the call run no SQL. Cheap when warm (three dictionary lookups)."""
-        await self._aliases.get_or_load(project_id, lambda: self._load_aliases(project_id))
-        await self._project_limits.get_or_load(project_id, lambda: self._load_limits(project_id))
-        await self._project_guardrails.get_or_load(project_id, lambda: self._load_guardrails(project_id))
+        if self._aliases.peek(project_id) is MISSING:  # (a peek is cheaper than a coroutine per cache)
+            await self._aliases.get_or_load(project_id, lambda: self._load_aliases(project_id))
+        if self._project_limits.peek(project_id) is MISSING:
+            await self._project_limits.get_or_load(project_id, lambda: self._load_limits(project_id))
+        if self._project_guardrails.peek(project_id) is MISSING:
+            await self._project_guardrails.get_or_load(project_id, lambda: self._load_guardrails(project_id))
         if self._prices_async is not None:
             await self._prices_async(project_id)
 
@@ -409,7 +430,10 @@ class Gateway:
     async def _guard_for(self, call: Call) -> Guard | None:
         """The call's compiled policy (key > alias > project > config default); None: none."""
         pid = call.key.project_id
-        project = await self._project_guardrails.get_or_load(pid, lambda: self._load_guardrails(pid))
+        project = self._project_guardrails.peek(pid)
+        if project is MISSING:
+            project = await self._project_guardrails.get_or_load(pid, lambda: self._load_guardrails(pid))
+        assert project is None or isinstance(project, ProjectGuardrails)
         alias = call.chain[0].guardrails if call.chain else None
         name = self.guards.name_for(call.key.guardrails, alias, project or ProjectGuardrails())
         if name is None:
@@ -461,6 +485,9 @@ class Gateway:
 
     async def call(self, call: Call) -> dict[str, Any]:
         """A non-streaming call; returns the OpenAI-shaped response."""
+        log = self._log
+        if log is not None and log.full:
+            call.log_room = await log.wait_room()
         m = self.metrics
         ticket = await self._acquire(call)
         await self._guard_input(call, ticket)
@@ -503,6 +530,9 @@ class Gateway:
     async def stream(self, call: Call) -> AsyncIterator[dict[str, Any]]:
         """A streaming call: an async iterator of chunks. The first chunk is fetched (with
         failover) before this returns, so errors before any byte still raise here."""
+        log = self._log
+        if log is not None and log.full:
+            call.log_room = await log.wait_room()
         m = self.metrics
         ticket = await self._acquire(call)
         await self._guard_input(call, ticket)
@@ -672,15 +702,21 @@ class Gateway:
             self._note_spend(call.key, cost)
         if isinstance(error, TooManyRequests):
             return  # refused by our own limits: counted above, not stored (a flood must not flood the store)
+        log = self._log
+        if not call.log_room and log is not None and log.full:  # waited in vain, and still no room
+            log.drop(1 + sum(len(_guard_records(call, d, s)) for d, s in call.guarded), "full")
+            for decision, _started in call.guarded:
+                m.count_guardrail(alias, decision.kind, decision.action)
+            return
         try:
-            span = self._span(call, out, error, usage, cost, elapsed)
-            if not self._sink(call.key.project_id, span):
-                m.log_dropped.inc()
+            sink, pid = self._sink, call.key.project_id
+            if not sink(pid, self._span(call, out, error, usage, cost, elapsed)) and self._log is None:
+                m.log_dropped.labels("full").inc()  # a GatewayLog counts its own drops, by reason
             for decision, started in call.guarded:
                 m.count_guardrail(alias, decision.kind, decision.action)
                 for item in _guard_records(call, decision, started):
-                    if not self._sink(call.key.project_id, item):
-                        m.log_dropped.inc()
+                    if not sink(pid, item) and self._log is None:
+                        m.log_dropped.labels("full").inc()
         except Exception:  # logging must never fail the call
             logger.exception("could not record the gateway call")
 

@@ -40,11 +40,12 @@ class Deployment:
     max_retries: int = 2
     headers: dict[str, str] = field(default_factory=dict)
     index: int = 0  # position within the alias, for ids and metrics
+    #: Stable name for logs, metrics and cooldowns: ``alias#index:provider/model`` (built once: the router
+    #: and the span read it several times per call).
+    id: str = field(init=False, repr=False, compare=False, default="")
 
-    @property
-    def id(self) -> str:
-        """Stable name for logs, metrics and cooldowns: ``alias#index:provider/model``."""
-        return f"{self.alias}#{self.index}:{self.provider}/{self.model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", f"{self.alias}#{self.index}:{self.provider}/{self.model}")
 
 
 class Provider(Protocol):

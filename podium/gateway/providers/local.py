@@ -177,7 +177,7 @@ class LocalProvider:
         ref = dep.model
         found = await self._resolved.get_or_load((project_id, ref), lambda: resolve(project_id, ref))
         assert found is not None  # the resolver raises instead of returning nothing
-        base = {f.name: getattr(dep, f.name) for f in fields(Deployment)}
+        base = {f.name: getattr(dep, f.name) for f in fields(Deployment) if f.init}
         return ServedDeployment(**{**base, "model": found.served_name}, gguf=str(found.path), ref=ref)
 
     def _chat_for(self, dep: Deployment) -> LocalChatModel:
