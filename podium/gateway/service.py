@@ -154,14 +154,14 @@ class Gateway:
         config: GatewayConfig | None = None,
         metrics: GatewayMetrics | None = None,
         prices_async: Callable[[str], Awaitable[PriceTable]] | None = None,
+        log_room: LogRoom | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self._sink = sink
-        # The span log behind ``sink`` when it has room to wait for (GatewayLog.record's owner): calls
-        # wait while it is full rather than have their spans dropped (docs/gateway.md#what-is-logged).
-        owner = getattr(sink, "__self__", None)
-        self._log: LogRoom | None = owner if callable(getattr(owner, "wait_room", None)) else None
+        # The span log behind ``sink`` (a GatewayLog), when given: calls wait while it is full rather than
+        # have their spans dropped (docs/gateway.md#what-is-logged).
+        self._log: LogRoom | None = log_room
         self._prices = prices
         self._prices_async = prices_async
         self.config = config or load_config(settings.gateway_config, home=settings.home_dir)

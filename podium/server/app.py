@@ -113,8 +113,8 @@ def create_app(
         ingester.redactor = Redactor(store.redaction)
     state = AppState(settings=settings, store=store, ingester=ingester, auth=Authenticator(store))
     gateway_log = GatewayLog(ingester, state.prices_for)
-    state.gateway = gateway or Gateway(settings, store, sink=gateway_log.record, prices=state.prices_for,
-                                         prices_async=state.aprices_for)
+    state.gateway = gateway or Gateway(settings, store, sink=gateway_log.record, log_room=gateway_log,
+                                         prices=state.prices_for, prices_async=state.aprices_for)
     gateway_log.metrics = state.gateway.metrics  # podium_gateway_log_dropped / _buffered
     wire_gateway(state.gateway, store, settings.home_dir)  # registry:/NAME@ALIAS deployments (docs/registry.md)
 

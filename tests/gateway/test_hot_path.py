@@ -328,7 +328,7 @@ def _gateway(store: Any, log: Any, upstream: Any) -> Any:
         "models": [{"name": "fake", "deployments": [{"provider": "openai", "model": "fake-a",
                                                       "api_base": upstream.base_url}]}],
     }))
-    return Gateway(Settings(gateway_cache="off"), store, sink=log.record, prices=lambda _p: PriceTable.default(),
+    return Gateway(Settings(gateway_cache="off"), store, sink=log.record, log_room=log, prices=lambda _p: PriceTable.default(),
                    limiter=MemoryLimiter(), cache=False, config=cfg, metrics=log.metrics)
 
 

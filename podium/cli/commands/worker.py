@@ -47,8 +47,8 @@ class _Runtime:
         self.ingester = Ingester.from_settings(store.ingest, settings)
         state = AppState(settings=settings, store=store, ingester=self.ingester, auth=Authenticator(store))
         self.gateway_log = GatewayLog(self.ingester, state.prices_for)
-        self.gateway: Gateway = Gateway(settings, store, sink=self.gateway_log.record, prices=state.prices_for,
-                                        prices_async=state.aprices_for)
+        self.gateway: Gateway = Gateway(settings, store, sink=self.gateway_log.record, log_room=self.gateway_log,
+                                       prices=state.prices_for, prices_async=state.aprices_for)
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the loop (so it may keep ``asyncio.get_running_loop()``) and return its result."""
