@@ -22,6 +22,9 @@ graceful stop).
 
     .venv/bin/python bench/ingest_protocols.py --stages
     .venv/bin/python bench/ingest_protocols.py --stages --compare HEAD --reps 8   # OTLP decode: HEAD vs working tree
+    .venv/bin/python bench/ingest_protocols.py --stages --server-heap             # + the GC's share, on a server's heap
+    .venv/bin/python bench/ingest_protocols.py --stages --server-heap --gen0 50000   # ... with gen-0 threshold 50,000
+    .venv/bin/python bench/ingest_protocols.py --quick --db sqlite --gen0 50000   # server rows, same threshold
     .venv/bin/python bench/ingest_protocols.py --quick            # 10 s per row, prints only
     .venv/bin/python bench/ingest_protocols.py --write-docs       # writes "Ingestion by protocol"
     .venv/bin/python bench/ingest_protocols.py --phoenix --write-docs   # + Arize Phoenix (pip-installed
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -91,6 +95,48 @@ OUT = Path(__file__).resolve().parent / "out"
 
 # Written by hand from `--stages`, the A/B runs against the previous commit and cProfile (issue 18 item 4).
 ANALYSIS = """\
+**Issue 18 item 4, fifth pass: the mapper's fixed cost per span, and the garbage collector's share.**
+`conventions._map_span` makes protobuf ids hex and integer nanoseconds datetimes inline (the
+helpers only for other values), looks integer OTel kinds and status codes up inline, adds the
+scope's trace hints and `metadata` entries with one `dict.update`, reads the three kind rules
+without a table loop, and skips the input/output search when a span has none of its keys and no
+events (a `_F_IO` bit for its exact keys in the one-pass key table); `_trusted` finds the fields
+it checks by one key-set intersection. `span_record` alone on this workload's spans (protobuf
+attributes, 4,000 spans x 12 rounds interleaved with HEAD's in one process, gc off, load ~4.7):
+12.8 (13.4) -> **12.0 (12.5)** µs/span, min (median). The whole decode stage
+(`--stages --compare HEAD`, 4 rounds x 8 batches, load 5.3, rows and errors identical): OTLP
+protobuf 28.2 (30.1) -> 27.5 (29.3), OTLP/JSON 35.7 (40.6) -> 36.4 (40.3) (no change beyond the
+noise), native 22.7 (25.9). Tried and not kept: protobuf attributes read by one dict
+comprehension of `string_value` with a fallback for other types, 3.3 -> 5.3 µs/span (generation
+spans carry numbers and paid twice). Iterating a span's KeyValues alone costs 1.7-2.3 of the
+~3.4 µs/span attribute read (a upb wrapper object per KeyValue): the floor of any Python reader
+of the message.
+
+OTLP at the native cost: **not met in-process; within ~10-20% of it in the server for protobuf
+and gRPC.** The server rows of the working tree (`--quick --db sqlite`, 10 s each, load 4-6,
+two rounds): native 55-63 µs/span, OTLP protobuf 64-74, gRPC 65-72, OTLP/JSON 75-85: the
+native route spends ~18-20 µs/span on the event loop (parsing the body there) and OTLP ~2, which
+makes up most of OTLP's extra decode-thread CPU. In-process OTLP protobuf stays ~1.3-1.6x
+native: the mapping is Python work per attribute and section (~12 µs a span with the record,
+against ~10 for native's JSON parse + `SpanIn` validation in pydantic-core); closing that
+needs the mapping in a compiled extension.
+
+**Garbage collection** (`--stages --server-heap`: the process first holds what a `podium up`
+process holds, the app and the tokenizer, 227,565 objects frozen by `gc.freeze()` as the server's
+warm-up does; `gc.callbacks` time each collection; 12 batches, the last 4 kept alive as the
+ingest queue keeps them): at CPython's default generation-0 threshold (700) collections take
+native **1.4** µs/span (10 collections per batch of 1,000 spans), OTLP protobuf **1.9** (11),
+OTLP/JSON **4.0** (19) of 21.1 / 32.4 / 38.8 µs/span (median, load 4.2); the store write 0.6 (4).
+With `--gen0 50000` no collection runs in these batches and the stages take 18.6 / 28.8 / 34.6
+(load 4.3); a second pair of runs (load ~5): GC 1.0-2.0 / 2.0-3.2 / 3.0-6.1 µs/span at 700,
+0 at 50,000. A batch keeps only ~4-5 tracked objects per span alive (rows, records), so with a
+threshold above a batch's worth the young generation is mostly freed before it fills. In the
+server (`--quick --db sqlite --gen0 50000`, which starts each server with that threshold through
+a `sitecustomize` on PYTHONPATH): round 1, default -> 50,000: native 63 -> 57, protobuf 74 -> 67,
+JSON 85 -> 75, gRPC 72 -> 67; round 2, 50,000 first then default, the machine quieter for the
+second: 62 / 68 / 75 / 65 -> 55 / 64 / 76 / 67. The ~2-4 µs/span the threshold saves is below
+the noise of server rows on this loaded machine: to be confirmed on a quiet one.
+
 **Issue 18 item 4, fourth pass: an OTLP span becomes its `SpanIn` record without `SpanIn`
 validation of the mapper's own dict, and OTLP/JSON is decoded into structs.**
 `conventions.span_record` maps a span and builds the record itself: times as datetimes straight
@@ -496,16 +542,51 @@ def _stage_decode(protocol: str) -> Callable[[bytes], tuple[Any, int]]:
     return run
 
 
+class _GcClock:
+    """Thread CPU time spent in garbage collections (``gc.callbacks``) while installed."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._t0
+            self.collections += 1
+
+    def __enter__(self) -> _GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+_LAST_GC: list[float] = [0.0, 0.0]  # the last _timed call's GC: (median µs/span, collections/batch)
+
+
 def _timed(calls: list[Callable[[], int]]) -> tuple[float, float]:
     """(median, min) thread-CPU µs per span over the calls (each returns its span count).
     Per-call figures, so a burst of contention from the rest of the machine spoils one call,
-    not the figure."""
+    not the figure. The garbage collector's share (median µs/span, collections per call) is
+    left in ``_LAST_GC``. The last few results stay alive, as batches queued for the writer do."""
     per: list[float] = []
-    for call in calls:
-        t0 = time.thread_time()
-        n = call()
-        per.append((time.thread_time() - t0) / max(n, 1) * 1e6)
+    gcs: list[float] = []
+    collections = 0
+    with _GcClock() as clock:
+        for call in calls:
+            g0, c0 = clock.seconds, clock.collections
+            t0 = time.thread_time()
+            n = call()
+            per.append((time.thread_time() - t0) / max(n, 1) * 1e6)
+            gcs.append((clock.seconds - g0) / max(n, 1) * 1e6)
+            collections += clock.collections - c0
     per.sort()
+    gcs.sort()
+    _LAST_GC[:] = [gcs[len(gcs) // 2], collections / max(len(calls), 1)]
     return per[len(per) // 2], per[0]
 
 
@@ -533,9 +614,12 @@ def stages(batch: int, reps: int, dbs: list[str], profile: str | None) -> list[l
         bodies = [unique(protocol, tpls[i % len(tpls)].body, os.urandom(12)) for i in range(reps)]
         bad: list[int] = []
 
-        def one(b: bytes, run: Any = run, bad: list[int] = bad) -> int:
+        queued: list[Any] = []
+
+        def one(b: bytes, run: Any = run, bad: list[int] = bad, queued: list[Any] = queued) -> int:
             out, problems = run(b)
             bad.append(problems)
+            queued[:] = [*queued[-3:], out]  # a few batches alive, as in the ingest queue
             return len(out.spans)
 
         calls: list[Callable[[], int]] = [lambda b=b: one(b) for b in bodies]
@@ -546,6 +630,7 @@ def stages(batch: int, reps: int, dbs: list[str], profile: str | None) -> list[l
                 fmt_int(batch * reps),
                 f"{med:.1f}",
                 f"{low:.1f}",
+                f"{_LAST_GC[0]:.1f} ({_LAST_GC[1]:.0f})",
                 sum(bad),
             ]
         )
@@ -566,7 +651,10 @@ def stages(batch: int, reps: int, dbs: list[str], profile: str | None) -> list[l
             med, low = _profiled(profile == db, lambda writes=writes: _timed(writes))
         finally:
             cleanup()
-        rows.append([f"store write: {db}", fmt_int(batch * reps), f"{med:.1f}", f"{low:.1f}", 0])
+        rows.append(
+            [f"store write: {db}", fmt_int(batch * reps), f"{med:.1f}", f"{low:.1f}",
+             f"{_LAST_GC[0]:.1f} ({_LAST_GC[1]:.0f})", 0]
+        )
     return rows
 
 
@@ -634,6 +722,24 @@ def compare(ref: str, batch: int, reps: int, rounds: int) -> list[list[Any]]:
     xs.sort()
     rows.append(["native", "working tree", len(xs), f"{xs[0]:.1f}", f"{xs[len(xs) // 2]:.1f}", "-"])
     return rows
+
+
+def _server_heap() -> None:
+    """What a ``podium up`` process holds before its first request: the app (a temporary
+    PODIUM_HOME), the tokenizer its warm-up loads, then ``gc.collect()`` + ``gc.freeze()`` as
+    ``podium.server.app._warm_up(freeze_gc=True)`` does."""
+    os.environ["PODIUM_HOME"] = tempfile.mkdtemp(prefix="podium-heap-")
+    from podium.config import Settings
+    from podium.core.tokens import tokenizer_name
+    from podium.server.app import create_app
+
+    _SERVER_APPS.append(create_app(Settings(), freeze_gc=True))
+    tokenizer_name()
+    gc.collect()
+    gc.freeze()
+
+
+_SERVER_APPS: list[Any] = []
 
 
 def _repo(db: str) -> tuple[Any, Callable[[], None]]:
@@ -845,8 +951,27 @@ def collect_clients(procs: list[Any], results: Any, timeout: float) -> list[tupl
     return recs
 
 
+def _gen0_env(gen0: int, home: Path) -> dict[str, str]:
+    """Environment that starts a server process with generation-0 threshold ``gen0`` (a
+    ``sitecustomize`` module on PYTHONPATH; the app's own start-up, gc.freeze included, is unchanged)."""
+    if not gen0:
+        return {}
+    site = home / "gc-site"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(f"import gc\ngc.set_threshold({gen0}, *gc.get_threshold()[1:])\n")
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": f"{site}{os.pathsep}{path}" if path else str(site)}
+
+
 def run_server(
-    db: str, protocol: str, batch: int, clients: int, duration: float, warmup: float, pyspy: bool = False
+    db: str,
+    protocol: str,
+    batch: int,
+    clients: int,
+    duration: float,
+    warmup: float,
+    pyspy: bool = False,
+    gen0: int = 0,
 ) -> Result:
     from ingest_throughput import _count
 
@@ -858,7 +983,7 @@ def run_server(
     from _common import free_port
 
     grpc_port = free_port()
-    server = ServerProcess(home, url, extra_env={"PODIUM_OTLP_GRPC_PORT": str(grpc_port)})
+    server = ServerProcess(home, url, extra_env={"PODIUM_OTLP_GRPC_PORT": str(grpc_port), **_gen0_env(gen0, home)})
     try:
         server.start()
         auth = default_keys(home)
@@ -1165,6 +1290,19 @@ def main() -> int:
         "interleaved, rows checked identical",
     )
     ap.add_argument("--rounds", type=int, default=3, help="with --compare: interleaved rounds")
+    ap.add_argument(
+        "--gen0",
+        type=int,
+        default=0,
+        help="gc generation-0 threshold (CPython's default: 700), to A/B the garbage collector's share: "
+        "with --stages, set after gc.freeze(); otherwise set at the start of each server process",
+    )
+    ap.add_argument(
+        "--server-heap",
+        action="store_true",
+        help="with --stages: first build the server's heap as `podium up` does (create_app, the warm-up's "
+        "tokenizer, gc.collect + gc.freeze), so collections see what a server process holds",
+    )
     ap.add_argument("--quick", action="store_true", help="10 s per row; prints only")
     ap.add_argument("--duration", type=float)
     ap.add_argument("--warmup", type=float, default=3.0)
@@ -1200,8 +1338,21 @@ def main() -> int:
         print(md_table(["stage", "code", "batches", "CPU µs/span, min", "median", "rows"], rows))
         return 0
     if args.stages:
+        if args.server_heap:
+            _server_heap()
+        if args.gen0:
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(args.gen0, *gc.get_threshold()[1:])
+        print(f"load average {os.getloadavg()[0]:.1f}; gc threshold {gc.get_threshold()}, frozen {gc.get_freeze_count()}")
         rows = stages(args.batch, args.reps, dbs, args.profile)
-        print(md_table(["stage", "spans", "CPU µs/span, median of batches", "min", "rejected"], rows))
+        print(
+            md_table(
+                ["stage", "spans", "CPU µs/span, median of batches", "min", "of it GC µs/span (collections/batch)",
+                 "rejected"],
+                rows,
+            )
+        )
         return 0
     duration = args.duration or (10.0 if args.quick else 30.0)
     facts = machine_facts(with_pg="postgresql" in dbs)
@@ -1212,7 +1363,9 @@ def main() -> int:
                 f"\n>>> {db}, {protocol}, batch {args.batch}, {args.clients} clients, {duration:.0f} s",
                 flush=True,
             )
-            r = run_server(db, protocol, args.batch, args.clients, duration, args.warmup, pyspy=args.pyspy)
+            r = run_server(
+                db, protocol, args.batch, args.clients, duration, args.warmup, pyspy=args.pyspy, gen0=args.gen0
+            )
             results.append(r)
             print(server_table([r]), flush=True)
     print("\n" + server_table(results))

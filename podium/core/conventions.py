@@ -662,6 +662,8 @@ def _nanos_to_datetime(nanos: int) -> datetime:
 
 
 _FLOAT_EXACT_MICROS = 4_000_000_000_000_000  # 2096-10-02, under 2**32 s
+_FLOAT_EXACT_NANOS = _FLOAT_EXACT_MICROS * 1000
+_fromtimestamp = datetime.fromtimestamp
 
 
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
@@ -720,22 +722,24 @@ def _status(code: Any) -> str:
     return "unset"
 
 
-_KIND_RULES: tuple[tuple[str, dict[str, str], Callable[[str], str], bool], ...] = (
-    ("langfuse.observation.type", _LANGFUSE_TYPES, str.lower, True),
-    ("openinference.span.kind", _OPENINFERENCE_KINDS, str.upper, True),
-    ("gen_ai.operation.name", _GENAI_OPERATIONS, str.lower, False),
-)
-
-
 def _kind(attrs: dict[str, Any], *, looks_like_generation: bool) -> str:
-    for key, table, norm, consume in _KIND_RULES:
-        value = attrs.get(key)
-        if isinstance(value, str) and (kind := table.get(norm(value.strip()))):
-            if consume and not (
-                key == "openinference.span.kind" and norm(value.strip()) in _OPENINFERENCE_KEPT
-            ):
-                del attrs[key]
+    """The first kind given by, in order: ``langfuse.observation.type`` (consumed),
+    ``openinference.span.kind`` (consumed, except PROMPT) and ``gen_ai.operation.name`` (kept)."""
+    value = attrs.get("langfuse.observation.type")
+    if isinstance(value, str) and (kind := _LANGFUSE_TYPES.get(value.strip().lower())):
+        del attrs["langfuse.observation.type"]
+        return kind
+    value = attrs.get("openinference.span.kind")
+    if isinstance(value, str):
+        norm = value.strip().upper()
+        kind = _OPENINFERENCE_KINDS.get(norm)
+        if kind:
+            if norm not in _OPENINFERENCE_KEPT:
+                del attrs["openinference.span.kind"]
             return kind
+    value = attrs.get("gen_ai.operation.name")
+    if isinstance(value, str) and (kind := _GENAI_OPERATIONS.get(value.strip().lower())):
+        return kind
     return "generation" if looks_like_generation else "span"
 
 
@@ -862,14 +866,16 @@ def _mime_value(attrs: dict[str, Any], key: str) -> tuple[bool, Any]:
     if key not in attrs:
         return False, None
     value = attrs.pop(key)
-    mime_key = key.removesuffix(".value") + ".mime_type"
-    mime = attrs.pop(mime_key, None)
+    mime = attrs.pop(_MIME_KEYS.get(key) or key.removesuffix(".value") + ".mime_type", None)
     mime = mime.strip().lower() if isinstance(mime, str) else ""
     if "json" in mime:
         return True, _structured(value)
     if mime.startswith("text/"):
         return True, value
     return True, _container(value)
+
+
+_MIME_KEYS = {"input.value": "input.mime_type", "output.value": "output.mime_type"}
 
 
 def _genai_messages(attrs: dict[str, Any], key: str, system_key: str | None = None) -> tuple[bool, Any]:
@@ -1003,7 +1009,12 @@ _F_COMPLETION_LIST = 1 << 10
 _F_EMBEDDINGS = 1 << 11
 _F_HINTS = 1 << 12  # user/session/release/environment keys: else the scope's resource hints apply
 _F_USAGE_DETAILS = 1 << 13  # a gen_ai.usage.* / llm.token_count.* key other than the main three of each
+_F_IO = 1 << 14  # an exact input/output key of _input_output (input.value, gen_ai.prompt, ...)
 _USAGE_PREFIXES = ("gen_ai.usage.", "llm.token_count.")
+#: the bits of every key _input_output reads (with span events, it always runs)
+_IO_FEATURES = (
+    _F_IO | _F_LANGFUSE | _F_LLM_IN | _F_LLM_OUT | _F_DOCUMENTS | _F_PROMPT_LIST | _F_COMPLETION_LIST
+)
 
 _EXACT_FEATURES: dict[str, int] = {
     **dict.fromkeys(_MODEL_KEYS, _F_MODEL),
@@ -1014,6 +1025,20 @@ _EXACT_FEATURES: dict[str, int] = {
     _LF_COST: _F_COST,
     **{key: _F_COST for _field, key in _OI_COST},
     **{key: _F_HINTS for _field, keys in _HINTS for key in keys},
+    **dict.fromkeys(
+        (
+            "input.value",
+            "gen_ai.input.messages",
+            "gen_ai.system_instructions",
+            "gen_ai.tool.call.arguments",
+            "gen_ai.prompt",
+            "output.value",
+            "gen_ai.output.messages",
+            "gen_ai.tool.call.result",
+            "gen_ai.completion",
+        ),
+        _F_IO,
+    ),
 }
 _PREFIX_FEATURES: tuple[tuple[str, int], ...] = (
     ("gen_ai.usage.", _F_USAGE),
@@ -1424,11 +1449,28 @@ def _map_span(
             return _json_safe(v)
 
     as_time = _nanos_to_datetime if typed else nanos_to_iso
-    tid = _hex_id(trace_id, "trace_id", required=True)
-    sid = _hex_id(span_id, "span_id", required=True)
-    pid = _hex_id(parent_span_id, "parent_span_id", required=False)
-    start = _time(start_time_unix_nano, "start_time_unix_nano", required=True, as_time=as_time)
-    end = _time(end_time_unix_nano, "end_time_unix_nano", required=False, as_time=as_time)
+    # ids and times: the usual values inline (what _hex_id / _time return for them), the rest by the helpers
+    tid: str | None
+    sid: str | None
+    if type(trace_id) is bytes and 0 < len(trace_id) <= 64 and trace_id.strip(b"\0"):
+        tid = trace_id.hex()
+    else:
+        tid = _hex_id(trace_id, "trace_id", required=True)
+    if type(span_id) is bytes and 0 < len(span_id) <= 64 and span_id.strip(b"\0"):
+        sid = span_id.hex()
+    else:
+        sid = _hex_id(span_id, "span_id", required=True)
+    pid = None if parent_span_id is None else _hex_id(parent_span_id, "parent_span_id", required=False)
+    if typed and type(start_time_unix_nano) is int and 0 < start_time_unix_nano < _FLOAT_EXACT_NANOS:
+        start = _fromtimestamp(start_time_unix_nano // 1000 / 1e6, UTC)
+    else:
+        start = _time(start_time_unix_nano, "start_time_unix_nano", required=True, as_time=as_time)
+    if end_time_unix_nano is None:
+        end = None
+    elif typed and type(end_time_unix_nano) is int and 0 < end_time_unix_nano < _FLOAT_EXACT_NANOS:
+        end = _fromtimestamp(end_time_unix_nano // 1000 / 1e6, UTC)
+    else:
+        end = _time(end_time_unix_nano, "end_time_unix_nano", required=False, as_time=as_time)
 
     attrs: dict[str, Any] = dict(attributes)
     resource = scope.resource
@@ -1462,7 +1504,11 @@ def _map_span(
     if feats & _F_COST and (cost := _cost(attrs)):
         out["cost"] = cost
 
-    inp, outp, used_events = _input_output(attrs, evs, feats)
+    if evs or feats & _IO_FEATURES:
+        inp, outp, used_events = _input_output(attrs, evs, feats)
+    else:  # none of its sources: it would find nothing
+        inp = outp = None
+        used_events = set()
     if feats & _F_EMBEDDINGS:
         inp = _embeddings(attrs, inp)
     if out["kind"] == "embedding" and outp is not None:
@@ -1473,7 +1519,7 @@ def _map_span(
         out["output"] = safe(outp)
 
     # Status: OTel status, raised to error by a Langfuse ERROR level.
-    status = _status(status_code)
+    status = _STATUS_CODES.get(status_code, "unset") if type(status_code) is int else _status(status_code)
     lf_message = None
     if feats & _F_LANGFUSE:
         level = attrs.get("langfuse.observation.level")
@@ -1494,9 +1540,8 @@ def _map_span(
         for field, keys in _HINTS:
             if (value := _pick(attrs, keys, _short, resource=resource)) is not None:
                 out[field] = value
-    else:
-        for field, value in scope.hints:
-            out[field] = value
+    elif scope.hints:
+        out.update(scope.hints)
     if (_TAG_KEYS[0] in attrs or _TAG_KEYS[1] in attrs) and (tags := _tags(attrs)):
         out["tags"] = tags
     if feats & _F_LANGFUSE:
@@ -1520,9 +1565,11 @@ def _map_span(
                 _prefixed(attrs, "langfuse.observation.metadata"), scope.scope_name, scope.scope_version
             )
         )
-    metadata = safe(metadata) if metadata else {}  # never the caller's dict: the scope's entries go in
-    for key, value in scope.metadata:
-        metadata[key] = value
+    if metadata:
+        metadata = safe(metadata)  # never the caller's dict: the scope's entries go in
+        metadata.update(scope.metadata)
+    else:
+        metadata = dict(scope.metadata)
     if metadata:
         out["metadata"] = metadata
     if feats & _F_LANGFUSE:
@@ -1537,7 +1584,7 @@ def _map_span(
             out["trace_metadata"] = safe(trace_metadata)
 
     # Whatever is left, plus the OTel-only structure.
-    otel_kind = _otel_kind(kind)
+    otel_kind = _OTEL_KINDS.get(kind, "UNSPECIFIED") if type(kind) is int else _otel_kind(kind)
     if otel_kind not in ("INTERNAL", "UNSPECIFIED"):
         attrs["otel.span_kind"] = otel_kind
     if evs:
@@ -1586,6 +1633,9 @@ _TEXT_FIELDS = (
     "trace_name", "prompt_name",
 )
 _DICT_FIELDS = ("attributes", "metadata", "model_parameters", "trace_metadata")
+_TEXT_SET = frozenset(_TEXT_FIELDS)
+#: the fields whose text _trusted checks: the text fields, the tags, and the dict fields' keys
+_CHECKED_FIELDS = frozenset((*_TEXT_FIELDS, "tags", *_DICT_FIELDS))
 
 
 def _trusted(out: dict[str, Any]) -> bool:
@@ -1612,17 +1662,13 @@ def _trusted(out: dict[str, Any]) -> bool:
     # Text pydantic checks as ``str``: the text fields, tags and the keys of the dict fields must be
     # valid Unicode (no lone surrogates: JSON's "\ud800" decodes to one) and keys <= str_max_length.
     texts = [out["name"]]
-    for f in _TEXT_FIELDS:
-        v = out.get(f)
-        if v is not None:
-            texts.append(v)
-    tags = out.get("tags")
-    if tags:
-        texts.extend(tags)
-    for f in _DICT_FIELDS:
-        d = out.get(f)
-        if d:
-            texts.extend(d)
+    for f in out.keys() & _CHECKED_FIELDS:  # the few of them the span has, found at C speed
+        v = out[f]
+        if f in _TEXT_SET:
+            if v is not None:
+                texts.append(v)
+        elif v:
+            texts.extend(v)  # the tags, or a dict's keys
     if usage is not None and usage.get("details"):
         texts.extend(usage["details"])
     joined = "".join(texts)

@@ -154,6 +154,23 @@ def test_usage_and_cost_copies_match_model_dump() -> None:
         ("langfuse.trace.metadata.k", "v", "trace_metadata", {"k": "v"}),
         ("langfuse.observation.prompt.version", 3, "prompt_version", 3),
         ("ai.response.msToFirstChunk", 250, "completion_start_time", "2023-11-14T22:13:20.373456Z"),
+        # the exact input/output keys (a span without any of them, and without events, skips _input_output)
+        ("input.value", "q", "input", "q"),
+        ("gen_ai.input.messages", '[{"role": "user"}]', "input", [{"role": "user"}]),
+        (
+            "gen_ai.system_instructions",
+            "be brief",
+            "input",
+            [{"role": "system", "parts": [{"type": "text", "content": "be brief"}]}],
+        ),
+        ("gen_ai.tool.call.arguments", '{"a": 1}', "input", {"a": 1}),
+        ("gen_ai.prompt", "hi", "input", "hi"),
+        ("langfuse.observation.input", '{"q": 1}', "input", {"q": 1}),
+        ("output.value", "a", "output", "a"),
+        ("gen_ai.output.messages", '[{"role": "assistant"}]', "output", [{"role": "assistant"}]),
+        ("gen_ai.tool.call.result", '{"r": 2}', "output", {"r": 2}),
+        ("gen_ai.completion", "yo", "output", "yo"),
+        ("langfuse.observation.output", "[1]", "output", [1]),
     ],
 )
 @pytest.mark.parametrize("company", [{}, {"other.key": 1, "gen_ai.operation.name": "chat", "llm.model": "x"}])

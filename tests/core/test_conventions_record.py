@@ -216,3 +216,118 @@ def test_the_key_caches_stay_small() -> None:
     assert out["model_parameters"] == {"k" * 5000: 1}
     assert all(sum(map(len, keys)) <= conv._CACHED_KEYS_TEXT for keys in conv._FEATURES_CACHE)
     assert long_key not in conv._PARAM_NAMES
+
+
+# --- the inline fast paths of _map_span (ids, times, OTel kind and status codes) ---------------
+
+
+def _outcome(fn: Any) -> Any:
+    """A function's result, or its error's class and text."""
+    try:
+        return fn()
+    except (ValidationError, conv.OtelSpanError) as e:
+        return (type(e).__name__, str(e))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\x01",
+        b"\x00\x01",
+        b"\x00" * 8,
+        b"",
+        b"\xff" * 64,
+        b"\xff" * 65,
+        bytearray(b"\x01\x02"),
+        "0AF7651916CD43DD",
+        " 0af7651916cd43dd ",
+        "0000",
+        "zz",
+        None,
+        12345,
+    ],
+)
+@pytest.mark.parametrize("field", ["trace_id", "span_id"])
+def test_inline_ids_are_what_hex_id_gives(field: str, value: Any) -> None:
+    """Protobuf ids are made hex inline; every other value goes through _hex_id: the same id or the same error."""
+    want = _outcome(lambda: conv._hex_id(value, field, required=True))
+    record = _outcome(lambda: conv.span_record(**{**BASE, field: value}, attributes={}, scope=conv.OtelScope()))
+    got = record if not isinstance(record, SpanIn) else record.trace_id if field == "trace_id" else record.id
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (1, 2),
+        (NS, None),
+        (NS, 0),
+        (NS, NS - 1000),  # end before start: SpanIn's own error
+        (4 * 10**21 - 1, 4 * 10**21),  # around the float-exact bound
+        (4 * 10**21, 4 * 10**21 + 5_000),
+        (253_402_300_799_999_999_999, None),  # 9999-12-31T23:59:59.999999
+        (253_402_300_800 * 10**9, None),  # out of range
+        (NS, 253_402_300_800 * 10**9),
+        (True, None),
+        (NS, True),
+        (float(NS), None),
+        (str(NS), str(NS + 1000)),
+        (0, None),
+        (-5, None),
+    ],
+)
+def test_inline_times_are_what_validation_gives(start: Any, end: Any) -> None:
+    """Integer nanoseconds become datetimes inline (span_record); the reference is SpanIn validation
+    of span_from_otel's ISO strings, which do not take that path."""
+    scope = conv.OtelScope()
+    args = {**BASE, "start_time_unix_nano": start, "end_time_unix_nano": end, "attributes": {}}
+    got = _outcome(lambda: conv.span_record(**args, scope=scope))
+    want = _outcome(lambda: SpanIn.model_validate(conv.span_from_otel(**args, scope=scope)))
+    if isinstance(want, SpanIn):
+        _same(got, want)
+    else:
+        assert got == want
+
+
+@pytest.mark.parametrize(
+    ("kind", "status_code"),
+    [(0, 0), (2, 2), (5, 1), (9, 7), (-1, -1), (True, True), ("SPAN_KIND_SERVER", "STATUS_CODE_ERROR"),
+     ("3", "2"), ("producer", "ok"), (None, None), (2.0, 2.0)],
+)
+def test_inline_kind_and_status_codes(kind: Any, status_code: Any) -> None:
+    """Integer OTel kinds and status codes are looked up inline; anything else by _otel_kind / _status."""
+    out = conv.span_from_otel(**{**BASE, "kind": kind, "status_code": status_code}, attributes={})
+    assert out["status"] == conv._status(status_code)
+    otel_kind = conv._otel_kind(kind)
+    assert (out.get("attributes") or {}).get("otel.span_kind") == (
+        None if otel_kind in ("INTERNAL", "UNSPECIFIED") else otel_kind
+    )
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"openinference.span.kind": "TOOL"},  # no input/output source at all: _input_output skipped
+        {"openinference.span.kind": "PROMPT"},  # kept in the attributes
+        {"openinference.span.kind": " llm ", "langfuse.observation.type": "nope"},
+        {"langfuse.observation.type": "GENERATION", "openinference.span.kind": "TOOL"},
+        {"gen_ai.operation.name": " Execute_Tool ", "openinference.span.kind": "unknown"},
+        {"gen_ai.system_instructions": "be brief"},
+        {"gen_ai.tool.call.result": '{"r": 2}'},
+    ],
+)
+def test_kind_rules_and_the_input_output_gate(attrs: dict[str, Any]) -> None:
+    got, want = _both(attrs)
+    _same(got, want)
+
+
+def test_span_events_alone_still_give_input_and_output() -> None:
+    """A span whose attributes have no input/output key still reads its GenAI message events."""
+    events = [
+        {"name": "gen_ai.user.message", "time_unix_nano": NS, "attributes": {"content": "hi"}},
+        {"name": "gen_ai.choice", "time_unix_nano": NS, "attributes": {"message": '{"content": "yo"}'}},
+    ]
+    record = conv.span_record(**BASE, attributes={"openinference.span.kind": "LLM"}, events=events,
+                              scope=conv.OtelScope())
+    assert record.input == [{"role": "user", "content": "hi"}]
+    assert record.output == [{"content": "yo", "role": "assistant"}]
