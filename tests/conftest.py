@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -29,6 +30,33 @@ PG_URL = os.environ.get("PODIUM_TEST_PG_URL", "postgresql+psycopg://root@127.0.0
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--db", default="sqlite", choices=["sqlite", "postgresql", "all"], help="store backends")
+
+
+# The modules holding the suite's longest tests (`--durations`), longest first: collected first, so
+# that `-n 2` starts them at once instead of ending on one of them while the other worker idles (tune/ and
+# ui/ come last alphabetically). Whole modules move, keeping module fixtures to one setup per worker; every
+# other test keeps its place. A name that no longer exists is simply not matched.
+HEAVY_FIRST = (
+    "tests/server/test_schemathesis.py",
+    "tests/tune/test_improve_loop.py",
+    "tests/tune/test_gguf_cli.py",
+    "tests/tune/test_gguf.py",
+    "tests/store/test_columnar_metrics.py",
+    "tests/tune/test_trainer.py",
+    "tests/scale/test_ray_executor.py",
+    "tests/tune/test_sweep_cli.py",
+    "tests/explain/test_gradients.py",
+    "tests/rag/test_attribution.py",
+    "tests/scale/test_processes.py",
+    "tests/server/test_crash.py",
+    "tests/server/test_workers.py",
+    "tests/tune/test_tune_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: the rest keep order
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -67,7 +95,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_schema_url() -> Iterator[str]:
-    """One migrated schema per test worker; tables are truncated between tests."""
+    """One migrated schema per test worker; tables are emptied between tests (``pg_empty``)."""
     from sqlalchemy import text
 
     from podium.store.engine import make_engine
@@ -95,17 +123,38 @@ def db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
         shutil.copy(tpl, path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("pg_schema_url")
-    from sqlalchemy import text
+    request.getfixturevalue("pg_empty")()
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_empty(pg_schema_url: str) -> Iterator[Callable[[], None]]:
+    """Empties every table of the worker's schema. One EXISTS query finds the tables a test wrote to, then
+    ``DELETE FROM`` each, children first. The same end state as the ``TRUNCATE ... CASCADE`` of every table
+    this replaced (sequences are not reset by either), without its cost: TRUNCATE makes new files for every
+    table it reaches, and CASCADE from ``projects`` reaches most of them (~0.1-1.2 s a test, against ~3 ms)."""
+    from sqlalchemy import exc, text
 
     from podium.store.engine import make_engine
     from podium.store.tables import metadata
 
-    eng = make_engine(url)
-    with eng.begin() as c:
-        names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-        c.execute(text(f"TRUNCATE {names} CASCADE"))
+    names = [t.name for t in metadata.sorted_tables]  # parents before children
+    probe = text(" UNION ALL ".join(f"SELECT '{n}' WHERE EXISTS (SELECT 1 FROM \"{n}\")" for n in names))
+    eng = make_engine(pg_schema_url)
+
+    def empty() -> None:
+        try:
+            with eng.begin() as c:
+                full = {r[0] for r in c.execute(probe)}
+                for n in reversed(names):
+                    if n in full:
+                        c.execute(text(f'DELETE FROM "{n}"'))
+        except exc.IntegrityError:  # a reference cycle the order above cannot satisfy
+            with eng.begin() as c:
+                c.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " CASCADE"))
+
+    yield empty
     eng.dispose()
-    return url
 
 
 @pytest.fixture
@@ -147,6 +196,56 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@functools.cache
+def _prompt_server_class() -> type:
+    """``uvicorn.Server`` that stops when asked instead of at its next 0.1 s tick, and whose shutdown
+    waits for open connections and running request tasks by polling every 5 ms instead of sleeping a
+    fixed 0.1 s first and then polling every 0.1 s. The same shutdown sequence (stop accepting, close
+    connections, wait for them and for request tasks, then the app's lifespan shutdown); ~0.15 s less
+    per server stopped, and the suite stops ~800 of them."""
+    import asyncio
+
+    import uvicorn
+
+    class PromptServer(uvicorn.Server):
+        _wake: asyncio.Event | None = None
+        _loop: asyncio.AbstractEventLoop | None = None
+
+        def wake(self) -> None:
+            loop, wake = self._loop, self._wake
+            if loop is not None and wake is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(wake.set)
+
+        async def main_loop(self) -> None:
+            self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+            counter = 0
+            should_exit = await self.on_tick(counter)
+            while not should_exit:
+                counter = (counter + 1) % 864000
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 0.1)  # uvicorn: asyncio.sleep(0.1)
+                except TimeoutError:
+                    pass
+                should_exit = await self.on_tick(counter)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for server in self.servers:
+                server.close()
+            for sock in sockets or []:
+                sock.close()
+            for connection in list(self.server_state.connections):
+                connection.shutdown()
+            await asyncio.sleep(0)
+            while (self.server_state.connections or self.server_state.tasks) and not self.force_exit:
+                await asyncio.sleep(0.005)
+            for server in self.servers:
+                await server.wait_closed()
+            if not self.force_exit:
+                await self.lifespan.shutdown()
+
+    return PromptServer
+
+
 class ServerThread:
     """uvicorn serving create_app() in a background thread on a free port."""
 
@@ -157,7 +256,7 @@ class ServerThread:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
                                 lifespan="on")
-        self.server = uvicorn.Server(config)
+        self.server = _prompt_server_class()(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> ServerThread:
@@ -171,6 +270,7 @@ class ServerThread:
 
     def stop(self) -> None:
         self.server.should_exit = True
+        self.server.wake()
         self.thread.join(15)
 
 

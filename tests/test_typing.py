@@ -7,6 +7,7 @@ default level elsewhere, and an ``ignore_errors`` exceptions list that only shri
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -67,10 +68,14 @@ def test_ignore_pattern() -> None:
 def test_exceptions_list_only_holds_failing_modules(tmp_path: Path) -> None:
     """One mypy run with the exceptions list dropped (the same config otherwise): every listed module must
     still report an error, else it passes and its entry must go. Errors are reported per module, so one
-    run answers for all of them. Its own cache dir keeps the main cache warm for `make lint`."""
+    run answers for all of them. Its own cache dir (seeded from the main one) keeps the main cache warm for
+    `make lint`. An empty list (today) needs no mypy run: no result could make an entry pass."""
     cfg = _config()
     listed = _exceptions(cfg)
     assert listed == sorted(set(listed), key=listed.index), "an exceptions entry is listed twice"
+    if not listed:
+        return  # nothing listed, nothing that could pass: the mypy run below could not change the verdict
+
 
     def ini_value(v: object) -> str:
         return ", ".join(map(str, v)) if isinstance(v, list) else str(v)
@@ -83,7 +88,14 @@ def test_exceptions_list_only_holds_failing_modules(tmp_path: Path) -> None:
         lines += [f"{k} = {ini_value(v)}" for k, v in o.items() if k != "module"]
     ini = tmp_path / "mypy.ini"
     ini.write_text("\n".join(lines) + "\n")
-    r = _mypy("--config-file", str(ini), "--cache-dir", str(ROOT / ".mypy_cache" / "exceptions-check"))
+    cache = ROOT / ".mypy_cache" / "exceptions-check"
+    main_cache = ROOT / ".mypy_cache" / f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if not cache.exists() and main_cache.is_dir():
+        # Seed it from `make lint`'s cache: mypy re-checks only the modules whose options differ (the listed
+        # ones, whose errors are what this test reads) and what depends on their interfaces; the verdict is
+        # the same as from a cold cache, in seconds instead of a whole cold run (~50 s on 2 cores).
+        shutil.copytree(main_cache, cache / main_cache.name)
+    r = _mypy("--config-file", str(ini), "--cache-dir", str(cache))
     failing = set()
     for line in r.stdout.splitlines():
         m = re.match(r"(podium/\S+?)\.py:\d+: error:", line)
