@@ -77,6 +77,44 @@ MAX_REQUESTS_PER_CLIENT = 1_000_000  # a hard bound next to the time bound
 
 # Written by hand from the profiles below and follow-up experiments (see bench/README.md).
 ANALYSIS = """\
+**SQLite writer, second pass (2026-12-07, 09:45 UTC; issue 18 item 4, the gateway's one-span traces).**
+Where the SQLite writer's CPU goes, one span per trace (5,000 per transaction, `time.process_time` around each
+part of `IngestRepo.write`, load ~4 on 2 cores, before this pass): 64 µs per span = row conversion 9.3 (three
+times ~3.8, six JSON columns ~3) + final trace rows 4.5 + hint merge 2.4 + trace `INSERT ... RETURNING` 21.1 +
+span upsert 9.4 + tags 2.8 + commit ~6.5 + the rest ~8. Replaying the same statements through bare `sqlite3`
+(same pragmas) gives SQLite's own share: trace insert ~16 (with none of the six `trace` indexes: ~6; each costs
+1.5-2.5), span upsert ~8, tags ~2.5, commit ~6.5 (WAL checkpoints ~3.4 of it: 6.5 → 3.1 with
+`wal_autocheckpoint=0`, which only never checkpoints; 10,000 pages instead of 1,000 moved nothing measurable);
+`RETURNING` ~0.6, the latency expression ~1.5, the foreign key check ~1. Every `trace` index serves a read
+(docs/data-model.md, "Trace indexes"; the cost and latency sorts were added for bench/query_latency.py), so none
+is dropped; the user and session indexes become partial (`IS NOT NULL`, migration 0024): their readers always
+name a user or session or ask `IS NOT NULL` (tests/store/test_ingest_indexes.py EXPLAINs each on both
+databases), and a trace with neither, most gateway calls, writes two index entries fewer. The pragmas were
+already right for a single writer (WAL, `synchronous=NORMAL`: a power loss may lose the last commits, never
+corrupts; `temp_store=MEMORY`, 64 MiB cache): unchanged. Python: multi-row VALUES flattened by
+`itertools.chain` (C), the converters inlined into the compiled row function, one blank trace row per trace in
+the hint merge (was two), a one-span trace's final row without the loops (`_final_one`), the key check by
+`itemgetter`: 5.39 → 1.85 million Python calls per 40,000 one-span writes. Rows are identical
+(tests/store/test_ingest_final.py, --db all). Before / after, `--stages --db sqlite`, interleaved pairs, the
+"before" a `git archive` of 220851c run with `PYTHONPATH` set to it (without it, bench/*.py import the
+working tree's podium through the editable install):
+
+| writer CPU µs per span, SQLite | before | after |
+|---|---|---|
+| `--trace-spans 1` (load 2.1-2.8) | 68.4, 66.1 | 65.5, **60.8** |
+| `--trace-spans 1 --anonymous` (no user, session or tags; load 3.3-3.5) | 55.5, 51.3 | 52.2, **47.5** |
+| of which the final trace insert, `--anonymous` | 16.4, 15.2 | 15.0, 13.6 |
+| traces of 10-20 spans (the default bodies; load ~3) | 30.0, 27.9 | 26.1, 26.7 |
+
+bench/query_latency.py --quick on SQLite: all targets met; the user and session reads at the store, partial vs
+full indexes on the same data, 3 interleaved rounds of 30: a user's traces 1.09-1.27 vs 1.08-1.19 ms, a
+session's 0.41-0.48 vs 0.41-0.47, the users list 9.1-10.7 vs 8.8-10.1, the sessions list 13.9-14.9 vs
+13.4-14.6 (the same). Left, measured: `ix_span_roots` (roots only) repeats `(project_id, trace_id,
+start_time)` for root spans, ~0.7-1 µs per root span, but serves the lazy tree's first page of a big trace; a
+checkpoint thread (`wal_autocheckpoint=0` and `PRAGMA wal_checkpoint(PASSIVE)` from another connection; sqlite3
+releases the GIL) would take ~3.4 µs per trace off the writer's thread; the latency expression computed in
+Python needs SQLite's text-to-REAL to match `float()` on every 6-digit fraction (checkable exhaustively).
+
 **New traces inserted final (2026-12-07, later; issue 18 item 4, PostgreSQL).** A trace the database does
 not have yet (an application's trace arriving in one batch; the gateway's one span per trace) is inserted with
 its final aggregates, and its spans with their final usage flags and prompt links, computed in Python from the
@@ -216,6 +254,8 @@ class Template:
 #: Spans per trace (``--trace-spans``): 10-20 (an application's traces) by default; 1 is the
 #: gateway's shape (one generation per trace, logged by the gateway: model, usage, metadata.gateway).
 TRACE_SPANS = (10, 20)
+#: ``--anonymous``: traces without user, session or tags (a plain OpenAI client through the gateway).
+ANONYMOUS = False
 
 
 def gateway_trace(rng: random.Random, salt: int) -> TraceSpec:
@@ -255,6 +295,9 @@ def make_templates(batch_size: int, seed: int, n: int = 6) -> list[Template]:
             tr.user_id = f"user-{rng.randint(1, 500)}"
             tr.session_id = f"{tr.user_id}-s{rng.randint(1, 20)}"
             tr.tags = rng.sample(TAGS, rng.randint(0, 3)) + ([RARE_TAG] if rng.random() < 0.001 else [])
+            if ANONYMOUS:
+                tr.user_id = tr.session_id = None
+                tr.tags = []
             items += _wire(tr, k, rng.uniform(0, 9_000))
             k += 1
         body = json.dumps({"batch": items}, separators=(",", ":")).encode()
@@ -874,6 +917,8 @@ def main() -> int:
     ap.add_argument("--db", choices=["sqlite", "postgresql", "all"], default="all")
     ap.add_argument("--trace-spans", default="10-20",
                     help="spans per trace, LO-HI or N (1: the gateway's shape, one generation per trace)")
+    ap.add_argument("--anonymous", action="store_true",
+                    help="traces without user, session or tags (a plain OpenAI client through the gateway)")
     ap.add_argument("--profile", action="store_true",
                     help="after the matrix, profile the server with py-spy at batch 1000 (20 s per db)")
     ap.add_argument("--stages", action="store_true",
@@ -888,6 +933,8 @@ def main() -> int:
     global TRACE_SPANS
     lo, _, hi = args.trace_spans.partition("-")
     TRACE_SPANS = (max(1, int(lo)), max(1, int(hi or lo)))
+    global ANONYMOUS
+    ANONYMOUS = args.anonymous
     import_retry("podium.server.app")
     if args.stages:
         profs = [stage_profile(db) for db in dbs]

@@ -163,8 +163,12 @@ trace = Table(
     Index(None, "project_id", "start_time"),
     Index(None, "project_id", "total_cost"),
     Index(None, "project_id", "latency_ms"),
-    Index(None, "project_id", "user_id", "start_time"),
-    Index(None, "project_id", "session_id", "start_time"),
+    # Partial (0024): a trace without a user or session (most gateway calls) writes no entry; every
+    # reader names one (``user_id = ?``) or asks ``IS NOT NULL``, which implies the condition.
+    Index(None, "project_id", "user_id", "start_time", sqlite_where=text("user_id IS NOT NULL"),
+          postgresql_where=text("user_id IS NOT NULL")),
+    Index(None, "project_id", "session_id", "start_time", sqlite_where=text("session_id IS NOT NULL"),
+          postgresql_where=text("session_id IS NOT NULL")),
 )
 
 trace_tag = Table(

@@ -293,3 +293,34 @@ def test_a_trace_two_writers_create_at_once_counts_both(store: Any) -> None:
         row = c.execute(text("SELECT span_count, total_tokens FROM trace WHERE project_id = :p AND id = 'shared'"),
                         {"p": pid}).one()
     assert tuple(row) == (2, 15)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_row_tuples_inline_the_column_converters(dialect: str) -> None:
+    """``_row_tuple`` inlines the converters (times, numbers, booleans; JSON called only for a value):
+    every column's driver value is the converter's, for times in any zone (pydantic's own UTC
+    tzinfo, a +05:30 offset, a naive time), Decimals and floats, booleans and NULLs."""
+    from datetime import timezone
+
+    import pydantic
+
+    from podium.store import tables as t
+
+    class At(pydantic.BaseModel):
+        t: datetime
+
+    cols = [c for c in ri.SPAN_COLUMNS if c != "updated_at"]
+    row = ri._row_tuple(t.span, cols, dialect)
+    times = [T0, At.model_validate({"t": "2026-03-01T08:00:00.123456Z"}).t,
+             datetime(2026, 3, 1, 13, 30, 0, 5, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+             datetime(2026, 3, 1, 8, 0), None]
+    rng = random.Random(5)
+    for k in range(40):
+        s = dict(span("p", "t", f"s{k}", start_time=rng.choice(times[:4]), end_time=rng.choice(times),
+                      completion_start_time=rng.choice(times), input=rng.choice([None, {"q": "é"}, [1, None], "x"]),
+                      cost_total=rng.choice([None, Decimal("0.0012"), 0.5]), usage_estimated=rng.choice([None, True, False]),
+                      input_tokens=rng.choice([None, 3])))
+        s["usage_counted"] = rng.choice([None, True, False])
+        expect = tuple(ri._converter(t.span.c[c].type, dialect)(s[c]) for c in cols)
+        got = row(s)
+        assert got == expect and [type(v) for v in got] == [type(v) for v in expect], (k, s)
