@@ -122,6 +122,19 @@ def _pending(body: bytes, content_type: str, max_spans: int | None) -> list[_Pen
     )
 
 
+#: What converting one span may raise; :func:`_failure` words each for the export's answer.
+_SPAN_ERRORS = (ValidationError, ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError)
+
+
+def _failure(where: object, e: Exception) -> str:
+    """One span's conversion error as the export's partial-success message states it."""
+    if isinstance(e, ValidationError):  # (a ValueError: test it first)
+        return f"{where}: {_describe(e)}"
+    if isinstance(e, RecursionError):  # an attribute holding deeply nested JSON text
+        return f"{where}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
+    return f"{where}: {e}"
+
+
 def _convert(pending: list[_Pending], accept: Callable[[dict[str, Any], SpanIn], None]) -> list[str]:
     errors: list[str] = []
     validate = SpanIn.model_validate
@@ -131,12 +144,8 @@ def _convert(pending: list[_Pending], accept: Callable[[dict[str, Any], SpanIn],
             span = span_from_otel(**build(), json_checked=checked)
             # span_from_otel made every JSON value finite and checked its depth: no second walk
             rec = validate(span, context=JSON_CHECKED_CONTEXT if checked else None)
-        except ValidationError as e:
-            errors.append(f"{where}: {_describe(e)}")
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
-            errors.append(f"{where}: {e}")
-        except RecursionError:  # an attribute holding deeply nested JSON text
-            errors.append(f"{where}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it")
+        except _SPAN_ERRORS as e:
+            errors.append(_failure(where, e))
         else:
             accept(span, rec)
     return errors
@@ -148,12 +157,8 @@ def _convert_records(pending: list[_Pending], add: Callable[[SpanIn], None]) -> 
     for where, build in pending:
         try:
             rec = span_record(**build())
-        except ValidationError as e:
-            errors.append(f"{where}: {_describe(e)}")
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
-            errors.append(f"{where}: {e}")
-        except RecursionError:  # an attribute holding deeply nested JSON text
-            errors.append(f"{where}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it")
+        except _SPAN_ERRORS as e:
+            errors.append(_failure(where, e))
         else:
             add(rec)
     return errors
@@ -246,14 +251,8 @@ def _convert_protobuf(request: ExportTraceServiceRequest, add: Callable[[SpanIn]
                         links=_pb_links(span.links) if span.links else [],
                         scope=scope,
                     )
-                except ValidationError as e:
-                    errors.append(f"{_PbWhere(r, s, k, span)}: {_describe(e)}")
-                except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
-                    errors.append(f"{_PbWhere(r, s, k, span)}: {e}")
-                except RecursionError:  # an attribute holding deeply nested JSON text
-                    errors.append(
-                        f"{_PbWhere(r, s, k, span)}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
-                    )
+                except _SPAN_ERRORS as e:
+                    errors.append(_failure(_PbWhere(r, s, k, span), e))
                 else:
                     add(rec)
     return errors
@@ -422,14 +421,8 @@ def _convert_json(scopes: list[tuple[int, int, OtelScope, list[Any]]], add: Call
                 continue
             try:
                 rec = span_record(**_json_args(span, scope))
-            except ValidationError as e:
-                errors.append(f"{_json_where(r, s, k, span)}: {_describe(e)}")
-            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
-                errors.append(f"{_json_where(r, s, k, span)}: {e}")
-            except RecursionError:  # an attribute holding deeply nested JSON text
-                errors.append(
-                    f"{_json_where(r, s, k, span)}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
-                )
+            except _SPAN_ERRORS as e:
+                errors.append(_failure(_json_where(r, s, k, span), e))
             else:
                 add(rec)
     return errors
@@ -669,14 +662,8 @@ def _convert_typed_spans(req: _TRequest, add: Callable[[SpanIn], None], max_span
         for k, span in enumerate(spans):
             try:
                 rec = span_record(**_typed_args(span, scope))
-            except ValidationError as e:
-                errors.append(f"{_typed_where(r, s, k, span)}: {_describe(e)}")
-            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
-                errors.append(f"{_typed_where(r, s, k, span)}: {e}")
-            except RecursionError:  # an attribute holding deeply nested JSON text
-                errors.append(
-                    f"{_typed_where(r, s, k, span)}: a value nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
-                )
+            except _SPAN_ERRORS as e:
+                errors.append(_failure(_typed_where(r, s, k, span), e))
             else:
                 records.append(rec)
     for rec in records:
