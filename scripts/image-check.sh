@@ -56,7 +56,7 @@ start=$(date +%s)
 if [[ $engine == docker ]]; then
     docker build -t "$tag" "$src"
 else
-    "${B[@]}" bud --format docker --isolation chroot --network host --pull=never --layers -t "$tag" "$src"
+    "${B[@]}" bud --isolation chroot --network host --pull=never --layers -t "$tag" "$src"
 fi
 echo "image-check: built $tag in $(( $(date +%s) - start )) s"
 
